@@ -1,0 +1,82 @@
+//! The bundled tiny model: every example runs without `--model`.
+//!
+//! `tiny-sd1` is an SD 1.x-shaped model with random weights (CLIP text width 32, UNet channels
+//! 16/32/32, a four-level VAE so latents are 1/8 of the image, as in SD). It is built by
+//! `tools/make_fixtures.py` with diffusers and transformers, stored as an LDM-keyed float16
+//! single file — the layout of an A1111 checkpoint — with a diffusers config folder beside it,
+//! because its architecture is not a standard one. Its images are noise: it exists so that
+//! every code path runs in seconds on any machine, and so that tests compare against the
+//! reference libraries on exactly these weights.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+
+/// A model whose files are compiled into the library.
+#[derive(Debug, Clone, Copy)]
+pub struct BundledModel {
+    /// The file stem (`tiny-sd1`).
+    pub name: &'static str,
+    /// The single-file checkpoint (`.safetensors`, LDM key names).
+    pub weights: &'static [u8],
+    /// The diffusers config folder that describes it: relative path and contents.
+    pub config_files: &'static [(&'static str, &'static [u8])],
+}
+
+macro_rules! asset {
+    ($path:literal) => {
+        (
+            $path,
+            include_bytes!(concat!("../assets/tiny-sd1/", $path)) as &[u8],
+        )
+    };
+}
+
+/// The bundled SD 1.x-shaped tiny model.
+pub const TINY_SD1: BundledModel = BundledModel {
+    name: "tiny-sd1",
+    weights: include_bytes!("../assets/tiny-sd1.safetensors"),
+    config_files: &[
+        asset!("model_index.json"),
+        asset!("scheduler/scheduler_config.json"),
+        asset!("text_encoder/config.json"),
+        asset!("tokenizer/merges.txt"),
+        asset!("tokenizer/tokenizer_config.json"),
+        asset!("tokenizer/vocab.json"),
+        asset!("unet/config.json"),
+        asset!("vae/config.json"),
+    ],
+};
+
+impl BundledModel {
+    /// Writes the model into `dir` as `<name>.safetensors` plus the `<name>/` config folder
+    /// (the layout of a single-file checkpoint with its config beside it) and returns the
+    /// path of the `.safetensors` file. Files already there with the same contents are kept;
+    /// every file is written to a temporary name and renamed into place.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join("sd-core-doctest-bundled");
+    /// let weights = sd_core::bundled::TINY_SD1.extract_to(&dir)?;
+    /// assert!(weights.ends_with("tiny-sd1.safetensors"));
+    /// # Ok::<(), sd_core::CoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`CoreError::Io`] naming the file that could not be written.
+    pub fn extract_to(&self, dir: impl AsRef<Path>) -> Result<PathBuf> {
+        let dir = dir.as_ref();
+        let weights = dir.join(format!("{}.safetensors", self.name));
+        write_if_changed(&weights, self.weights)?;
+        for (relative, bytes) in self.config_files {
+            write_if_changed(&dir.join(self.name).join(relative), bytes)?;
+        }
+        Ok(weights)
+    }
+}
+
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|existing| existing == bytes) {
+        return Ok(());
+    }
+    crate::fs::write_atomic(path, bytes)
+}

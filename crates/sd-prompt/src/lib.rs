@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod and;
+mod ast;
+mod emphasis;
+mod error;
+mod number;
+mod parse;
+mod prompt;
+mod schedule;
+mod unicode;
+mod unicode_tables;
+
+pub use and::{AndPart, split_and};
+pub use ast::{Ast, Bracket, Node, Span, When};
+pub use emphasis::{Attention, ROUND_MULTIPLIER, SQUARE_MULTIPLIER, parse_attention};
+pub use error::{IssueKind, ParseIssue};
+pub use parse::MAX_NESTING;
+pub use prompt::{Conditioning, Prompt, ScheduledText, Subprompt, WeightedSchedule};
+pub use schedule::Steps;

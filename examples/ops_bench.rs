@@ -1,0 +1,124 @@
+//! Throughput of the two operations that dominate Stable Diffusion, on one backend.
+//!
+//! ```text
+//! cargo run --release --example ops_bench -- --device cpu
+//! cargo run --release --example ops_bench --features ndarray -- --device ndarray
+//! ```
+//!
+//! Times, at SD 1.5 shapes: a 3x3 convolution (320 channels, 64x64 latent, batch 2), the same
+//! convolution's backward pass, and the attention-projection matmul (4096x320 by 320x320,
+//! batched) plus a square 1024 matmul. Prints one JSON line per operation with the median time
+//! and GFLOP/s. `tools/bench_ops.py` runs the same shapes in PyTorch for the ratio.
+
+use std::time::Instant;
+
+use clap::Parser;
+use sd_textual_inversion::sd_core::{
+    DeviceChoice,
+    burn::tensor::{Device, Distribution, Tensor, module::conv2d, ops::ConvOptions},
+};
+
+#[derive(Parser)]
+#[command(about = "Measure conv2d and matmul GFLOP/s on a burn backend")]
+struct Args {
+    /// Backend: cpu (flex), wgpu, cuda, or ndarray (with `--features ndarray`, for comparison).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Timed repetitions per operation (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let device = pick_device(&args.device)?;
+    let conv = |b: usize, c: usize, hw: usize, device: &Device| {
+        let x = Tensor::<4>::random([b, c, hw, hw], Distribution::Default, device);
+        let w = Tensor::<4>::random([c, c, 3, 3], Distribution::Default, device);
+        (x, w, 2.0 * (b * c * c * 9 * hw * hw) as f64)
+    };
+
+    let (x, w, flops) = conv(2, 320, 64, &device);
+    report(&args, &device, "conv2d_3x3_b2_c320_64x64", flops, || {
+        let y = conv2d(
+            x.clone(),
+            w.clone(),
+            None,
+            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        );
+        let _ = y.into_data();
+    });
+
+    let grad_device = device.clone().autodiff();
+    let (x, w, flops) = conv(1, 320, 32, &grad_device);
+    let (x, w) = (x.require_grad(), w.require_grad());
+    // Backward computes the input and the weight gradients: twice the forward's work.
+    report(
+        &args,
+        &device,
+        "conv2d_3x3_backward_b1_c320_32x32",
+        2.0 * flops,
+        || {
+            let y = conv2d(
+                x.clone(),
+                w.clone(),
+                None,
+                ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+            );
+            let grads = y.sum().backward();
+            let _ = x.grad(&grads).map(|g| g.into_data());
+        },
+    );
+
+    let a = Tensor::<3>::random([2, 4096, 320], Distribution::Default, &device);
+    let b = Tensor::<3>::random([2, 320, 320], Distribution::Default, &device);
+    report(
+        &args,
+        &device,
+        "matmul_b2_4096x320x320",
+        2.0 * 2.0 * 4096.0 * 320.0 * 320.0,
+        || {
+            let _ = a.clone().matmul(b.clone()).into_data();
+        },
+    );
+
+    let a = Tensor::<2>::random([1024, 1024], Distribution::Default, &device);
+    let b = Tensor::<2>::random([1024, 1024], Distribution::Default, &device);
+    report(&args, &device, "matmul_1024", 2.0 * 1024f64.powi(3), || {
+        let _ = a.clone().matmul(b.clone()).into_data();
+    });
+    Ok(())
+}
+
+fn report(args: &Args, device: &Device, name: &str, flops: f64, mut op: impl FnMut()) {
+    op();
+    let _ = device.sync();
+    let mut times: Vec<f64> = (0..args.reps)
+        .map(|_| {
+            let start = Instant::now();
+            op();
+            let _ = device.sync();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "{}",
+        serde_json::json!({
+            "op": name, "device": args.device, "median_s": median,
+            "gflops": flops / median / 1e9, "times_s": times,
+        })
+    );
+}
+
+fn pick_device(name: &str) -> anyhow::Result<Device> {
+    if name == "ndarray" {
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)] // burn-ndarray is deprecated; measured here to show why.
+        return Ok(Device::ndarray());
+        #[cfg(not(feature = "ndarray"))]
+        anyhow::bail!("the ndarray backend needs `--features ndarray`");
+    }
+    Ok(name.parse::<DeviceChoice>()?.device()?)
+}
