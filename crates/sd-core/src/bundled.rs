@@ -62,7 +62,7 @@ impl BundledModel {
     /// ```
     ///
     /// # Errors
-    /// [`CoreError::Io`] naming the file that could not be written.
+    /// [`CoreError::Io`](crate::CoreError::Io) naming the file that could not be written.
     pub fn extract_to(&self, dir: impl AsRef<Path>) -> Result<PathBuf> {
         let dir = dir.as_ref();
         let weights = dir.join(format!("{}.safetensors", self.name));
