@@ -32,6 +32,72 @@ pub enum CoreError {
         /// What was expected and not found.
         reason: String,
     },
+    /// A config file or folder could not be used.
+    #[error("{path}: invalid config: {reason}")]
+    InvalidConfig {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The text encoder or its tokenizer could not be loaded.
+    #[error("{path}: text encoder: {source}")]
+    TextEncoder {
+        /// The checkpoint or component file.
+        path: PathBuf,
+        /// What the loader said.
+        #[source]
+        source: sd_clip::ClipError,
+    },
+    /// The UNet could not be loaded.
+    #[error("{path}: UNet: {source}")]
+    Unet {
+        /// The checkpoint or component file.
+        path: PathBuf,
+        /// What the loader said.
+        #[source]
+        source: sd_unet::UNetError,
+    },
+    /// The VAE could not be loaded.
+    #[error("{path}: VAE: {source}")]
+    Vae {
+        /// The checkpoint or VAE file.
+        path: PathBuf,
+        /// What the loader said.
+        #[source]
+        source: sd_vae::VaeError,
+    },
+    /// A network refused its input at run time (shapes that do not fit the model).
+    #[error("{network}: {reason}")]
+    Network {
+        /// Which network.
+        network: &'static str,
+        /// What it said.
+        reason: String,
+    },
+    /// A sampler or schedule could not run (unknown name, zero steps, ...).
+    #[error(transparent)]
+    Sampler(#[from] sd_schedulers::SchedulerError),
+    /// A generation request has a value out of range.
+    #[error("invalid {name}: {reason}")]
+    InvalidRequest {
+        /// The parameter (`width`, `steps`, ...).
+        name: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A prompt could not be turned into conditioning.
+    #[error(transparent)]
+    Conditioning(#[from] crate::conditioning::ConditioningError),
+    /// Generation parameters (infotext) or a PNG text chunk could not be read or written.
+    #[error(transparent)]
+    Infotext(#[from] crate::infotext::InfotextError),
+    /// A PyTorch `.ckpt` / `.pt` file is corrupt, truncated, or asks to run code.
+    #[error(transparent)]
+    TorchFile(#[from] crate::torch_file::TorchFileError),
+    /// A seed or noise setting is invalid.
+    #[error(transparent)]
+    Noise(#[from] crate::noise::NoiseError),
     /// A device name that is not one of `cpu`, `wgpu`, `cuda`.
     #[error("unknown device `{0}`: expected cpu, wgpu or cuda")]
     UnknownDevice(String),

@@ -3,14 +3,22 @@
 
 pub mod bundled;
 pub mod checkpoint;
+pub mod conditioning;
 mod device;
 mod error;
 pub mod fs;
+pub mod infotext;
+pub mod model;
+pub mod noise;
+pub mod pipeline;
+pub mod torch_file;
 
 /// The burn release these crates are written against, re-exported so callers build tensors
 /// and devices with the same types.
 pub use burn;
 pub use device::DeviceChoice;
 pub use error::{CoreError, Result};
+pub use model::{LoadOptions, ModelArchitecture, StableDiffusion};
+pub use pipeline::{Generation, GenerationParams, Img2ImgInput};
 /// The A1111 prompt language.
 pub use sd_prompt;

@@ -11,7 +11,7 @@ mod number;
 mod parse;
 mod prompt;
 mod schedule;
-mod unicode;
+pub mod unicode;
 mod unicode_tables;
 
 pub use and::{AndPart, split_and};

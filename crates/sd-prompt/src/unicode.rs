@@ -3,6 +3,14 @@
 //! terminal use. Rust's `char::is_whitespace` and `char::is_alphanumeric` differ from them
 //! (Python counts U+001C..U+001F as space and leaves combining marks out of `\w`), so the
 //! tables are generated from Python by `tools/prompt_reference.py --unicode-tables`.
+//!
+//! Public because other A1111 text formats (the infotext parser of `sd-core`) use the same
+//! classes.
+//!
+//! ```
+//! use sd_prompt::unicode::{is_space, is_word};
+//! assert!(is_space('\x1c') && !is_word('-'));
+//! ```
 
 use crate::unicode_tables::{DECIMAL, SPACE, WORD};
 
@@ -22,7 +30,7 @@ fn in_table(table: &[(u32, u32)], c: char) -> bool {
 }
 
 /// Python `\s` (`str.isspace()`).
-pub(crate) fn is_space(c: char) -> bool {
+pub fn is_space(c: char) -> bool {
     if c.is_ascii() {
         matches!(c, '\t'..='\r' | '\x1c'..=' ')
     } else {
@@ -31,7 +39,7 @@ pub(crate) fn is_space(c: char) -> bool {
 }
 
 /// Python `\w` (`str.isalnum()` or `_`), the class behind `\b`.
-pub(crate) fn is_word(c: char) -> bool {
+pub fn is_word(c: char) -> bool {
     if c.is_ascii() {
         c.is_ascii_alphanumeric() || c == '_'
     } else {
@@ -40,7 +48,7 @@ pub(crate) fn is_word(c: char) -> bool {
 }
 
 /// The value of a Python `\d` character (Unicode category Nd), as `float()` reads it.
-pub(crate) fn decimal_value(c: char) -> Option<u8> {
+pub fn decimal_value(c: char) -> Option<u8> {
     if c.is_ascii_digit() {
         return Some(c as u8 - b'0');
     }
@@ -51,14 +59,14 @@ pub(crate) fn decimal_value(c: char) -> Option<u8> {
 }
 
 /// Whether a `\b` boundary lies at byte `at` of `s` (between `s[..at]` and `s[at..]`).
-pub(crate) fn is_word_boundary(s: &str, at: usize) -> bool {
+pub fn is_word_boundary(s: &str, at: usize) -> bool {
     let before = s[..at].chars().next_back().is_some_and(is_word);
     let after = s[at..].chars().next().is_some_and(is_word);
     before != after
 }
 
 /// `s` without trailing Python whitespace.
-pub(crate) fn trim_end_space(s: &str) -> &str {
+pub fn trim_end_space(s: &str) -> &str {
     s.trim_end_matches(is_space)
 }
 

@@ -1,0 +1,259 @@
+//! [`StableDiffusion::load_with`]: from files on disk to networks on a device.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use burn::tensor::Device;
+use sd_clip::{ClipTextModel, ClipTokenizer, tokenizer::OPEN_CLIP_PAD_TOKEN};
+use sd_schedulers::Prediction;
+use sd_unet::UNet2DConditionModel;
+use sd_vae::AutoencoderKl;
+
+use super::architecture::ModelArchitecture;
+use super::weights::{self, WeightsFile};
+use super::{StableDiffusion, v_prediction};
+use crate::checkpoint::ModelFamily;
+use crate::error::{CoreError, Result};
+
+/// How to load a model beyond its path.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// A diffusers-style config folder (`unet/config.json`, `vae/config.json`,
+    /// `text_encoder/config.json`, optional `scheduler/` and `tokenizer/`) describing a
+    /// single-file checkpoint whose architecture is not a standard one, as diffusers'
+    /// `from_single_file(config=...)`. Without it, a folder named like the file's stem beside
+    /// it is used when present (`model.safetensors` + `model/`).
+    pub config_dir: Option<PathBuf>,
+    /// A separate VAE (`.safetensors`, `.pt`, `.ckpt`; LDM or diffusers keys), as A1111's
+    /// "SD VAE" setting, replacing the checkpoint's own.
+    pub vae: Option<PathBuf>,
+}
+
+impl StableDiffusion {
+    /// [`load`](Self::load) with options.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load); a separate VAE that does not fit names the VAE file.
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(CoreError::io(
+                path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        let mut model = if path.is_dir() {
+            load_folder(path, options, device)?
+        } else {
+            load_single_file(path, options, device)?
+        };
+        if let Some(vae_path) = &options.vae {
+            model.vae = load_separate_vae(vae_path, &model.architecture, device)?;
+        }
+        Ok(model)
+    }
+}
+
+fn load_folder(folder: &Path, options: &LoadOptions, device: &Device) -> Result<StableDiffusion> {
+    let config_dir = options.config_dir.as_deref().unwrap_or(folder);
+    let architecture = ModelArchitecture::from_config_dir(config_dir)?;
+    let tokenizer =
+        ClipTokenizer::from_pretrained(config_dir).map_err(|source| CoreError::TextEncoder {
+            path: config_dir.join("tokenizer"),
+            source,
+        })?;
+    let mut text = weights::open(&weights::component_file(folder, "text_encoder")?)?;
+    let text_encoder = load_text_encoder(
+        &mut text,
+        &architecture,
+        sd_clip::loader::WeightFormat::Diffusers,
+        device,
+    )?;
+    drop(text);
+    let mut unet_file = weights::open(&weights::component_file(folder, "unet")?)?;
+    let unet = load_unet(
+        &mut unet_file,
+        &architecture,
+        sd_unet::WeightFormat::Diffusers,
+        device,
+    )?;
+    drop(unet_file);
+    let mut vae_file = weights::open(&weights::component_file(folder, "vae")?)?;
+    let vae = load_vae(
+        &mut vae_file,
+        &architecture,
+        sd_vae::WeightFormat::Diffusers,
+        device,
+    )?;
+    assemble(
+        folder,
+        architecture,
+        tokenizer,
+        text_encoder,
+        unet,
+        vae,
+        device,
+    )
+}
+
+fn load_single_file(
+    path: &Path,
+    options: &LoadOptions,
+    device: &Device,
+) -> Result<StableDiffusion> {
+    let mut file = weights::open(path)?;
+    let beside = path.file_stem().map(|stem| path.with_file_name(stem));
+    let config_dir = options
+        .config_dir
+        .clone()
+        .or_else(|| beside.filter(|dir| dir.join("unet").join("config.json").is_file()));
+    let mut architecture = match &config_dir {
+        Some(dir) => ModelArchitecture::from_config_dir(dir)?,
+        None => ModelArchitecture::recognise(path, &file.shapes)?,
+    };
+    let tokenizer = single_file_tokenizer(path, config_dir.as_deref(), &architecture)?;
+    let text_encoder = load_text_encoder(
+        &mut file,
+        &architecture,
+        sd_clip::loader::WeightFormat::Ldm,
+        device,
+    )?;
+    let unet = load_unet(&mut file, &architecture, sd_unet::WeightFormat::Ldm, device)?;
+    let vae = load_vae(&mut file, &architecture, sd_vae::WeightFormat::Ldm, device)?;
+    drop(file);
+    // SD 2.x 512 (ε) and 768-v (v) have the same shapes: A1111 tells them apart by running
+    // the UNet once. A config says it outright, so the test runs only without one.
+    if config_dir.is_none()
+        && architecture.family == ModelFamily::Sd2
+        && architecture.unet.in_channels == 4
+        && v_prediction::is_v_prediction(&unet, architecture.unet.cross_attention_dim, device)
+            .map_err(|source| CoreError::Unet {
+                path: path.to_owned(),
+                source,
+            })?
+    {
+        architecture.prediction = Prediction::V;
+    }
+    assemble(
+        path,
+        architecture,
+        tokenizer,
+        text_encoder,
+        unet,
+        vae,
+        device,
+    )
+}
+
+/// A single file carries no tokenizer: the config folder's when it has one, else the
+/// standard CLIP vocabulary cut to the text encoder's embedding rows.
+fn single_file_tokenizer(
+    path: &Path,
+    config_dir: Option<&Path>,
+    architecture: &ModelArchitecture,
+) -> Result<ClipTokenizer> {
+    let clip_error = |source| CoreError::TextEncoder {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = config_dir
+        && (dir.join("tokenizer").is_dir())
+    {
+        return ClipTokenizer::from_pretrained(dir).map_err(clip_error);
+    }
+    let tokenizer =
+        ClipTokenizer::for_vocab_size(architecture.text_encoder.vocab_size).map_err(clip_error)?;
+    match architecture.family {
+        ModelFamily::Sd2 => tokenizer
+            .with_pad_token(OPEN_CLIP_PAD_TOKEN)
+            .map_err(clip_error),
+        _ => Ok(tokenizer),
+    }
+}
+
+fn load_text_encoder(
+    file: &mut WeightsFile,
+    architecture: &ModelArchitecture,
+    format: sd_clip::loader::WeightFormat,
+    device: &Device,
+) -> Result<ClipTextModel> {
+    sd_clip::loader::load(&architecture.text_encoder, &mut file.store, format, device)
+        .map(|(model, _report)| model)
+        .map_err(|source| CoreError::TextEncoder {
+            path: file.path.clone(),
+            source,
+        })
+}
+
+fn load_unet(
+    file: &mut WeightsFile,
+    architecture: &ModelArchitecture,
+    format: sd_unet::WeightFormat,
+    device: &Device,
+) -> Result<UNet2DConditionModel> {
+    UNet2DConditionModel::load(&architecture.unet, &mut file.store, format, device).map_err(
+        |source| CoreError::Unet {
+            path: file.path.clone(),
+            source,
+        },
+    )
+}
+
+fn load_vae(
+    file: &mut WeightsFile,
+    architecture: &ModelArchitecture,
+    format: sd_vae::WeightFormat,
+    device: &Device,
+) -> Result<AutoencoderKl> {
+    AutoencoderKl::load(&architecture.vae, &mut file.store, format, device).map_err(|source| {
+        CoreError::Vae {
+            path: file.path.clone(),
+            source,
+        }
+    })
+}
+
+/// A VAE file on its own: LDM keys (A1111's `.vae.pt` / `.vae.safetensors`, with or without
+/// the `first_stage_model.` prefix) or diffusers keys, told apart by the keys.
+fn load_separate_vae(
+    path: &Path,
+    architecture: &ModelArchitecture,
+    device: &Device,
+) -> Result<AutoencoderKl> {
+    let mut file = weights::open(path)?;
+    let format =
+        sd_vae::WeightFormat::detect(file.shapes.keys().map(String::as_str)).ok_or_else(|| {
+            CoreError::UnrecognisedCheckpoint {
+                path: path.to_owned(),
+                reason: "no VAE weights (neither LDM nor diffusers key names)".into(),
+            }
+        })?;
+    load_vae(&mut file, architecture, format, device)
+}
+
+fn assemble(
+    path: &Path,
+    architecture: ModelArchitecture,
+    tokenizer: ClipTokenizer,
+    text_encoder: ClipTextModel,
+    unet: UNet2DConditionModel,
+    vae: AutoencoderKl,
+    device: &Device,
+) -> Result<StableDiffusion> {
+    let noise_schedule = architecture.noise_schedule.init()?;
+    Ok(StableDiffusion {
+        tokenizer,
+        text_encoder,
+        unet,
+        vae,
+        architecture,
+        noise_schedule,
+        path: path.to_owned(),
+        device: device.clone(),
+        hash: OnceLock::new(),
+    })
+}

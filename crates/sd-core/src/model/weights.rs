@@ -1,0 +1,89 @@
+//! Opening a weights file as a burn store, whatever its container.
+
+use std::path::{Path, PathBuf};
+
+use burn::store::SafetensorsStore;
+
+use super::architecture::TensorShapes;
+use crate::checkpoint::SafetensorsHeader;
+use crate::error::{CoreError, Result};
+
+/// An opened weights file: the store the network loaders read, and every tensor's shape.
+pub(crate) struct WeightsFile {
+    /// The file.
+    pub path: PathBuf,
+    /// burn's view of the tensors (lazy for `.safetensors`).
+    pub store: SafetensorsStore,
+    /// Name → shape of every tensor.
+    pub shapes: TensorShapes,
+}
+
+/// Whether `path` names a PyTorch pickle container (`.ckpt`, `.pt`, `.pth`, `.bin`).
+pub(crate) fn is_torch_file(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        matches!(
+            e.to_ascii_lowercase().as_str(),
+            "ckpt" | "pt" | "pth" | "bin"
+        )
+    })
+}
+
+/// Opens `.safetensors` lazily; a PyTorch file is read as data (never executed) and its
+/// tensors, with their original dtypes, handed to burn as an in-memory safetensors image.
+pub(crate) fn open(path: &Path) -> Result<WeightsFile> {
+    if is_torch_file(path) {
+        return open_torch(path);
+    }
+    let header = SafetensorsHeader::read(path)?;
+    let shapes = header
+        .tensors
+        .into_iter()
+        .map(|(name, info)| (name, info.shape))
+        .collect();
+    Ok(WeightsFile {
+        path: path.to_owned(),
+        store: SafetensorsStore::from_file(path),
+        shapes,
+    })
+}
+
+fn open_torch(path: &Path) -> Result<WeightsFile> {
+    let file = crate::torch_file::TorchFile::open(path)?;
+    let tensors = file.state_dict()?;
+    let shapes = tensors
+        .iter()
+        .map(|(name, tensor)| (name.clone(), tensor.shape.clone()))
+        .collect();
+    // burn's stores read safetensors; the tensors keep their dtypes (fp16 stays fp16 until
+    // each loader casts it), at the cost of one in-memory copy of the file.
+    let bytes = file.to_safetensors(&tensors)?;
+    Ok(WeightsFile {
+        path: path.to_owned(),
+        store: SafetensorsStore::from_bytes(Some(bytes)),
+        shapes,
+    })
+}
+
+/// The weights file of a diffusers component folder (`unet/`, `vae/`, `text_encoder/`):
+/// full precision before fp16 variants, safetensors before PyTorch files.
+pub(crate) fn component_file(folder: &Path, component: &str) -> Result<PathBuf> {
+    let dir = folder.join(component);
+    let stems = match component {
+        "text_encoder" => ["model", "pytorch_model"],
+        _ => ["diffusion_pytorch_model", "diffusion_pytorch_model"],
+    };
+    let candidates = [
+        format!("{}.safetensors", stems[0]),
+        format!("{}.fp16.safetensors", stems[0]),
+        format!("{}.bin", stems[1]),
+        format!("{}.fp16.bin", stems[1]),
+    ];
+    candidates
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| CoreError::UnrecognisedCheckpoint {
+            path: dir.clone(),
+            reason: format!("no weights file (looked for {})", candidates.join(", ")),
+        })
+}

@@ -1,0 +1,53 @@
+//! The per-step conditioning of a run: the positive prompt split on AND and scheduled, the
+//! negative prompt scheduled, both encoded once per distinct text.
+
+use sd_prompt::Steps;
+
+use super::cfg_denoiser::GuidanceConds;
+use super::params::GenerationParams;
+use crate::checkpoint::ModelFamily;
+use crate::conditioning::{
+    CondSchedule, EmbeddingLookup, ModelFlavour, MultiCond, PromptEncoder, reconstruct_cond_batch,
+};
+use crate::error::Result;
+use crate::model::StableDiffusion;
+
+/// A1111's `c` and `uc` of `StableDiffusionProcessing.setup_conds`.
+pub(crate) struct ConditioningSchedule {
+    cond: MultiCond,
+    uncond: Vec<CondSchedule>,
+}
+
+impl ConditioningSchedule {
+    /// Encodes the batch's prompts (the same prompt for every image) over `total_steps`.
+    pub(crate) fn build(
+        model: &StableDiffusion,
+        params: &GenerationParams,
+        embeddings: &EmbeddingLookup,
+        total_steps: usize,
+    ) -> Result<Self> {
+        let flavour = match model.family() {
+            ModelFamily::Sd2 => ModelFlavour::Sd2,
+            _ => ModelFlavour::Sd1,
+        };
+        let encoder =
+            PromptEncoder::new(&model.tokenizer, &model.text_encoder, embeddings, flavour)
+                .with_clip_skip(params.clip_skip);
+        let steps = Steps::new(total_steps as u32);
+        let prompts = vec![params.prompt.as_str(); params.batch_size];
+        let negatives = vec![params.negative_prompt.as_str(); params.batch_size];
+        Ok(Self {
+            cond: encoder.multicond_learned_conditioning(&prompts, &steps)?,
+            uncond: encoder.learned_conditioning(&negatives, &steps)?,
+        })
+    }
+
+    /// The conditioning at A1111's step counter `step`.
+    pub(crate) fn at_step(&self, step: usize) -> Result<GuidanceConds> {
+        let step = u32::try_from(step).unwrap_or(u32::MAX);
+        Ok(GuidanceConds {
+            conds: self.cond.reconstruct(step),
+            uncond: reconstruct_cond_batch(&self.uncond, step)?,
+        })
+    }
+}

@@ -1,0 +1,308 @@
+//! txt2img and img2img with A1111's semantics: the same prompt, seed and settings give the
+//! same latents as the web UI (with `--rng cpu`, to float rounding).
+//!
+//! ```no_run
+//! use std::ops::ControlFlow;
+//! use sd_core::{GenerationParams, StableDiffusion, conditioning::EmbeddingLookup};
+//!
+//! let device = sd_core::DeviceChoice::Cpu.device()?;
+//! let model = StableDiffusion::load("model.safetensors", &device)?;
+//! let params = GenerationParams {
+//!     prompt: "a red fox in the snow".into(),
+//!     seed: 3711471449,
+//!     ..Default::default()
+//! };
+//! let result = model.txt2img(&params, &EmbeddingLookup::new(), &mut |_| ControlFlow::Continue(()))?;
+//! result.images[0].save("fox.png").ok();
+//! # Ok::<(), sd_core::CoreError>(())
+//! ```
+
+mod cfg_denoiser;
+mod conds;
+mod image;
+mod image_noise;
+mod img2img;
+mod latents_file;
+mod mask;
+mod params;
+mod sample;
+
+use std::ops::ControlFlow;
+
+use ::image::RgbImage;
+use burn::tensor::Tensor;
+use sd_schedulers::{SamplerOptions, SamplerSpec, StepInfo};
+
+pub use cfg_denoiser::{CfgDenoiser, CondProvider, GuidanceConds, LatentMask};
+pub use image::{images_to_tensor, tensor_to_images};
+pub use image_noise::ImageNoise;
+pub use latents_file::{LATENTS_KEY, save_latents};
+pub use mask::{PreparedMask, apply_overlay, fill_masked, prepare_mask};
+pub use params::{GenerationParams, Img2ImgInput, InpaintingFill};
+pub use sample::Start;
+
+use crate::conditioning::EmbeddingLookup;
+use crate::error::{CoreError, Result};
+use crate::model::StableDiffusion;
+use crate::noise::ImageRng;
+
+/// One sampling step, as reported to a progress callback.
+#[derive(Debug)]
+pub struct Progress<'a> {
+    /// Steps done so far (0-based index of this step).
+    pub step: usize,
+    /// Steps the sampler will run.
+    pub total_steps: usize,
+    /// The sampler's own report (σ, current latent, denoised estimate).
+    pub info: &'a StepInfo<'a>,
+}
+
+/// The result of a generation.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// The pictures, one per batch item.
+    pub images: Vec<RgbImage>,
+    /// The final latents before VAE decoding: `[batch, 4, height / 8, width / 8]`.
+    pub latents: Tensor<4>,
+    /// The seed of each picture (`seed + i`, after a random seed was picked for −1).
+    pub seeds: Vec<u64>,
+    /// The variation seed of each picture.
+    pub subseeds: Vec<u64>,
+    /// The parameters as run (random seeds resolved).
+    pub params: GenerationParams,
+    /// Whether the callback stopped the run early (the latents are then the last denoised
+    /// estimate, as A1111 returns on interrupt).
+    pub cancelled: bool,
+}
+
+/// A progress callback: return `ControlFlow::Break(())` to stop.
+pub type ProgressCallback<'a> = dyn FnMut(&Progress<'_>) -> ControlFlow<()> + 'a;
+
+impl StableDiffusion {
+    /// Text to image.
+    ///
+    /// # Errors
+    /// Invalid parameters ([`CoreError::InvalidRequest`], unknown sampler names), or a
+    /// network failing at run time.
+    pub fn txt2img(
+        &self,
+        params: &GenerationParams,
+        embeddings: &EmbeddingLookup,
+        progress: &mut ProgressCallback<'_>,
+    ) -> Result<Generation> {
+        self.generate(params, None, embeddings, progress)
+    }
+
+    /// Image to image, with an optional inpainting mask.
+    ///
+    /// # Errors
+    /// As [`txt2img`](Self::txt2img), plus an init image or mask that does not fit.
+    pub fn img2img(
+        &self,
+        params: &GenerationParams,
+        input: &Img2ImgInput,
+        embeddings: &EmbeddingLookup,
+        progress: &mut ProgressCallback<'_>,
+    ) -> Result<Generation> {
+        self.generate(params, Some(input), embeddings, progress)
+    }
+
+    fn generate(
+        &self,
+        params: &GenerationParams,
+        input: Option<&Img2ImgInput>,
+        embeddings: &EmbeddingLookup,
+        progress: &mut ProgressCallback<'_>,
+    ) -> Result<Generation> {
+        let params = resolve_seeds(params);
+        validate(&params, self)?;
+        let spec = SamplerSpec::parse(&params.sampler, params.schedule.as_deref())?;
+        let batch = params.batch_size;
+        let seeds: Vec<u64> = (0..batch as u64).map(|i| params.seed as u64 + i).collect();
+        let subseeds: Vec<u64> = (0..batch as u64)
+            .map(|i| params.subseed as u64 + i)
+            .collect();
+        let shape = [
+            self.unet_latent_channels(),
+            params.height as usize / 8,
+            params.width as usize / 8,
+        ];
+        let rng = ImageRng::new(params.rng, shape, &seeds)?
+            .with_subseeds(&subseeds, f64::from(params.subseed_strength));
+        let mut noise_source = ImageNoise::new(rng, batch, self.device());
+        let noise = noise_source.draw();
+
+        // A1111 schedules prompts over model evaluations: twice the steps for second-order
+        // samplers (`SamplerData.total_steps`).
+        let total_steps = if spec.sampler.info().second_order {
+            params.steps * 2
+        } else {
+            params.steps
+        };
+        let conds = conds::ConditioningSchedule::build(self, &params, embeddings, total_steps)?;
+        let mut provider = |step: usize| conds.at_step(step);
+
+        let setup = match input {
+            Some(input) => Some(self.prepare_img2img(input, &params, &seeds)?),
+            None => None,
+        };
+        let image_cond = (self.architecture().unet.in_channels == 9).then(|| {
+            self.inpainting_image_cond(
+                setup
+                    .as_ref()
+                    .map(|(_, mask, image)| (image, mask.as_ref())),
+                &params,
+            )
+        });
+        let start = match (&setup, input) {
+            (Some((setup, ..)), Some(input)) => Start::Image {
+                latent: Box::new(setup.init_latent.clone()),
+                strength: input.denoising_strength,
+            },
+            _ => Start::Noise,
+        };
+        let latent_mask = setup.as_ref().and_then(|(setup, ..)| {
+            setup.keep.clone().map(|keep| LatentMask {
+                init_latent: setup.init_latent.clone(),
+                keep,
+            })
+        });
+        let options = SamplerOptions {
+            eta: params.eta,
+            ..SamplerOptions::default()
+        };
+        let steps = params.steps;
+        let mut callback = |info: &StepInfo<'_>| {
+            progress(&Progress {
+                step: info.step,
+                total_steps: steps,
+                info,
+            })
+        };
+        let mut cancelled = false;
+        let latents = {
+            let mut denoiser = CfgDenoiser::new(
+                &self.unet,
+                self.noise_schedule(),
+                self.architecture().prediction,
+                &mut provider,
+                params.cfg_scale,
+            );
+            if let Some(cond) = image_cond {
+                denoiser = denoiser.with_image_cond(cond);
+            }
+            if let Some(mask) = latent_mask.clone() {
+                // A1111 blends the timestep samplers' input, the k-diffusion samplers' output.
+                denoiser = denoiser.with_mask(mask, spec.sampler.is_timestep_sampler());
+            }
+            let mut wrapped = |info: &StepInfo<'_>| {
+                let flow = callback(info);
+                if flow.is_break() {
+                    cancelled = true;
+                }
+                flow
+            };
+            let latents = sample::run(
+                &mut denoiser,
+                self.noise_schedule(),
+                spec,
+                steps,
+                start,
+                noise,
+                &mut noise_source,
+                &options,
+                &mut wrapped,
+            )?;
+            if let Some(error) = denoiser.take_error() {
+                return Err(error);
+            }
+            latents
+        };
+        // A1111 blends the final latent once more with the kept original.
+        let latents = match &latent_mask {
+            Some(mask) => {
+                let nmask = mask.keep.clone().neg().add_scalar(1.0);
+                latents * nmask + mask.init_latent.clone() * mask.keep.clone()
+            }
+            None => latents,
+        };
+        let images = self.decode_latents(latents.clone())?;
+        let images = match &setup {
+            Some((setup, ..)) => img2img::overlay_all(images, &setup.overlay),
+            None => images,
+        };
+        Ok(Generation {
+            images,
+            latents,
+            seeds,
+            subseeds,
+            params,
+            cancelled,
+        })
+    }
+
+    /// Latent channels the sampler works in (4; a 9-channel inpainting UNet still denoises 4).
+    fn unet_latent_channels(&self) -> usize {
+        self.architecture().unet.out_channels
+    }
+
+    /// VAE decode of UNet-scale latents to pictures.
+    ///
+    /// # Errors
+    /// When the pixels cannot be read back.
+    pub fn decode_latents(&self, latents: Tensor<4>) -> Result<Vec<RgbImage>> {
+        let pixels = self.vae.decode(self.vae.unscale_latents(latents));
+        tensor_to_images(pixels)
+    }
+}
+
+/// A1111's `get_fixed_seed`: −1 (or any negative) becomes a random seed below 2³².
+fn resolve_seeds(params: &GenerationParams) -> GenerationParams {
+    let mut params = params.clone();
+    if params.seed < 0 {
+        params.seed = random_seed();
+    }
+    if params.subseed < 0 {
+        params.subseed = random_seed();
+    }
+    params
+}
+
+fn random_seed() -> i64 {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let hash = std::collections::hash_map::RandomState::new().hash_one(nanos);
+    (hash % 4_294_967_294) as i64
+}
+
+fn validate(params: &GenerationParams, model: &StableDiffusion) -> Result<()> {
+    let invalid = |name, reason: String| Err(CoreError::InvalidRequest { name, reason });
+    for (name, side) in [("width", params.width), ("height", params.height)] {
+        if side == 0 || side % 8 != 0 {
+            return invalid(name, format!("{side} is not a positive multiple of 8"));
+        }
+    }
+    if params.steps == 0 {
+        return invalid("steps", "must be at least 1".into());
+    }
+    if params.batch_size == 0 {
+        return invalid("batch size", "must be at least 1".into());
+    }
+    if !params.cfg_scale.is_finite() {
+        return invalid("CFG scale", format!("{} is not a number", params.cfg_scale));
+    }
+    if params.clip_skip == 0 || params.clip_skip > model.text_encoder.num_layers() {
+        return invalid(
+            "clip skip",
+            format!(
+                "{} is outside 1..={} (the text encoder's layers)",
+                params.clip_skip,
+                model.text_encoder.num_layers()
+            ),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! What a user asks for: A1111's txt2img and img2img fields.
+
+use image::{GrayImage, RgbImage};
+use serde::{Deserialize, Serialize};
+
+use crate::noise::RngSource;
+
+/// The settings of one txt2img run (and the shared part of img2img), named and defaulted as
+/// A1111's UI: 20 steps of "Euler a", CFG scale 7, 512×512, seed −1 (random).
+///
+/// ```
+/// let params = sd_core::GenerationParams {
+///     prompt: "a red fox in the snow".into(),
+///     sampler: "DPM++ 2M Karras".into(),
+///     seed: 3711471449,
+///     ..Default::default()
+/// };
+/// assert_eq!(params.steps, 20);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenerationParams {
+    /// The prompt, in A1111's syntax (emphasis, editing, alternation, AND, BREAK).
+    pub prompt: String,
+    /// The negative prompt (same syntax; AND is not split).
+    pub negative_prompt: String,
+    /// Sampling steps.
+    pub steps: usize,
+    /// Sampler name as A1111 writes it ("Euler a", "DPM++ 2M", or an old combined name such
+    /// as "DPM++ 2M Karras").
+    pub sampler: String,
+    /// Schedule type ("Automatic", "Karras", "Exponential", ...); `None` = Automatic or what
+    /// a combined sampler name implies.
+    pub schedule: Option<String>,
+    /// Classifier-free guidance scale.
+    pub cfg_scale: f32,
+    /// Seed of the first image; image `i` of a batch uses `seed + i`. −1 picks one at random.
+    pub seed: i64,
+    /// Variation seed (A1111's "subseed"); −1 picks one at random.
+    pub subseed: i64,
+    /// Variation strength: how far toward the variation seed's noise (0 = off).
+    pub subseed_strength: f32,
+    /// Image width in pixels (a multiple of 8).
+    pub width: u32,
+    /// Image height in pixels (a multiple of 8).
+    pub height: u32,
+    /// Images per run.
+    pub batch_size: usize,
+    /// CLIP skip: 1 = the text encoder's last layer, 2 = the one before, ...
+    pub clip_skip: usize,
+    /// Where the noise comes from (A1111's "Random number generator source").
+    pub rng: RngSource,
+    /// η of ancestral and SDE samplers (`None` = the sampler's default, 1).
+    pub eta: Option<f64>,
+}
+
+impl Default for GenerationParams {
+    fn default() -> Self {
+        Self {
+            prompt: String::new(),
+            negative_prompt: String::new(),
+            steps: 20,
+            sampler: "Euler a".into(),
+            schedule: None,
+            cfg_scale: 7.0,
+            seed: -1,
+            subseed: -1,
+            subseed_strength: 0.0,
+            width: 512,
+            height: 512,
+            batch_size: 1,
+            clip_skip: 1,
+            rng: RngSource::default(),
+            eta: None,
+        }
+    }
+}
+
+/// What A1111's inpainting does with the masked area before sampling ("Masked content").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InpaintingFill {
+    /// Blur the colours of the unmasked picture into the hole ("fill").
+    Fill,
+    /// Keep the original picture under the mask ("original"). The default.
+    #[default]
+    Original,
+    /// Replace the masked latent with fresh noise ("latent noise").
+    LatentNoise,
+    /// Replace the masked latent with zeros ("latent nothing").
+    LatentNothing,
+}
+
+/// The extra inputs of img2img and inpainting.
+#[derive(Debug, Clone)]
+pub struct Img2ImgInput {
+    /// The picture to start from; resized to the requested size if it differs.
+    pub init_image: RgbImage,
+    /// "Denoising strength": 0 keeps the picture, 1 replaces it.
+    pub denoising_strength: f32,
+    /// White where the picture is repainted (inpainting); `None` for plain img2img.
+    pub mask: Option<GrayImage>,
+    /// Gaussian blur radius applied to the mask, in pixels (A1111 default 4).
+    pub mask_blur: u32,
+    /// What fills the masked area before sampling.
+    pub inpainting_fill: InpaintingFill,
+    /// Repaint where the mask is black instead ("Inpaint not masked").
+    pub inpainting_mask_invert: bool,
+}
+
+impl Img2ImgInput {
+    /// Plain img2img of `init_image` at `denoising_strength` (A1111 default 0.75).
+    pub fn new(init_image: RgbImage, denoising_strength: f32) -> Self {
+        Self {
+            init_image,
+            denoising_strength,
+            mask: None,
+            mask_blur: 4,
+            inpainting_fill: InpaintingFill::Original,
+            inpainting_mask_invert: false,
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Where sampling starts and which σ (or timesteps) it walks: txt2img from pure noise, img2img
+//! part-way down the schedule, as A1111's `sample` / `sample_img2img` do.
+
+use std::ops::ControlFlow;
+
+use burn::tensor::Tensor;
+use sd_schedulers::{
+    Denoiser, NoiseSchedule, NoiseSource, Plan, SamplerOptions, SamplerSpec, ScheduleOptions,
+    StepInfo,
+};
+
+use crate::error::{CoreError, Result};
+
+/// How a run begins.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// From noise alone (txt2img).
+    Noise,
+    /// From an encoded image, noised to the level `strength` asks for (img2img).
+    Image {
+        /// The init latent, scaled as the UNet sees latents: `[batch, 4, h, w]`.
+        latent: Box<Tensor<4>>,
+        /// A1111's "Denoising strength", 0..1.
+        strength: f32,
+    },
+}
+
+/// The plan of an img2img run and its starting latent, following A1111 with "fix steps" off:
+/// `t_enc = ⌊min(strength, 0.999) · steps⌋`; k-diffusion samplers take
+/// `σ[steps − t_enc − 1 ..]` and start at `x₀ + noise · σ_start`; timestep samplers take
+/// `timesteps[.. t_enc]` and start at `√ᾱ·x₀ + √(1 − ᾱ)·noise` with ᾱ of `timesteps[t_enc]`.
+pub(crate) fn img2img_plan(
+    spec: SamplerSpec,
+    full: Plan,
+    steps: usize,
+    strength: f32,
+    ns: &NoiseSchedule,
+    init: Tensor<4>,
+    noise: Tensor<4>,
+) -> Result<(Plan, Tensor<4>)> {
+    if !(0.0..=1.0).contains(&strength) {
+        return Err(CoreError::InvalidRequest {
+            name: "denoising strength",
+            reason: format!("{strength} is outside 0..1"),
+        });
+    }
+    let t_enc = (f64::from(strength).min(0.999) * steps as f64).floor() as usize;
+    let out_of_range = || CoreError::InvalidRequest {
+        name: "steps",
+        reason: format!("the schedule of {steps} steps is too short for img2img"),
+    };
+    Ok(match full {
+        Plan::Sigmas(sigmas) => {
+            let sched = sigmas
+                .get(steps - t_enc - 1..)
+                .ok_or_else(out_of_range)?
+                .to_vec();
+            let x = init + noise.mul_scalar(sched[0]);
+            (Plan::Sigmas(sched), x)
+        }
+        Plan::Timesteps(timesteps) => {
+            let t = *timesteps.get(t_enc).ok_or_else(out_of_range)?;
+            let a = ns.alphas_cumprod()[t];
+            let x = init.mul_scalar(a.sqrt()) + noise.mul_scalar((1.0 - a).sqrt());
+            (Plan::Timesteps(timesteps[..t_enc].to_vec()), x)
+        }
+        Plan::DpmSolver { .. } => {
+            // A1111 hands DPM fast / adaptive the σ range of the img2img part of the
+            // sampler's σ list, and `n = len − 1` evaluations.
+            let sigmas = spec.sampler.sigmas(
+                spec.schedule,
+                steps,
+                ns,
+                &ScheduleOptions::default(),
+                false,
+            )?;
+            let sched = sigmas.get(steps - t_enc - 1..).ok_or_else(out_of_range)?;
+            if sched.len() < 2 {
+                return Err(out_of_range());
+            }
+            let x = init + noise.mul_scalar(sched[0]);
+            let plan = Plan::DpmSolver {
+                sigma_min: sched[sched.len() - 2],
+                sigma_max: sched[0],
+                steps: sched.len() - 1,
+                start_sigma: sched[0],
+            };
+            (plan, x)
+        }
+        _ => return Err(out_of_range()),
+    })
+}
+
+/// Runs `spec` for `steps` steps from `start`, with unit-variance `noise` as the first draw
+/// of the image generators; returns the final latent (or the last denoised estimate when the
+/// callback cancelled).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    denoiser: &mut dyn Denoiser,
+    ns: &NoiseSchedule,
+    spec: SamplerSpec,
+    steps: usize,
+    start: Start,
+    noise: Tensor<4>,
+    step_noise: &mut dyn NoiseSource,
+    options: &SamplerOptions,
+    callback: &mut dyn FnMut(&StepInfo<'_>) -> ControlFlow<()>,
+) -> Result<Tensor<4>> {
+    let full = spec
+        .sampler
+        .plan(spec.schedule, steps, ns, &ScheduleOptions::default())?;
+    let (plan, x) = match start {
+        Start::Noise => {
+            let scale = full.initial_noise_scale();
+            (full, noise.mul_scalar(scale))
+        }
+        Start::Image { latent, strength } => {
+            img2img_plan(spec, full, steps, strength, ns, *latent, noise)?
+        }
+    };
+    let sampled = spec
+        .sampler
+        .sample(denoiser, ns, x, &plan, step_noise, options, callback)?;
+    Ok(sampled.latent)
+}

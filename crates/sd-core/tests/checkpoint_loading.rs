@@ -1,0 +1,189 @@
+//! `StableDiffusion::load` on every container users have: diffusers folders, single
+//! `.safetensors` files, `.ckpt` pickles (made here from the bundled model with our own torch
+//! writer, whose output `torch.load(weights_only=True)` accepts), hostile and broken files.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use burn::tensor::Device;
+use safetensors::SafeTensors;
+use sd_core::conditioning::EmbeddingLookup;
+use sd_core::noise::RngSource;
+use sd_core::torch_file::{DType, PickleValue, TorchWriter, WriteOptions};
+use sd_core::{CoreError, GenerationParams, LoadOptions, StableDiffusion};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+fn quick_params() -> GenerationParams {
+    GenerationParams {
+        prompt: "a cat".into(),
+        steps: 3,
+        sampler: "Euler".into(),
+        seed: 1,
+        width: 64,
+        height: 64,
+        rng: RngSource::Cpu,
+        ..GenerationParams::default()
+    }
+}
+
+fn latents(model: &StableDiffusion) -> Vec<f32> {
+    model
+        .txt2img(&quick_params(), &EmbeddingLookup::new(), &mut |_| {
+            ControlFlow::Continue(())
+        })
+        .expect("generates")
+        .latents
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32")
+}
+
+/// The bundled single file re-saved as an A1111-style `.ckpt` (`{"state_dict": ...,
+/// "global_step": ...}`, fp16 tensors).
+fn write_ckpt(dir: &Path) -> std::path::PathBuf {
+    let bytes = sd_core::bundled::TINY_SD1.weights;
+    let file = SafeTensors::deserialize(bytes).expect("bundled safetensors");
+    let mut writer = TorchWriter::new();
+    let mut entries = Vec::new();
+    let mut names: Vec<String> = file.names().into_iter().map(String::from).collect();
+    names.sort();
+    for name in names {
+        let view = file.tensor(&name).expect("tensor");
+        let dtype = match view.dtype() {
+            safetensors::Dtype::F16 => DType::F16,
+            safetensors::Dtype::F32 => DType::F32,
+            safetensors::Dtype::I64 => DType::I64,
+            other => panic!("unexpected dtype {other:?}"),
+        };
+        let tensor = writer
+            .add_tensor(dtype, view.shape(), view.data().to_vec())
+            .expect("add tensor");
+        entries.push((PickleValue::String(name), PickleValue::Tensor(tensor)));
+    }
+    let root = PickleValue::Dict(vec![
+        (
+            PickleValue::String("global_step".into()),
+            PickleValue::Int(470_000),
+        ),
+        (
+            PickleValue::String("state_dict".into()),
+            PickleValue::Dict(entries),
+        ),
+    ]);
+    let path = dir.join("tiny-sd1.ckpt");
+    let bytes = writer
+        .finish(&root, &WriteOptions::named("tiny-sd1"))
+        .expect("pickle");
+    std::fs::write(&path, bytes).expect("write ckpt");
+    // The config folder beside it, as for the `.safetensors`.
+    sd_core::bundled::TINY_SD1
+        .extract_to(dir)
+        .expect("extract configs");
+    path
+}
+
+#[test]
+fn a_ckpt_loads_like_the_safetensors_it_was_made_from() {
+    let device = Device::default();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ckpt = write_ckpt(dir.path());
+    let safetensors = dir.path().join("tiny-sd1.safetensors");
+    let from_ckpt = StableDiffusion::load(&ckpt, &device).expect("ckpt loads");
+    let from_safetensors = StableDiffusion::load(&safetensors, &device).expect("loads");
+    // Same weights, same run: identical bits.
+    assert_eq!(latents(&from_ckpt), latents(&from_safetensors));
+    assert_eq!(from_ckpt.name(), "tiny-sd1");
+}
+
+#[test]
+fn a_pickle_that_would_run_code_is_refused_without_running_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let evil = dir.path().join("evil.ckpt");
+    std::fs::copy(format!("{ROOT}/fixtures/torch_file/malicious.pt"), &evil).expect("copy");
+    let err = StableDiffusion::load(&evil, &Device::default()).expect_err("refused");
+    assert!(matches!(err, CoreError::TorchFile(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("evil.ckpt"), "{message}");
+    assert!(message.contains("system"), "{message}");
+}
+
+#[test]
+fn truncated_and_missing_files_are_typed_errors_naming_the_file() {
+    let device = Device::default();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let full = sd_core::bundled::TINY_SD1.weights;
+    for (name, len) in [
+        ("cut-header.safetensors", 100),
+        ("cut-data.safetensors", full.len() / 2),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &full[..len]).expect("write");
+        let err = StableDiffusion::load(&path, &device).expect_err("truncated");
+        assert!(err.to_string().contains(name), "{err}");
+    }
+    let ckpt = write_ckpt(dir.path());
+    let bytes = std::fs::read(&ckpt).expect("read");
+    let cut = dir.path().join("cut.ckpt");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).expect("write");
+    let err = StableDiffusion::load(&cut, &device).expect_err("truncated ckpt");
+    assert!(err.to_string().contains("cut.ckpt"), "{err}");
+    let missing = dir.path().join("nope.safetensors");
+    let err = StableDiffusion::load(&missing, &device).expect_err("missing");
+    assert!(matches!(err, CoreError::Io { .. }), "{err:?}");
+}
+
+#[test]
+fn a_nonstandard_single_file_without_config_says_where_to_put_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("mystery.safetensors");
+    std::fs::write(&path, sd_core::bundled::TINY_SD1.weights).expect("write");
+    let err = StableDiffusion::load(&path, &Device::default()).expect_err("no config");
+    assert!(
+        matches!(err, CoreError::UnrecognisedCheckpoint { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("`mystery/`"), "{err}");
+}
+
+#[test]
+fn a_separate_vae_file_replaces_the_checkpoints_own() {
+    let device = Device::default();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let weights = sd_core::bundled::TINY_SD1
+        .extract_to(dir.path())
+        .expect("extract");
+    // The diffusers VAE of the same model, as a standalone file.
+    let vae = format!("{ROOT}/fixtures/tiny-sd1/vae/diffusion_pytorch_model.safetensors");
+    let with_vae = StableDiffusion::load_with(
+        &weights,
+        &LoadOptions {
+            vae: Some(vae.into()),
+            ..LoadOptions::default()
+        },
+        &device,
+    )
+    .expect("loads with a separate VAE");
+    let plain = StableDiffusion::load(&weights, &device).expect("loads");
+    let decode = |m: &StableDiffusion| {
+        let latent = burn::tensor::Tensor::<4>::ones([1, 4, 8, 8], &device);
+        m.vae
+            .decode(latent)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32")
+    };
+    assert_eq!(decode(&with_vae), decode(&plain));
+    let err = StableDiffusion::load_with(
+        &weights,
+        &LoadOptions {
+            vae: Some(
+                format!("{ROOT}/fixtures/tiny-sd1/unet/diffusion_pytorch_model.safetensors").into(),
+            ),
+            ..LoadOptions::default()
+        },
+        &device,
+    )
+    .expect_err("a UNet is not a VAE");
+    assert!(err.to_string().contains("diffusion_pytorch_model"), "{err}");
+}
