@@ -19,3 +19,189 @@ pub fn model_or_bundled(model: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         }
     }
 }
+
+/// The flags txt2img and img2img share (A1111's generation settings).
+#[derive(Debug, clap::Args)]
+pub struct GenerationArgs {
+    /// A checkpoint: a single `.safetensors`/`.ckpt` file (A1111's) or a diffusers folder.
+    /// Default: the bundled tiny model (its pictures are noise; it exists to run everything
+    /// in seconds).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// A diffusers-style config folder for a single-file checkpoint whose architecture is not
+    /// a standard SD 1.x/2.x one.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A separate VAE file, replacing the checkpoint's own.
+    #[arg(long)]
+    pub vae: Option<PathBuf>,
+    /// The prompt (A1111 syntax: `(word:1.2)`, `[a|b]`, `[from:to:0.5]`, AND, BREAK).
+    #[arg(long, default_value = "")]
+    pub prompt: String,
+    /// The negative prompt.
+    #[arg(long, default_value = "")]
+    pub negative_prompt: String,
+    /// Sampling steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Sampler, as A1111 names it ("Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", ...).
+    #[arg(long, default_value = "Euler a")]
+    pub sampler: String,
+    /// Schedule type: automatic, uniform, karras, exponential, polyexponential, sgm_uniform,
+    /// kl_optimal, align_your_steps, simple, normal, ddim, beta.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Classifier-free guidance scale.
+    #[arg(long, default_value_t = 7.0)]
+    pub cfg_scale: f32,
+    /// Seed (−1: random).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    pub seed: i64,
+    /// Variation seed (−1: random).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    pub subseed: i64,
+    /// Variation strength (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    pub subseed_strength: f32,
+    /// Width in pixels (a multiple of 8).
+    #[arg(long, default_value_t = 512)]
+    pub width: u32,
+    /// Height in pixels (a multiple of 8).
+    #[arg(long, default_value_t = 512)]
+    pub height: u32,
+    /// Pictures per run (image i uses seed + i).
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// CLIP skip (1 = last layer; SD 2.x ignores it, as A1111 does).
+    #[arg(long, default_value_t = 1)]
+    pub clip_skip: usize,
+    /// Noise source: gpu (A1111's default; NVIDIA's Philox stream, = nv), cpu (torch's CPU
+    /// generator) or nv.
+    #[arg(long, default_value = "gpu")]
+    pub rng: String,
+    /// η of ancestral samplers (default: the sampler's own, 1).
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// A folder of textual-inversion embeddings, searched recursively; use them in the prompt
+    /// by file name.
+    #[arg(long)]
+    pub embeddings_dir: Option<PathBuf>,
+    /// Compute device: cpu, wgpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Where to write the picture (PNG with A1111's `parameters`); batch item i > 0 goes to
+    /// `<stem>-<i>.png`.
+    #[arg(long, default_value = "output.png")]
+    pub output: PathBuf,
+    /// Also write the final latents (key `latents`, `[B, 4, H/8, W/8]`, f32) before decoding.
+    #[arg(long)]
+    pub save_latents: Option<PathBuf>,
+}
+
+use std::ops::ControlFlow;
+
+use sd_textual_inversion::sd_core::{
+    DeviceChoice, Generation, GenerationParams, LoadOptions, StableDiffusion,
+    conditioning::EmbeddingLookup, infotext, pipeline,
+};
+
+impl GenerationArgs {
+    /// Loads the model the flags name (the bundled one without `--model`) on `--device`.
+    ///
+    /// # Errors
+    /// Unknown device, unreadable or unrecognised checkpoint.
+    pub fn load_model(&self) -> anyhow::Result<StableDiffusion> {
+        let device = self.device.parse::<DeviceChoice>()?.device()?;
+        let path = model_or_bundled(self.model.clone())?;
+        let options = LoadOptions {
+            config_dir: self.config.clone(),
+            vae: self.vae.clone(),
+        };
+        Ok(StableDiffusion::load_with(&path, &options, &device)?)
+    }
+
+    /// The library's parameters for these flags.
+    ///
+    /// # Errors
+    /// An unknown `--rng` name.
+    pub fn params(&self) -> anyhow::Result<GenerationParams> {
+        Ok(GenerationParams {
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            steps: self.steps,
+            sampler: self.sampler.clone(),
+            schedule: self.schedule.clone(),
+            cfg_scale: self.cfg_scale,
+            seed: self.seed,
+            subseed: self.subseed,
+            subseed_strength: self.subseed_strength,
+            width: self.width,
+            height: self.height,
+            batch_size: self.batch_size,
+            clip_skip: self.clip_skip,
+            rng: self.rng.parse()?,
+            eta: self.eta,
+        })
+    }
+
+    /// The embeddings `--embeddings-dir` holds (none without the flag).
+    ///
+    /// # Errors
+    /// When the folder cannot be read.
+    pub fn embeddings(&self, _model: &StableDiffusion) -> anyhow::Result<EmbeddingLookup> {
+        match &self.embeddings_dir {
+            None => Ok(EmbeddingLookup::new()),
+            Some(dir) => anyhow::bail!(
+                "{}: loading an embeddings folder is not available in this build yet",
+                dir.display()
+            ),
+        }
+    }
+
+    /// Writes each picture as a PNG with its A1111 `parameters` text (`--output`, then
+    /// `<stem>-<i>.png`), and the latents when `--save-latents` asks; prints the paths.
+    ///
+    /// # Errors
+    /// When a file cannot be written.
+    pub fn save(&self, generation: &Generation, model: &StableDiffusion) -> anyhow::Result<()> {
+        for (i, image) in generation.images.iter().enumerate() {
+            let path = if i == 0 {
+                self.output.clone()
+            } else {
+                let stem = self
+                    .output
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "output".into());
+                self.output.with_file_name(format!("{stem}-{i}.png"))
+            };
+            let text = generation.infotext(i, model);
+            infotext::write_png_rgb8(&path, image.width(), image.height(), image.as_raw(), &text)?;
+            println!("{}", path.display());
+        }
+        if let Some(path) = &self.save_latents {
+            pipeline::save_latents(path, generation.latents.clone())?;
+            println!("{}", path.display());
+        }
+        Ok(())
+    }
+}
+
+/// A terminal progress bar over sampling steps; Ctrl-C is not intercepted (the run stops).
+pub fn progress_bar(steps: usize) -> impl FnMut(&pipeline::Progress<'_>) -> ControlFlow<()> {
+    let bar = indicatif::ProgressBar::new(steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} steps, {elapsed} ({eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    move |p| {
+        bar.set_length(p.total_steps as u64);
+        bar.set_position(p.step as u64 + 1);
+        if p.step + 1 >= p.total_steps {
+            bar.finish_and_clear();
+        }
+        ControlFlow::Continue(())
+    }
+}

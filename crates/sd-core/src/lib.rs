@@ -22,3 +22,11 @@ pub use model::{LoadOptions, ModelArchitecture, StableDiffusion};
 pub use pipeline::{Generation, GenerationParams, Img2ImgInput};
 /// The A1111 prompt language.
 pub use sd_prompt;
+/// Noise schedules and samplers.
+pub use sd_schedulers;
+/// The CLIP tokenizer and text encoder.
+pub use sd_clip;
+/// The denoising UNet.
+pub use sd_unet;
+/// The autoencoder.
+pub use sd_vae;

@@ -185,3 +185,24 @@ fn the_initial_noise_is_torch_cpu_noise() {
     let err = relative_error(ours, reference("euler_a_batch2.noise"));
     assert_eq!(err, 0.0, "torch CPU noise is bit-exact");
 }
+
+/// The infotext is A1111's: its keys, order and omissions, and it parses back to the run.
+#[test]
+fn the_infotext_reads_back_as_the_run() {
+    let model = load("tiny-sd1");
+    let case = cases()
+        .into_iter()
+        .find(|c| c.name == "euler_a_batch2")
+        .expect("case");
+    let out = run(&model, &case);
+    let text = out.infotext(1, &model);
+    assert_eq!(
+        text,
+        "portrait of an old man\nSteps: 6, Sampler: Euler a, Schedule type: Automatic, \
+         CFG scale: 5, Seed: 124, Size: 64x48, Model: tiny-sd1, RNG: CPU"
+    );
+    let parsed = sd_core::infotext::GenerationParameters::parse(&text);
+    assert_eq!(parsed.seed, Some(124));
+    assert_eq!(parsed.sampler.as_deref(), Some("Euler a"));
+    assert_eq!((parsed.width, parsed.height), (Some(64), Some(48)));
+}

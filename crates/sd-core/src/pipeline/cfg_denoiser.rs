@@ -98,6 +98,7 @@ impl<'a> CfgDenoiser<'a> {
 
     fn guided(&mut self, x: Tensor<4>, sigma: f32) -> Result<Tensor<4>> {
         let GuidanceConds { conds, uncond } = (self.conds)(self.step)?;
+        let unblended = x.clone();
         let x = match (&self.mask, self.mask_before_denoising) {
             // The timestep samplers' latent is in the variance-preserving scale; this
             // denoiser sees it multiplied by √(1 + σ²), and so must the clean latent.
@@ -181,7 +182,12 @@ impl<'a> CfgDenoiser<'a> {
                 let nmask = keep.clone().neg().add_scalar(1.0);
                 denoised * nmask + mask.init_latent.clone() * keep
             }
-            _ => denoised,
+            // A1111's timestep samplers take ε of the blended input but step from their own,
+            // unblended x (`pred_x0 = (x − √(1−ᾱ)·ε) / √ᾱ`). The sampler recovers ε as
+            // (x − D) / σ from the x it passed in, so hand it D shifted by the blend:
+            // x − (x_blended − D_blended).
+            Some(_) => unblended - (x - denoised),
+            None => denoised,
         })
     }
 

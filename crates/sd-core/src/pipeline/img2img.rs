@@ -2,13 +2,14 @@
 //! `StableDiffusionProcessingImg2Img.init`, whole-picture mode), and the overlay after it.
 
 use burn::tensor::{Tensor, TensorData};
-use image::{GrayImage, RgbImage, imageops};
+use image::{GrayImage, RgbImage};
 
 use super::image::images_to_tensor;
 use super::mask::{
     PreparedMask, apply_overlay, fill_masked, inpainting_masks, latent_keep_mask, prepare_mask,
 };
 use super::params::{GenerationParams, Img2ImgInput, InpaintingFill};
+use super::pil_resize::{PilFilter, resize_rgb};
 use crate::error::Result;
 use crate::model::StableDiffusion;
 use crate::noise::ImageRng;
@@ -24,14 +25,15 @@ pub(crate) struct Img2ImgSetup {
 }
 
 impl StableDiffusion {
-    /// The picture at the requested size ("Just resize": Lanczos).
+    /// The picture at the requested size ("Just resize": PIL's `LANCZOS`, as A1111's
+    /// `resize_image` without an upscaler).
     pub(crate) fn resized_init_image(input: &Img2ImgInput, params: &GenerationParams) -> RgbImage {
-        let (w, h) = (params.width, params.height);
-        if input.init_image.dimensions() == (w, h) {
-            input.init_image.clone()
-        } else {
-            imageops::resize(&input.init_image, w, h, imageops::FilterType::Lanczos3)
-        }
+        resize_rgb(
+            &input.init_image,
+            params.width,
+            params.height,
+            PilFilter::Lanczos,
+        )
     }
 
     /// Encodes pictures to UNet-scale latents: the VAE posterior's mean × scaling factor.

@@ -4,6 +4,8 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use image::{GrayImage, RgbImage, imageops};
 
+use super::pil_resize::{PilFilter, resize_gray};
+
 /// A mask made ready for one run at `width × height`.
 #[derive(Debug, Clone)]
 pub struct PreparedMask {
@@ -16,7 +18,8 @@ pub struct PreparedMask {
 }
 
 /// Blurs (`blur` pixels, A1111's "Mask blur", along x then y as its two `cv2.GaussianBlur`
-/// passes), optionally inverts, and resizes `mask` to `width × height` (Lanczos).
+/// passes), optionally inverts, and resizes `mask` to `width × height` (PIL's `LANCZOS`, as
+/// A1111's `resize_image`; exact).
 ///
 /// The blur uses OpenCV's kernel (`2·⌊2.5·σ + 0.5⌋ + 1` taps, σ = `blur`, mirrored border)
 /// in floating point; OpenCV computes 8-bit blurs in fixed point, so edge pixels can differ
@@ -36,7 +39,7 @@ pub fn prepare_mask(
         mask = gaussian_blur_x_then_y(&mask, blur as f64);
     }
     if mask.dimensions() != (width, height) {
-        mask = imageops::resize(&mask, width, height, imageops::FilterType::Lanczos3);
+        mask = resize_gray(&mask, width, height, PilFilter::Lanczos);
     }
     let overlay = GrayImage::from_fn(width, height, |x, y| {
         image::Luma([mask.get_pixel(x, y).0[0].saturating_mul(2)])
@@ -94,21 +97,17 @@ fn gaussian_blur_x_then_y(mask: &GrayImage, sigma: f64) -> GrayImage {
     pass(&pass(mask, true), false)
 }
 
-/// The latent mask A1111 blends with: the mask shrunk to the latent size (bicubic), scaled to
-/// 0..1 and rounded to 0 or 1 ("mask_round", on by default). Returns A1111's `mask` (1 where
-/// the original is kept): `[1, 1, h/8, w/8]`.
+/// The latent mask A1111 blends with: the mask shrunk to the latent size (PIL's `BICUBIC`,
+/// the default of `Image.resize`, reproduced exactly: a level off near 127.5 would flip a
+/// latent pixel), scaled to 0..1 and rounded to 0 or 1 ("mask_round", on by default).
+/// Returns A1111's `mask` (1 where the original is kept): `[1, 1, h/8, w/8]`.
 pub fn latent_keep_mask(
     mask: &GrayImage,
     latent_width: u32,
     latent_height: u32,
     device: &Device,
 ) -> Tensor<4> {
-    let small = imageops::resize(
-        mask,
-        latent_width,
-        latent_height,
-        imageops::FilterType::CatmullRom,
-    );
+    let small = resize_gray(mask, latent_width, latent_height, PilFilter::Bicubic);
     let keep: Vec<f32> = small
         .pixels()
         .map(|p| 1.0 - round_half_even(f32::from(p.0[0]) / 255.0))
@@ -165,41 +164,33 @@ fn round_half_even(v: f32) -> f32 {
 }
 
 /// Pastes the original picture back over the generated one where the overlay mask is dark
-/// (A1111's `apply_overlay` with the whole-picture overlay: original pixels at opacity
-/// `255 − overlay`).
+/// (A1111's `apply_overlay` with the whole-picture overlay), with PIL's 8-bit arithmetic:
+/// the original is pasted into an empty "RGBa" picture through `255 − overlay`, converted to
+/// "RGBA" and alpha-composited over the generated picture.
 pub fn apply_overlay(generated: &RgbImage, original: &RgbImage, overlay: &GrayImage) -> RgbImage {
-    RgbImage::from_fn(generated.width(), generated.height(), |x, y| {
-        let alpha = f32::from(255 - overlay.get_pixel(x, y).0[0]) / 255.0;
-        let g = generated.get_pixel(x, y).0;
-        let o = original.get_pixel(x, y).0;
-        let mut out = [0u8; 3];
-        for c in 0..3 {
-            let v = f32::from(o[c]) * alpha + f32::from(g[c]) * (1.0 - alpha);
-            out[c] = v.round().clamp(0.0, 255.0) as u8;
-        }
-        image::Rgb(out)
-    })
+    let (w, h) = generated.dimensions();
+    let inverted: Vec<u8> = overlay.pixels().map(|p| 255 - p.0[0]).collect();
+    let mut pasted = vec![[0u8; 4]; (w * h) as usize];
+    paste_with_mask(&mut pasted, &rgb_to_premultiplied(original), &inverted);
+    let layer: Vec<Rgba> = pasted.iter().map(unpremultiply).collect();
+    let base: Vec<Rgba> = generated
+        .pixels()
+        .map(|p| [p.0[0], p.0[1], p.0[2], 255])
+        .collect();
+    to_rgb(w, h, &alpha_composite(&base, &layer))
 }
 
 /// A1111's "fill" (`masking.fill`): the masked area painted with ever less blurred copies of
-/// the unmasked colours (Gaussian radii 256, 64, 16, 4, 2, 0 composited over each other).
-/// PIL's Gaussian blur is an extended box blur; this one is three box passes of the same
-/// variance, so colours inside the hole differ slightly from A1111's.
+/// the unmasked colours (PIL Gaussian radii 256, 64, 16, 4, 2, 0 alpha-composited over each
+/// other). Every step is PIL's own 8-bit arithmetic (premultiplied "RGBa" paste, the
+/// extended box blur behind `ImageFilter.GaussianBlur`, `alpha_composite`), so the result
+/// is A1111's to the last bit.
 pub fn fill_masked(image: &RgbImage, mask: &GrayImage) -> RgbImage {
     let (w, h) = image.dimensions();
-    let (wu, hu) = (w as usize, h as usize);
-    // Premultiplied RGBA, opaque where the picture is kept.
-    let mut premultiplied = vec![[0f32; 4]; wu * hu];
-    for (i, (p, m)) in image.pixels().zip(mask.pixels()).enumerate() {
-        let a = f32::from(255 - m.0[0]) / 255.0;
-        premultiplied[i] = [
-            f32::from(p.0[0]) * a,
-            f32::from(p.0[1]) * a,
-            f32::from(p.0[2]) * a,
-            a,
-        ];
-    }
-    let mut out = vec![[0f32; 4]; wu * hu]; // straight RGBA, starts transparent
+    let inverted: Vec<u8> = mask.pixels().map(|p| 255 - p.0[0]).collect();
+    let mut masked = vec![[0u8; 4]; (w * h) as usize];
+    paste_with_mask(&mut masked, &rgb_to_premultiplied(image), &inverted);
+    let mut out = vec![[0u8; 4]; (w * h) as usize]; // `Image.new('RGBA')`: transparent black
     for (radius, repeats) in [
         (256.0, 1),
         (64.0, 1),
@@ -209,73 +200,190 @@ pub fn fill_masked(image: &RgbImage, mask: &GrayImage) -> RgbImage {
         (0.0, 1),
     ] {
         let blurred = if radius > 0.0 {
-            box_blur_3(&premultiplied, wu, hu, radius)
+            gaussian_blur(&masked, w as usize, h as usize, radius)
         } else {
-            premultiplied.clone()
+            masked.clone()
         };
+        let layer: Vec<Rgba> = blurred.iter().map(unpremultiply).collect();
         for _ in 0..repeats {
-            for (dst, src) in out.iter_mut().zip(&blurred) {
-                let sa = src[3];
-                if sa <= 0.0 {
-                    continue;
-                }
-                // `alpha_composite` of the unpremultiplied blur over what is there.
-                let da = dst[3];
-                let oa = sa + da * (1.0 - sa);
-                for c in 0..3 {
-                    let s = src[c] / sa;
-                    dst[c] = (s * sa + dst[c] * da * (1.0 - sa)) / oa;
-                }
-                dst[3] = oa;
-            }
+            out = alpha_composite(&out, &layer);
         }
     }
+    to_rgb(w, h, &out)
+}
+
+/// One 8-bit RGBA (or premultiplied RGBa) pixel.
+type Rgba = [u8; 4];
+
+/// PIL's `SHIFTFORDIV255`: `a / 255` for the sums its macros form.
+fn shift_div255(a: u32) -> u32 {
+    ((a >> 8) + a) >> 8
+}
+
+/// PIL's `DIV255`: rounded `a / 255`.
+fn div255(a: u32) -> u8 {
+    shift_div255(a + 128) as u8
+}
+
+/// `convert("RGBA").convert("RGBa")` of an RGB picture: alpha 255, channels × 255 / 255.
+fn rgb_to_premultiplied(image: &RgbImage) -> Vec<Rgba> {
+    image
+        .pixels()
+        .map(|p| {
+            let c = |v: u8| div255(u32::from(v) * 255);
+            [c(p.0[0]), c(p.0[1]), c(p.0[2]), 255]
+        })
+        .collect()
+}
+
+/// `paste(src, mask=L)`: every band blended as `BLEND(m, out, in)`.
+fn paste_with_mask(out: &mut [Rgba], src: &[Rgba], mask: &[u8]) {
+    for ((o, s), &m) in out.iter_mut().zip(src).zip(mask) {
+        let m = u32::from(m);
+        for c in 0..4 {
+            o[c] = div255(u32::from(o[c]) * (255 - m) + u32::from(s[c]) * m);
+        }
+    }
+}
+
+/// "RGBa" → "RGBA" (`rgba2rgbA`): `255 · c / a`, truncated and clipped.
+fn unpremultiply(p: &Rgba) -> Rgba {
+    let a = u32::from(p[3]);
+    if a == 0 || a == 255 {
+        return *p;
+    }
+    let c = |v: u8| (255 * u32::from(v) / a).min(255) as u8;
+    [c(p[0]), c(p[1]), c(p[2]), p[3]]
+}
+
+/// `Image.alpha_composite(dst, src)` (`libImaging/AlphaComposite.c`, 7 extra bits).
+fn alpha_composite(dst: &[Rgba], src: &[Rgba]) -> Vec<Rgba> {
+    const PRECISION_BITS: u32 = 7;
+    dst.iter()
+        .zip(src)
+        .map(|(d, s)| {
+            if s[3] == 0 {
+                return *d;
+            }
+            let (sa, da) = (u32::from(s[3]), u32::from(d[3]));
+            let blend = da * (255 - sa);
+            let outa255 = sa * 255 + blend;
+            let coef1 = sa * 255 * 255 * (1 << PRECISION_BITS) / outa255;
+            let coef2 = 255 * (1 << PRECISION_BITS) - coef1;
+            let c = |i: usize| {
+                let tmp = u32::from(s[i]) * coef1 + u32::from(d[i]) * coef2;
+                (shift_div255(tmp + (0x80 << PRECISION_BITS)) >> PRECISION_BITS) as u8
+            };
+            [c(0), c(1), c(2), shift_div255(outa255 + 0x80) as u8]
+        })
+        .collect()
+}
+
+fn to_rgb(w: u32, h: u32, pixels: &[Rgba]) -> RgbImage {
     RgbImage::from_fn(w, h, |x, y| {
-        let p = out[y as usize * wu + x as usize];
-        image::Rgb([0, 1, 2].map(|c| p[c].round().clamp(0.0, 255.0) as u8))
+        let p = pixels[(y * w + x) as usize];
+        image::Rgb([p[0], p[1], p[2]])
     })
 }
 
-/// Three box blurs whose combined variance is `sigma²` (per axis), edges clamped.
-fn box_blur_3(src: &[[f32; 4]], w: usize, h: usize, sigma: f32) -> Vec<[f32; 4]> {
-    // Each box of radius r has variance ((2r+1)² − 1) / 12; three of them sum to σ².
-    let r = ((((4.0 * sigma * sigma) + 1.0).sqrt() - 1.0) / 2.0)
-        .round()
-        .max(1.0) as usize;
-    let mut buf = src.to_vec();
+/// `ImageFilter.GaussianBlur(radius)` (`libImaging/BoxBlur.c`): three passes of an extended
+/// box blur along x, then three along y, each in 8 bits.
+fn gaussian_blur(src: &[Rgba], w: usize, h: usize, radius: f32) -> Vec<Rgba> {
+    let box_radius = gaussian_blur_radius(radius, 3);
+    let mut img = src.to_vec();
+    let mut line = Vec::new();
     for _ in 0..3 {
-        buf = box_pass(&buf, w, h, r, true);
-        buf = box_pass(&buf, w, h, r, false);
+        for y in 0..h {
+            line.clear();
+            line.extend_from_slice(&img[y * w..(y + 1) * w]);
+            box_blur_line(&line, &mut img[y * w..(y + 1) * w], box_radius);
+        }
     }
-    buf
+    let mut column = vec![[0u8; 4]; h];
+    let mut blurred = vec![[0u8; 4]; h];
+    for x in 0..w {
+        for y in 0..h {
+            column[y] = img[y * w + x];
+        }
+        for _ in 0..3 {
+            box_blur_line(&column, &mut blurred, box_radius);
+            column.copy_from_slice(&blurred);
+        }
+        for y in 0..h {
+            img[y * w + x] = column[y];
+        }
+    }
+    img
 }
 
-fn box_pass(src: &[[f32; 4]], w: usize, h: usize, r: usize, horizontal: bool) -> Vec<[f32; 4]> {
-    let (n, lines) = if horizontal { (w, h) } else { (h, w) };
-    let at = |line: usize, i: usize| {
-        if horizontal {
-            line * w + i
-        } else {
-            i * w + line
+/// `_gaussian_blur_radius`: the extended box radius whose `passes` passes have the variance
+/// of a Gaussian of σ = `radius` (Gwosdek et al. 2011), in C's float / double mix.
+fn gaussian_blur_radius(radius: f32, passes: u32) -> f32 {
+    let sigma2 = radius * radius / passes as f32;
+    let big_l = (12.0 * f64::from(sigma2) + 1.0).sqrt() as f32;
+    let l = ((f64::from(big_l) - 1.0) / 2.0).floor() as f32;
+    let mut a = (2.0 * l + 1.0) * (l * (l + 1.0) - 3.0 * sigma2);
+    a /= 6.0 * (sigma2 - (l + 1.0) * (l + 1.0));
+    l + a
+}
+
+/// `ImagingLineBoxBlur32`: one line, edges extended, the fractional radius as weight `fw` of
+/// the two pixels just outside the integer box; 24-bit fixed point with C's u32 wrapping.
+fn box_blur_line(line_in: &[Rgba], line_out: &mut [Rgba], float_radius: f32) {
+    let radius = float_radius as usize;
+    let ww = (16_777_216.0f32 / (float_radius * 2.0 + 1.0)) as u32;
+    let fw = ((1u32 << 24).wrapping_sub((radius as u32 * 2 + 1).wrapping_mul(ww))) / 2;
+    let n = line_in.len();
+    let lastx = n - 1;
+    let edge_a = (radius + 1).min(n);
+    let edge_b = n.saturating_sub(radius + 1);
+    let px = |i: usize, c: usize| u32::from(line_in[i][c]);
+    let mut acc = [0u32; 4];
+    for (c, a) in acc.iter_mut().enumerate() {
+        *a = px(0, c) * (radius as u32 + 1);
+        for x in 0..edge_a.saturating_sub(1) {
+            *a = a.wrapping_add(px(x, c));
+        }
+        *a = a.wrapping_add(px(lastx, c).wrapping_mul((radius + 1 - edge_a) as u32));
+    }
+    let mut step = |x: usize, subtract: usize, add: usize, left: usize, right: usize| {
+        for c in 0..4 {
+            acc[c] = acc[c]
+                .wrapping_add(px(add, c))
+                .wrapping_sub(px(subtract, c));
+            let bulk = acc[c]
+                .wrapping_mul(ww)
+                .wrapping_add((px(left, c) + px(right, c)).wrapping_mul(fw));
+            line_out[x][c] = (bulk.wrapping_add(1 << 23) >> 24) as u8;
         }
     };
-    let mut out = vec![[0f32; 4]; w * h];
-    let norm = 1.0 / (2 * r + 1) as f32;
-    for line in 0..lines {
-        let mut acc = [0f32; 4];
-        let clamp = |i: isize| i.clamp(0, n as isize - 1) as usize;
-        for k in -(r as isize)..=(r as isize) {
-            let v = src[at(line, clamp(k))];
-            (0..4).for_each(|c| acc[c] += v[c]);
+    if edge_a <= edge_b {
+        for x in 0..edge_a {
+            step(x, 0, x + radius, 0, x + radius + 1);
         }
-        for i in 0..n {
-            out[at(line, i)] = acc.map(|v| v * norm);
-            let add = src[at(line, clamp(i as isize + r as isize + 1))];
-            let sub = src[at(line, clamp(i as isize - r as isize))];
-            (0..4).for_each(|c| acc[c] += add[c] - sub[c]);
+        for x in edge_a..edge_b {
+            step(
+                x,
+                x - radius - 1,
+                x + radius,
+                x - radius - 1,
+                x + radius + 1,
+            );
+        }
+        for x in edge_b..=lastx {
+            step(x, x - radius - 1, lastx, x - radius - 1, lastx);
+        }
+    } else {
+        for x in 0..edge_b {
+            step(x, 0, x + radius, 0, x + radius + 1);
+        }
+        for x in edge_b..edge_a {
+            step(x, 0, lastx, 0, lastx);
+        }
+        for x in edge_a..=lastx {
+            step(x, x - radius - 1, lastx, x - radius - 1, lastx);
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -308,9 +416,13 @@ mod tests {
         });
         let mask = GrayImage::from_fn(32, 32, |x, _| image::Luma([if x < 16 { 0 } else { 255 }]));
         let filled = fill_masked(&image, &mask);
-        // Kept pixels are unchanged, hole pixels take the only colour there is.
+        // Kept pixels are unchanged, hole pixels take the only colour there is, up to the
+        // level PIL's 8-bit premultiplied arithmetic loses (`masking.fill` with Pillow 13
+        // gives exactly these values).
         assert_eq!(filled.get_pixel(3, 3).0, [200, 10, 10]);
-        assert_eq!(filled.get_pixel(30, 30).0, [200, 10, 10]);
+        assert_eq!(filled.get_pixel(16, 0).0, [199, 10, 10]);
+        assert_eq!(filled.get_pixel(30, 30).0, [200, 9, 9]);
+        assert_eq!(filled.get_pixel(31, 0).0, [200, 9, 9]);
     }
 
     #[test]

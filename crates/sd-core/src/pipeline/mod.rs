@@ -22,9 +22,11 @@ mod conds;
 mod image;
 mod image_noise;
 mod img2img;
+mod infotext;
 mod latents_file;
 mod mask;
 mod params;
+mod pil_resize;
 mod sample;
 
 use std::ops::ControlFlow;
@@ -36,9 +38,11 @@ use sd_schedulers::{SamplerOptions, SamplerSpec, StepInfo};
 pub use cfg_denoiser::{CfgDenoiser, CondProvider, GuidanceConds, LatentMask};
 pub use image::{images_to_tensor, tensor_to_images};
 pub use image_noise::ImageNoise;
+pub use infotext::Img2ImgSettings;
 pub use latents_file::{LATENTS_KEY, save_latents};
-pub use mask::{PreparedMask, apply_overlay, fill_masked, prepare_mask};
+pub use mask::{PreparedMask, apply_overlay, fill_masked, latent_keep_mask, prepare_mask};
 pub use params::{GenerationParams, Img2ImgInput, InpaintingFill};
+pub use pil_resize::{PilFilter, resize_gray, resize_rgb};
 pub use sample::Start;
 
 use crate::conditioning::EmbeddingLookup;
@@ -70,6 +74,8 @@ pub struct Generation {
     pub subseeds: Vec<u64>,
     /// The parameters as run (random seeds resolved).
     pub params: GenerationParams,
+    /// The img2img / inpainting settings, for img2img runs.
+    pub img2img: Option<Img2ImgSettings>,
     /// Whether the callback stopped the run early (the latents are then the last denoised
     /// estimate, as A1111 returns on interrupt).
     pub cancelled: bool,
@@ -237,6 +243,7 @@ impl StableDiffusion {
             seeds,
             subseeds,
             params,
+            img2img: input.map(Img2ImgSettings::from),
             cancelled,
         })
     }

@@ -109,6 +109,25 @@ pub struct Img2ImgInput {
 }
 
 impl Img2ImgInput {
+    /// A mask as A1111's `create_binary_mask` reads a picture: a picture with transparency
+    /// uses its alpha channel, thresholded (`> 128` is repainted); any other picture is taken
+    /// as grey levels as they are (255 = repaint, greys blend).
+    pub fn mask_from_image(image: &image::DynamicImage) -> GrayImage {
+        if image.color().has_alpha() {
+            let rgba = image.to_rgba8();
+            if rgba.pixels().any(|p| p.0[3] != 255) {
+                return GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+                    image::Luma([if rgba.get_pixel(x, y).0[3] > 128 {
+                        255
+                    } else {
+                        0
+                    }])
+                });
+            }
+        }
+        image.to_luma8()
+    }
+
     /// Plain img2img of `init_image` at `denoising_strength` (A1111 default 0.75).
     pub fn new(init_image: RgbImage, denoising_strength: f32) -> Self {
         Self {

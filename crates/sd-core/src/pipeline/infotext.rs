@@ -1,0 +1,104 @@
+//! The infotext of a generated picture, as A1111's `create_infotext` writes it.
+
+use sd_schedulers::SamplerSpec;
+
+use super::params::InpaintingFill;
+use super::{Generation, Img2ImgInput};
+use crate::infotext::GenerationParameters;
+use crate::model::StableDiffusion;
+use crate::noise::RngSource;
+
+impl Generation {
+    /// The generation parameters of picture `index`, with the keys A1111 writes and leaves
+    /// out (`Clip skip` only above 1, `RNG` only when not GPU, variation seed only with a
+    /// strength, img2img's `Denoising strength` and inpainting's `Mask blur` / `Masked
+    /// content` / `Mask mode`). `Version` is left out: A1111 reads it to switch on
+    /// compatibility behaviour for old versions of itself, which this is not.
+    pub fn parameters(&self, index: usize, model: &StableDiffusion) -> GenerationParameters {
+        let p = &self.params;
+        let spec = SamplerSpec::parse(&p.sampler, p.schedule.as_deref())
+            .map(SamplerSpec::normalized)
+            .ok();
+        let mut out = GenerationParameters {
+            prompt: p.prompt.clone(),
+            negative_prompt: p.negative_prompt.clone(),
+            steps: u32::try_from(p.steps).ok(),
+            sampler: Some(
+                spec.map(|s| s.sampler.label().to_owned())
+                    .unwrap_or_else(|| p.sampler.clone()),
+            ),
+            schedule_type: spec.map(|s| s.schedule.label().to_owned()),
+            cfg_scale: Some(f64::from(p.cfg_scale)),
+            seed: self.seeds.get(index).map(|&s| s as i64),
+            width: Some(p.width),
+            height: Some(p.height),
+            model_hash: model.hash().map(|h| h.short().to_owned()),
+            model: Some(model.name()),
+            clip_skip: (p.clip_skip > 1).then_some(p.clip_skip as u32),
+            rng: (p.rng != RngSource::Gpu).then(|| p.rng.as_str().to_owned()),
+            ..GenerationParameters::default()
+        };
+        if p.subseed_strength != 0.0 {
+            out.variation_seed = self.subseeds.get(index).map(|&s| s as i64);
+            out.variation_seed_strength = Some(f64::from(p.subseed_strength));
+        }
+        if let Some(input) = &self.img2img {
+            describe_img2img(&mut out, input);
+        }
+        out
+    }
+
+    /// [`parameters`](Self::parameters) as text, the PNG `parameters` chunk.
+    pub fn infotext(&self, index: usize, model: &StableDiffusion) -> String {
+        self.parameters(index, model).to_infotext()
+    }
+}
+
+fn describe_img2img(out: &mut GenerationParameters, input: &Img2ImgSettings) {
+    out.denoising_strength = Some(f64::from(input.denoising_strength));
+    if !input.masked {
+        return;
+    }
+    if input.mask_blur > 0 {
+        out.mask_blur = Some(input.mask_blur);
+    }
+    if input.inpainting_mask_invert {
+        out.set_extra("Mask mode", "Inpaint not masked");
+    }
+    let fill = match input.inpainting_fill {
+        InpaintingFill::Fill => Some("fill"),
+        InpaintingFill::LatentNoise => Some("latent noise"),
+        InpaintingFill::LatentNothing => Some("latent nothing"),
+        InpaintingFill::Original => None,
+    };
+    if let Some(fill) = fill {
+        out.set_extra("Masked content", fill);
+    }
+}
+
+/// The img2img settings a [`Generation`] remembers for its infotext (not the pictures).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Img2ImgSettings {
+    /// "Denoising strength".
+    pub denoising_strength: f32,
+    /// Whether a mask was given (inpainting).
+    pub masked: bool,
+    /// "Mask blur".
+    pub mask_blur: u32,
+    /// "Masked content".
+    pub inpainting_fill: InpaintingFill,
+    /// "Mask mode".
+    pub inpainting_mask_invert: bool,
+}
+
+impl From<&Img2ImgInput> for Img2ImgSettings {
+    fn from(input: &Img2ImgInput) -> Self {
+        Self {
+            denoising_strength: input.denoising_strength,
+            masked: input.mask.is_some(),
+            mask_blur: input.mask_blur,
+            inpainting_fill: input.inpainting_fill,
+            inpainting_mask_invert: input.inpainting_mask_invert,
+        }
+    }
+}

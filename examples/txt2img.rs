@@ -1,0 +1,30 @@
+//! Text to image, as A1111's txt2img tab.
+//!
+//! ```text
+//! cargo run --release --example txt2img -- --prompt "a red fox in the snow" --steps 20 \
+//!     --sampler "DPM++ 2M Karras" --seed 3711471449 --output fox.png
+//! ```
+//!
+//! Without `--model` it runs the bundled tiny model (random weights: the picture is noise,
+//! in a second). The PNG carries A1111's `parameters` text, so A1111's "PNG Info" tab (or the
+//! `png_info` example) reads the settings back.
+
+use clap::Parser;
+use sd_examples::{GenerationArgs, progress_bar};
+
+#[derive(Parser)]
+#[command(about = "Generate pictures from a prompt (A1111's txt2img)")]
+struct Args {
+    #[command(flatten)]
+    generation: GenerationArgs,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse().generation;
+    let model = args.load_model()?;
+    let params = args.params()?;
+    let embeddings = args.embeddings(&model)?;
+    let mut progress = progress_bar(params.steps);
+    let generation = model.txt2img(&params, &embeddings, &mut progress)?;
+    args.save(&generation, &model)
+}
