@@ -95,6 +95,9 @@ pub enum CoreError {
     /// A PyTorch `.ckpt` / `.pt` file is corrupt, truncated, or asks to run code.
     #[error(transparent)]
     TorchFile(#[from] crate::torch_file::TorchFileError),
+    /// An embedding file could not be read or written.
+    #[error(transparent)]
+    Embedding(#[from] crate::embeddings::EmbeddingError),
     /// A seed or noise setting is invalid.
     #[error(transparent)]
     Noise(#[from] crate::noise::NoiseError),

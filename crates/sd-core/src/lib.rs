@@ -5,6 +5,7 @@ pub mod bundled;
 pub mod checkpoint;
 pub mod conditioning;
 mod device;
+pub mod embeddings;
 mod error;
 pub mod fs;
 pub mod infotext;
@@ -20,12 +21,12 @@ pub use device::DeviceChoice;
 pub use error::{CoreError, Result};
 pub use model::{LoadOptions, ModelArchitecture, StableDiffusion};
 pub use pipeline::{Generation, GenerationParams, Img2ImgInput};
+/// The CLIP tokenizer and text encoder.
+pub use sd_clip;
 /// The A1111 prompt language.
 pub use sd_prompt;
 /// Noise schedules and samplers.
 pub use sd_schedulers;
-/// The CLIP tokenizer and text encoder.
-pub use sd_clip;
 /// The denoising UNet.
 pub use sd_unet;
 /// The autoencoder.

@@ -1,0 +1,127 @@
+//! The error type of the embeddings module.
+
+use std::path::PathBuf;
+
+/// What can go wrong reading, writing or registering an embedding. Every variant names the
+/// file (or the label given to an in-memory reader).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmbeddingError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}", path = path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A torch file (`.pt`, `.bin`) is corrupt, truncated or names code.
+    #[error(transparent)]
+    TorchFile(#[from] crate::torch_file::TorchFileError),
+    /// A `.safetensors` file is truncated or malformed.
+    #[error("{path}: not a valid safetensors file: {reason}", path = path.display())]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What the safetensors reader said.
+        reason: String,
+    },
+    /// An image could not be decoded, or its embedding data (text chunk or pixels) is
+    /// malformed.
+    #[error("{path}: {reason}", path = path.display())]
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file decodes but holds no layout A1111 reads as an embedding (A1111: "Couldn't
+    /// identify ... as neither textual inversion embedding nor diffuser concept").
+    #[error("{path}: {reason}", path = path.display())]
+    Layout {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
+    /// A tensor has a shape no embedding has (not `[dim]` or `[n, dim]`, or empty, or huge).
+    #[error("{path}: tensor `{key}` has shape {shape:?}: {reason}", path = path.display())]
+    Shape {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's key.
+        key: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A vector holds NaN or an infinity (A1111 would fail computing its checksum).
+    #[error("{path}: tensor `{key}` holds a non-finite value ({value}) at index {index}", path = path.display())]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's key.
+        key: String,
+        /// Flat index of the first bad value.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+    /// The file is larger than any embedding ([`super::MAX_EMBEDDING_FILE_BYTES`]); probably
+    /// a checkpoint put in the wrong folder.
+    #[error("{path}: {len} bytes is too large for an embedding file (limit {limit})", path = path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// An image that carries no embedding (no `sd-ti-embedding` chunk, no pixel data): A1111
+    /// takes it for a preview picture and passes over it.
+    #[error("{path}: an image without embedding data (a preview picture?)", path = path.display())]
+    NoEmbeddingInImage {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file name's extension is not one embeddings are stored in.
+    #[error("{path}: unknown embedding file extension (expected .pt, .bin, .safetensors or .png)", path = path.display())]
+    UnknownExtension {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The embedding cannot be written in the format asked for.
+    #[error("{path}: cannot write this embedding: {reason}", path = path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The embedding's values do not fit its declared shape, or it has none.
+    #[error("embedding `{name}`: {reason}")]
+    Invalid {
+        /// The embedding's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Registering the embedding with a tokenizer failed.
+    #[error(transparent)]
+    Conditioning(#[from] crate::conditioning::ConditioningError),
+}
+
+impl EmbeddingError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// `Result` with [`EmbeddingError`].
+pub type Result<T, E = EmbeddingError> = std::result::Result<T, E>;
