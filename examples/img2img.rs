@@ -15,7 +15,7 @@ use sd_examples::{GenerationArgs, progress_bar};
 use sd_textual_inversion::sd_core::{Img2ImgInput, pipeline::InpaintingFill};
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Fill {
+enum MaskedContent {
     Original,
     Fill,
     LatentNoise,
@@ -42,8 +42,8 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     mask_blur: u32,
     /// What the masked area starts from.
-    #[arg(long, value_enum, default_value_t = Fill::Original)]
-    inpainting_fill: Fill,
+    #[arg(long, value_enum, default_value_t = MaskedContent::Original)]
+    inpainting_fill: MaskedContent,
     /// Repaint where the mask is black instead.
     #[arg(long)]
     inpainting_mask_invert: bool,
@@ -61,10 +61,10 @@ fn main() -> anyhow::Result<()> {
     input.mask_blur = args.mask_blur;
     input.inpainting_mask_invert = args.inpainting_mask_invert;
     input.inpainting_fill = match args.inpainting_fill {
-        Fill::Original => InpaintingFill::Original,
-        Fill::Fill => InpaintingFill::Fill,
-        Fill::LatentNoise => InpaintingFill::LatentNoise,
-        Fill::LatentNothing => InpaintingFill::LatentNothing,
+        MaskedContent::Original => InpaintingFill::Original,
+        MaskedContent::Fill => InpaintingFill::Fill,
+        MaskedContent::LatentNoise => InpaintingFill::LatentNoise,
+        MaskedContent::LatentNothing => InpaintingFill::LatentNothing,
     };
     let gen_args = &args.generation;
     let model = gen_args.load_model()?;

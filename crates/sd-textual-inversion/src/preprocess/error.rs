@@ -1,0 +1,80 @@
+//! Errors of the preprocessing step.
+
+use std::path::PathBuf;
+
+/// Why preprocessing, or one picture of it, failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PreprocessError {
+    /// Reading or writing a file or folder failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The input and output folders are the same (A1111 refuses this too).
+    #[error("input and output are the same folder: {}", path.display())]
+    SameDirectory {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// The file is not a picture the `image` crate can decode (unknown format, corrupt data,
+    /// or over the decoder's memory limits).
+    #[error("{}: cannot decode picture: {source}", path.display())]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: image::ImageError,
+    },
+    /// The picture decoded to a colour type that cannot be converted to RGB.
+    #[error("{}: unsupported colour type {color}", path.display())]
+    UnsupportedColor {
+        /// The file.
+        path: PathBuf,
+        /// The colour type, as the decoder names it.
+        color: String,
+    },
+    /// A processing step would need a picture larger than the allowed number of pixels
+    /// (e.g. a 1×20000 strip covering a 512×512 target needs 512×10 240 000 pixels).
+    #[error("{}: processing needs a {width}×{height} intermediate picture, over the limit of {limit} pixels", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Width of the intermediate picture.
+        width: u64,
+        /// Height of the intermediate picture.
+        height: u64,
+        /// [`super::PreprocessOptions::max_pixels`].
+        limit: u64,
+    },
+    /// A caption sidecar is not valid UTF-8.
+    #[error("{}: caption file is not UTF-8", path.display())]
+    CaptionNotUtf8 {
+        /// The `.txt` file.
+        path: PathBuf,
+    },
+    /// Encoding an output PNG failed.
+    #[error("{}: cannot encode PNG: {source}", path.display())]
+    Encode {
+        /// The output file.
+        path: PathBuf,
+        /// The encoder's error.
+        #[source]
+        source: image::ImageError,
+    },
+    /// An option is out of its range.
+    #[error("invalid {name} {value:?}: expected {expected}")]
+    InvalidOption {
+        /// The option.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+}

@@ -1,0 +1,66 @@
+//! Opening a picture as A1111 does: `Image.open`, `ImageOps.exif_transpose`, `convert("RGB")`.
+//!
+//! Any format the `image` crate decodes with the features it is built with; the EXIF
+//! orientation is applied; the result is 8-bit RGB. Conversions follow Pillow's: alpha is
+//! dropped (Pillow's `RGBA → RGB` copies the colour channels and ignores alpha; it does not
+//! composite on a background), grey is replicated. One deliberate difference: 16-bit samples
+//! are scaled to 8 bits (`round(v / 257)`), where Pillow's `I;16 → RGB` clips every value above
+//! 255 to white, which makes A1111 turn 16-bit greyscale PNGs into blank white pictures.
+
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+
+use super::error::PreprocessError;
+
+/// Decodes `path` into upright 8-bit RGB.
+///
+/// # Errors
+/// [`PreprocessError::Io`] when the file cannot be opened, [`PreprocessError::Decode`] when the
+/// format is unknown, the data is corrupt or the picture exceeds the decoder's memory limits
+/// (the `image` crate's defaults: 512 MiB), [`PreprocessError::UnsupportedColor`] for colour
+/// types the decoder reports but cannot convert (e.g. CMYK where the decoder has no conversion).
+pub fn load_rgb(path: &Path) -> Result<RgbImage, PreprocessError> {
+    let decode = |source| PreprocessError::Decode {
+        path: path.to_path_buf(),
+        source,
+    };
+    let reader = ImageReader::open(path)
+        .map_err(|source| PreprocessError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .with_guessed_format()
+        .map_err(|source| PreprocessError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let mut decoder = reader.into_decoder().map_err(decode)?;
+    // A missing or unreadable orientation tag means "upright", as in Pillow.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(decode)?;
+    image.apply_orientation(orientation);
+    to_rgb8(image, path)
+}
+
+/// `convert("RGB")` with the conversions described in the module docs.
+pub fn to_rgb8(image: DynamicImage, path: &Path) -> Result<RgbImage, PreprocessError> {
+    match image {
+        DynamicImage::ImageRgb8(rgb) => Ok(rgb),
+        DynamicImage::ImageLuma8(_)
+        | DynamicImage::ImageLumaA8(_)
+        | DynamicImage::ImageRgba8(_)
+        | DynamicImage::ImageLuma16(_)
+        | DynamicImage::ImageLumaA16(_)
+        | DynamicImage::ImageRgb16(_)
+        | DynamicImage::ImageRgba16(_)
+        | DynamicImage::ImageRgb32F(_)
+        | DynamicImage::ImageRgba32F(_) => Ok(image.to_rgb8()),
+        other => Err(PreprocessError::UnsupportedColor {
+            path: path.to_path_buf(),
+            color: format!("{:?}", other.color()),
+        }),
+    }
+}

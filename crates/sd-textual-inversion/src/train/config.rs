@@ -1,0 +1,104 @@
+//! Everything A1111's Train tab asks for, as one serde struct with A1111's defaults.
+
+use std::path::PathBuf;
+
+use sd_core::GenerationParams;
+use serde::{Deserialize, Serialize};
+
+pub use crate::dataset::batching::LatentSampling;
+pub use crate::dataset::schedule::{ClipGrad, ClipGradMode};
+
+/// A training run's settings. `Default` is A1111's Train tab.
+///
+/// ```
+/// use sd_textual_inversion::train::TrainConfig;
+/// let config = TrainConfig {
+///     data_dir: "photos-512".into(),
+///     log_dir: "textual_inversion".into(),
+///     learn_rate: "0.005:100, 1e-3:1000, 1e-5".into(),
+///     steps: 3000,
+///     ..TrainConfig::default()
+/// };
+/// assert_eq!(config.template, "style_filewords");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// The folder of (preprocessed) training pictures, with optional `.txt` captions.
+    pub data_dir: PathBuf,
+    /// Where the run's folder goes: `<log_dir>/<YYYY-MM-DD>/<name>/`.
+    pub log_dir: PathBuf,
+    /// Where the final embedding is written (`<embeddings_dir>/<name>.pt`), A1111's
+    /// `embeddings` folder.
+    pub embeddings_dir: PathBuf,
+    /// Prompt template: a bundled one by name (`style_filewords`, `subject`, `none`, ...) or
+    /// the path of a template file.
+    pub template: String,
+    /// Learning rate, or a schedule (`0.005:100, 1e-3:1000, 1e-5`).
+    pub learn_rate: String,
+    /// Pictures per step.
+    pub batch_size: usize,
+    /// Batches whose gradients add up before one optimizer step.
+    pub gradient_accumulation: usize,
+    /// Gradient clipping (`None`: off, A1111's default): `value:SCHEDULE` or
+    /// `norm:SCHEDULE`, the schedule in the learning-rate syntax (see [`ClipGrad`]).
+    pub clip_grad: Option<String>,
+    /// The step to stop at (counting the embedding's earlier steps).
+    pub steps: usize,
+    /// Training width in pixels; pictures are resized to it.
+    pub width: u32,
+    /// Training height in pixels.
+    pub height: u32,
+    /// Save a copy of the embedding every this many steps (0: never).
+    pub save_every: usize,
+    /// Render a preview picture every this many steps (0: never).
+    pub preview_every: usize,
+    /// Also write each preview as an image embedding PNG (`image_embeddings/`).
+    pub save_image_embeddings: bool,
+    /// The preview's generation settings; `None` previews the batch's first prompt with 20
+    /// steps at the training size, as A1111 does without "Read parameters from txt2img".
+    pub preview: Option<GenerationParams>,
+    /// How latents are drawn.
+    pub latent_sampling: LatentSampling,
+    /// Shuffle the comma-separated tags of each caption every time it is used.
+    pub shuffle_tags: bool,
+    /// Drop each tag with this probability every time a caption is used.
+    pub tag_dropout: f32,
+    /// Weight the loss by each PNG's alpha channel.
+    pub use_alpha_weight: bool,
+    /// Seed of every random choice (timesteps, noise, shuffling, templates).
+    pub seed: u64,
+    /// CLIP skip during training.
+    pub clip_skip: usize,
+    /// Write the loss CSV every this many steps (A1111's `training_write_csv_every`).
+    pub csv_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::new(),
+            log_dir: PathBuf::from("textual_inversion"),
+            embeddings_dir: PathBuf::from("embeddings"),
+            template: "style_filewords".into(),
+            learn_rate: "0.005".into(),
+            batch_size: 1,
+            gradient_accumulation: 1,
+            clip_grad: None,
+            steps: 100_000,
+            width: 512,
+            height: 512,
+            save_every: 500,
+            preview_every: 500,
+            save_image_embeddings: true,
+            preview: None,
+            latent_sampling: LatentSampling::Once,
+            shuffle_tags: false,
+            tag_dropout: 0.0,
+            use_alpha_weight: false,
+            seed: 0,
+            clip_skip: 1,
+            csv_every: 500,
+        }
+    }
+}

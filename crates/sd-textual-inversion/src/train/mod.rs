@@ -1,0 +1,17 @@
+//! Training an embedding (A1111's "Train" tab): the differentiable step, the optimizer, and
+//! the training loop around them.
+
+mod adamw;
+mod config;
+mod data;
+mod events;
+mod log;
+mod step;
+mod trainer;
+
+pub use adamw::{AdamW, AdamWConfig, AdamWState};
+pub use config::{ClipGrad, ClipGradMode, LatentSampling, TrainConfig};
+pub use events::{CancelToken, StopReason, TrainEvent};
+pub use log::{LossRow, RunFolder};
+pub use step::{StepBatch, StepResult, freeze, loss_and_grad};
+pub use trainer::{SavedOptimizer, TrainOutcome, Trainer, optimizer_path};

@@ -1,0 +1,166 @@
+//! The differentiable core of a training step: prompt → conditioning with the embedding's
+//! vectors spliced in → noised latents → UNet → loss, and the loss's gradient with respect to
+//! those vectors only.
+//!
+//! This is ldm's `LatentDiffusion.forward` / `p_losses` as A1111's `train_embedding` calls
+//! it: `x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε`, target ε (or `v = √ᾱ_t·ε − √(1−ᾱ_t)·x₀` for
+//! v-prediction models), mean squared error over every element (times a per-pixel weight
+//! when PNG alpha weights the loss).
+
+use burn::tensor::{Int, Tensor, TensorData};
+use sd_core::StableDiffusion;
+use sd_core::checkpoint::ModelFamily;
+use sd_core::conditioning::{EmbeddingId, EmbeddingLookup, ModelFlavour, PromptEncoder};
+use sd_core::sd_schedulers::Prediction;
+
+use crate::error::{Result, TrainError};
+
+/// One batch of a training step.
+#[derive(Debug, Clone)]
+pub struct StepBatch {
+    /// The prompt of each item (templates already filled: `a photo of realbenny-t1`).
+    pub texts: Vec<String>,
+    /// Clean latents, UNet scale: `[batch, 4, h, w]`.
+    pub latents: Tensor<4>,
+    /// The noise to add: `[batch, 4, h, w]`.
+    pub noise: Tensor<4>,
+    /// The training timestep of each item (0..1000).
+    pub timesteps: Vec<usize>,
+    /// Per-pixel loss weights (PNG alpha), broadcastable to the latents: `[batch, 1, h, w]`.
+    pub weight: Option<Tensor<4>>,
+}
+
+/// What a step computed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepResult {
+    /// The loss (before any division for gradient accumulation).
+    pub loss: f32,
+    /// ∂loss/∂vectors, row-major `[n, dim]`.
+    pub grad: Vec<f32>,
+}
+
+/// The loss and its gradient for the embedding `id` of `lookup` with values `vectors`
+/// (`[n, dim]`, row-major). `model` must live on an autodiff device with its weights frozen
+/// ([`freeze`]); `clip_skip` as A1111's setting.
+///
+/// # Errors
+/// Prompt encoding or UNet shape errors; [`TrainError::NoGradient`] when the prompts never
+/// name the embedding (nothing to learn from).
+pub fn loss_and_grad(
+    model: &StableDiffusion,
+    lookup: &EmbeddingLookup,
+    id: EmbeddingId,
+    vectors: &[f32],
+    clip_skip: usize,
+    batch: &StepBatch,
+) -> Result<StepResult> {
+    let device = model.device();
+    let (n, dim) = match lookup.get(id) {
+        Some(e) => (e.n, e.dim),
+        None => return Err(TrainError::NoGradient),
+    };
+    let param =
+        Tensor::<2>::from_data(TensorData::new(vectors.to_vec(), [n, dim]), device).require_grad();
+    let flavour = match model.family() {
+        ModelFamily::Sd2 => ModelFlavour::Sd2,
+        _ => ModelFlavour::Sd1,
+    };
+    let encoder = PromptEncoder::new(&model.tokenizer, &model.text_encoder, lookup, flavour)
+        .with_clip_skip(clip_skip);
+    let texts: Vec<&str> = batch.texts.iter().map(String::as_str).collect();
+    let cond = encoder.encode_batch_with(&texts, &mut |other| {
+        if other == id {
+            Ok(param.clone())
+        } else {
+            // Other embeddings named in the prompt are constants.
+            let e = lookup.get(other).ok_or(
+                sd_core::conditioning::ConditioningError::UnknownEmbedding { id: other.0 },
+            )?;
+            Ok(Tensor::from_data(
+                TensorData::new(e.vectors.clone(), [e.n, e.dim]),
+                device,
+            ))
+        }
+    })?;
+
+    let [b, c, h, w] = batch.latents.dims();
+    let (sqrt_ac, sqrt_one_minus_ac) = schedule_coefficients(model, &batch.timesteps, device)?;
+    let a = sqrt_ac.reshape([b, 1, 1, 1]);
+    let s = sqrt_one_minus_ac.reshape([b, 1, 1, 1]);
+    let x0 = batch.latents.clone();
+    let noise = batch.noise.clone();
+    let x_noisy = x0.clone() * a.clone() + noise.clone() * s.clone();
+    let timesteps = Tensor::<1, Int>::from_data(
+        TensorData::new(
+            batch
+                .timesteps
+                .iter()
+                .map(|&t| t as i64)
+                .collect::<Vec<_>>(),
+            [b],
+        ),
+        device,
+    )
+    .float();
+    let pred = model
+        .unet
+        .forward(x_noisy, timesteps, cond)
+        .map_err(|e| TrainError::Network(e.to_string()))?;
+    let target = match model.architecture().prediction {
+        Prediction::V => noise * a - x0 * s,
+        _ => noise,
+    };
+    let sq = (pred - target).powi_scalar(2);
+    let sq = match &batch.weight {
+        Some(weight) => sq * weight.clone().expand([b, c, h, w]),
+        None => sq,
+    };
+    let loss = sq.mean();
+    let grads = loss.backward();
+    let loss_value: f32 = loss.into_scalar();
+    let grad = param
+        .grad(&grads)
+        .ok_or(TrainError::NoGradient)?
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| TrainError::Network(format!("reading the gradient back: {e:?}")))?;
+    Ok(StepResult {
+        loss: loss_value,
+        grad,
+    })
+}
+
+/// ldm's `sqrt_alphas_cumprod` and `sqrt_one_minus_alphas_cumprod` at `timesteps` (computed in
+/// f64, stored as f32, as `register_schedule` does).
+fn schedule_coefficients(
+    model: &StableDiffusion,
+    timesteps: &[usize],
+    device: &burn::tensor::Device,
+) -> Result<(Tensor<1>, Tensor<1>)> {
+    let ac = model.noise_schedule().alphas_cumprod_f64();
+    let mut a = Vec::with_capacity(timesteps.len());
+    let mut s = Vec::with_capacity(timesteps.len());
+    for &t in timesteps {
+        let v = *ac.get(t).ok_or(TrainError::Timestep {
+            timestep: t,
+            max: ac.len(),
+        })?;
+        a.push(v.sqrt() as f32);
+        s.push((1.0 - v).sqrt() as f32);
+    }
+    let n = timesteps.len();
+    Ok((
+        Tensor::from_data(TensorData::new(a, [n]), device),
+        Tensor::from_data(TensorData::new(s, [n]), device),
+    ))
+}
+
+/// The model with every network's weights excluded from gradients, so a backward pass keeps
+/// no gradient (and builds no graph) for them: only the embedding vectors learn.
+pub fn freeze(mut model: StableDiffusion) -> StableDiffusion {
+    use burn::module::Module;
+    model.text_encoder = model.text_encoder.no_grad();
+    model.unet = model.unet.no_grad();
+    model.vae = model.vae.no_grad();
+    model
+}
