@@ -102,7 +102,7 @@ use std::ops::ControlFlow;
 
 use sd_textual_inversion::sd_core::{
     DeviceChoice, Generation, GenerationParams, LoadOptions, StableDiffusion,
-    conditioning::EmbeddingLookup, infotext, pipeline,
+    conditioning::EmbeddingLookup, embeddings::EmbeddingDatabase, infotext, pipeline,
 };
 
 impl GenerationArgs {
@@ -144,18 +144,19 @@ impl GenerationArgs {
         })
     }
 
-    /// The embeddings `--embeddings-dir` holds (none without the flag).
+    /// The embeddings `--embeddings-dir` holds (none without the flag), as A1111 loads its
+    /// `embeddings` folder: prints what was loaded and what was skipped, and why.
     ///
     /// # Errors
-    /// When the folder cannot be read.
-    pub fn embeddings(&self, _model: &StableDiffusion) -> anyhow::Result<EmbeddingLookup> {
-        match &self.embeddings_dir {
-            None => Ok(EmbeddingLookup::new()),
-            Some(dir) => anyhow::bail!(
-                "{}: loading an embeddings folder is not available in this build yet",
-                dir.display()
-            ),
-        }
+    /// When an embedding cannot be matched against the tokenizer.
+    pub fn embeddings(&self, model: &StableDiffusion) -> anyhow::Result<EmbeddingLookup> {
+        let Some(dir) = &self.embeddings_dir else {
+            return Ok(EmbeddingLookup::new());
+        };
+        let width = model.architecture().text_encoder.hidden_size;
+        let database = EmbeddingDatabase::load_dirs(std::slice::from_ref(dir), Some(width));
+        eprintln!("{}", database.summary());
+        Ok(database.lookup(&model.tokenizer)?)
     }
 
     /// Writes each picture as a PNG with its A1111 `parameters` text (`--output`, then

@@ -70,6 +70,13 @@ impl TrainingSet {
         let mut items = Vec::new();
         let mut skipped = Vec::new();
         for path in list_candidates(&config.data_dir)? {
+            // Captions beside the pictures are read with them, not as pictures.
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
+            {
+                continue;
+            }
             let picture = match image::open(&path) {
                 Ok(p) => p,
                 Err(e) => {

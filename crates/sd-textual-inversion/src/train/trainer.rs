@@ -80,8 +80,7 @@ impl Trainer {
     /// [`TrainError::InvalidConfig`] for a model off an autodiff device or an embedding whose
     /// width is not the text encoder's.
     pub fn new(model: StableDiffusion, embedding: Embedding, config: TrainConfig) -> Result<Self> {
-        let probe = Tensor::<1>::zeros([1], model.device()).require_grad();
-        if !probe.is_require_grad() {
+        if model.device().gradient_checkpointing_strategy().is_none() {
             return Err(TrainError::InvalidConfig {
                 name: "device",
                 reason: "training needs the model on an autodiff device (`device.autodiff()`)"
@@ -193,7 +192,7 @@ impl Trainer {
         });
 
         let mut lookup = EmbeddingLookup::new();
-        let id = self.register(&mut lookup)?;
+        let mut id = self.register(&mut lookup)?;
         let gradient_step = plan.gradient_step();
         let mut step = initial_step;
         let mut grad_sum = vec![0f32; self.embedding.vectors.data.len()];
@@ -242,11 +241,19 @@ impl Trainer {
                     clip_gradient(&mut grad_sum, *mode, s.learn_rate());
                 }
                 let learn_rate = scheduler.learn_rate();
+                let before = self.embedding.vectors.data.clone();
                 self.optimizer
                     .step(&mut self.embedding.vectors.data, &grad_sum, learn_rate);
+                if self.embedding.vectors.data.iter().any(|v| !v.is_finite()) {
+                    // The update overflowed: keep the last good vectors.
+                    self.embedding.vectors.data = before;
+                    events(&TrainEvent::NaN { step: step + 1 });
+                    reason = StopReason::NaN { step: step + 1 };
+                    break 'training;
+                }
                 step += 1;
                 self.embedding.step = Some(step as i64);
-                lookup.register(self.lookup_vectors()?, &self.model.tokenizer)?;
+                id = lookup.register(self.lookup_vectors()?, &self.model.tokenizer)?;
                 let (epoch, epoch_step) = plan.csv_epoch(step as u64);
                 events(&TrainEvent::Step {
                     step,

@@ -1,0 +1,53 @@
+//! Step 1: a new embedding, as A1111's "Create embedding".
+//!
+//! ```text
+//! cargo run --release --example create_embedding -- --model sd15.safetensors \
+//!     --name realbenny-t1 --init-text person --vectors 1 --output-dir embeddings
+//! ```
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use sd_examples::model_or_bundled;
+use sd_textual_inversion::create::create_embedding;
+use sd_textual_inversion::sd_core::{DeviceChoice, StableDiffusion, embeddings::write_file};
+
+#[derive(Parser)]
+#[command(about = "Create a textual-inversion embedding (A1111's Create embedding)")]
+struct Args {
+    /// The checkpoint whose token embeddings seed the vectors (default: the bundled model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// The embedding's name: the word that triggers it in prompts.
+    #[arg(long)]
+    name: String,
+    /// Text whose token embeddings start the vectors (empty: zeros).
+    #[arg(long, default_value = "*")]
+    init_text: String,
+    /// Vectors per token.
+    #[arg(long, default_value_t = 1)]
+    vectors: usize,
+    /// Replace an existing file of the same name.
+    #[arg(long)]
+    overwrite: bool,
+    /// Where the `.pt` goes.
+    #[arg(long, default_value = "embeddings")]
+    output_dir: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let device = DeviceChoice::Cpu.device()?;
+    let model = StableDiffusion::load(model_or_bundled(args.model)?, &device)?;
+    let embedding = create_embedding(&model, &args.name, &args.init_text, args.vectors)?;
+    let path = args.output_dir.join(format!("{}.pt", embedding.name));
+    if path.exists() && !args.overwrite {
+        anyhow::bail!(
+            "{}: already exists (pass --overwrite to replace it)",
+            path.display()
+        );
+    }
+    write_file(&path, &embedding)?;
+    println!("{}", path.display());
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! Step 3: train an embedding, as A1111's Train tab; optionally generate with it afterwards.
+//!
+//! ```text
+//! # On the bundled model and the bundled sample set (a red disc), then a picture with it:
+//! cargo run --release --example train_embedding -- --name red-disc --init-text disc \
+//!     --steps 30 --generate "a photo of red-disc" --output red-disc.png
+//! # A real run:
+//! cargo run --release --example train_embedding -- --model sd15.safetensors \
+//!     --embedding embeddings/realbenny-t1.pt --data benny-512 --template subject_filewords \
+//!     --learn-rate "0.005:100, 1e-3:1000, 1e-5" --steps 3000 --log-dir textual_inversion
+//! ```
+//!
+//! Ctrl-C stops after the current step, saves the embedding and exits cleanly.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use sd_examples::model_or_bundled;
+use sd_textual_inversion::create::create_embedding;
+use sd_textual_inversion::sd_core::conditioning::EmbeddingLookup;
+use sd_textual_inversion::sd_core::{
+    DeviceChoice, GenerationParams, StableDiffusion, embeddings::read_file, infotext,
+};
+use sd_textual_inversion::train::{
+    CancelToken, SavedOptimizer, StopReason, TrainConfig, TrainEvent, Trainer, optimizer_path,
+};
+
+#[derive(Parser)]
+#[command(about = "Train a textual-inversion embedding (A1111's Train tab)")]
+struct Args {
+    /// The checkpoint (default: the bundled tiny model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// An existing embedding to train (resumes from its step).
+    #[arg(long, conflicts_with = "name")]
+    embedding: Option<PathBuf>,
+    /// Or create one with this name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Initialization text of a created embedding.
+    #[arg(long, default_value = "*")]
+    init_text: String,
+    /// Vectors per token of a created embedding.
+    #[arg(long, default_value_t = 1)]
+    vectors: usize,
+    /// Folder of training pictures (default: the bundled sample set).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Prompt template: style, style_filewords, subject, subject_filewords, none, filewords,
+    /// or a file.
+    #[arg(long, default_value = "subject_filewords")]
+    template: String,
+    /// Learning rate or schedule (`0.005:100, 1e-3:1000, 1e-5`).
+    #[arg(long, default_value = "0.005")]
+    learn_rate: String,
+    /// Pictures per step.
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    /// Batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    gradient_accumulation: usize,
+    /// The step to stop at.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// Training width.
+    #[arg(long)]
+    width: Option<u32>,
+    /// Training height.
+    #[arg(long)]
+    height: Option<u32>,
+    /// Save a copy every N steps (0: never).
+    #[arg(long, default_value_t = 500)]
+    save_every: usize,
+    /// Preview picture every N steps (0: never).
+    #[arg(long, default_value_t = 500)]
+    preview_every: usize,
+    /// Where the run folder goes.
+    #[arg(long, default_value = "textual_inversion")]
+    log_dir: PathBuf,
+    /// Where the final `<name>.pt` goes.
+    #[arg(long, default_value = "embeddings")]
+    embeddings_dir: PathBuf,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Gradient clipping: `value:SCHEDULE` or `norm:SCHEDULE`.
+    #[arg(long)]
+    clip_grad: Option<String>,
+    /// Latent sampling: once, deterministic or random.
+    #[arg(long, default_value = "once")]
+    latent_sampling: String,
+    /// Shuffle caption tags.
+    #[arg(long)]
+    shuffle_tags: bool,
+    /// Drop each caption tag with this probability.
+    #[arg(long, default_value_t = 0.0)]
+    tag_dropout: f32,
+    /// Weight the loss by PNG alpha.
+    #[arg(long)]
+    use_alpha_weight: bool,
+    /// Preview prompt (default: the batch's first caption).
+    #[arg(long)]
+    preview_prompt: Option<String>,
+    /// After training, generate a picture of this prompt with the new embedding.
+    #[arg(long)]
+    generate: Option<String>,
+    /// Where the generated picture goes.
+    #[arg(long, default_value = "output.png")]
+    output: PathBuf,
+    /// Compute device: cpu, wgpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let device = args.device.parse::<DeviceChoice>()?.device()?.autodiff();
+    let model_path = model_or_bundled(args.model.clone())?;
+    let model = StableDiffusion::load(&model_path, &device)?;
+    let bundled_data = args.data.is_none();
+    let data = match &args.data {
+        Some(d) => d.clone(),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/sample-set")),
+    };
+    // The bundled model and sample set are 64×64; real models train at 512.
+    let default_side = if bundled_data && args.model.is_none() {
+        64
+    } else {
+        512
+    };
+    let embedding = match (&args.embedding, &args.name) {
+        (Some(path), _) => read_file(path).map(|(e, _)| e)?,
+        (None, Some(name)) => create_embedding(&model, name, &args.init_text, args.vectors)?,
+        (None, None) => anyhow::bail!("pass --embedding FILE or --name NAME"),
+    };
+    let preview = args.preview_prompt.clone().map(|prompt| GenerationParams {
+        prompt,
+        width: args.width.unwrap_or(default_side),
+        height: args.height.unwrap_or(default_side),
+        seed: args.seed as i64,
+        ..GenerationParams::default()
+    });
+    let config = TrainConfig {
+        data_dir: data,
+        log_dir: args.log_dir.clone(),
+        embeddings_dir: args.embeddings_dir.clone(),
+        template: args.template.clone(),
+        learn_rate: args.learn_rate.clone(),
+        batch_size: args.batch_size,
+        gradient_accumulation: args.gradient_accumulation,
+        clip_grad: args.clip_grad.clone(),
+        steps: args.steps,
+        width: args.width.unwrap_or(default_side),
+        height: args.height.unwrap_or(default_side),
+        save_every: args.save_every,
+        preview_every: args.preview_every,
+        preview,
+        latent_sampling: args
+            .latent_sampling
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!(e))?,
+        shuffle_tags: args.shuffle_tags,
+        tag_dropout: args.tag_dropout,
+        use_alpha_weight: args.use_alpha_weight,
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(model, embedding, config)?;
+    // Resume AdamW's state when it was saved beside the embedding.
+    if let Some(path) = &args.embedding
+        && let Ok(text) = std::fs::read(optimizer_path(path))
+        && let Ok(saved) = serde_json::from_slice::<SavedOptimizer>(&text)
+    {
+        trainer = trainer.with_saved_optimizer(&saved);
+    }
+    let cancel = CancelToken::new();
+    let on_signal = cancel.clone();
+    ctrlc::set_handler(move || on_signal.cancel()).context("installing the Ctrl-C handler")?;
+    let bar = indicatif::ProgressBar::new(args.steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} ({eta} left)")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let outcome = trainer.run(
+        &mut |event| match event {
+            TrainEvent::Started { initial_step, .. } => bar.set_position(*initial_step as u64),
+            TrainEvent::Step {
+                step,
+                loss,
+                learn_rate,
+                ..
+            } => {
+                bar.set_position(*step as u64);
+                bar.set_message(format!("loss {loss:.7} lr {learn_rate}"));
+            }
+            TrainEvent::NaN { step } => {
+                bar.println(format!("loss became NaN at step {step}: stopping"))
+            }
+            TrainEvent::Saved { path, .. } => bar.println(format!("saved {}", path.display())),
+            TrainEvent::Preview { path, .. } => bar.println(format!("preview {}", path.display())),
+            _ => {}
+        },
+        &cancel,
+    )?;
+    bar.finish_and_clear();
+    match outcome.reason {
+        StopReason::Cancelled => eprintln!("interrupted: saved the embedding"),
+        StopReason::NaN { step } => eprintln!("stopped at step {step}: the loss is NaN"),
+        _ => {}
+    }
+    for (path, reason) in &outcome.skipped {
+        eprintln!("skipped {}: {reason}", path.display());
+    }
+    println!("{}", outcome.path.display());
+
+    if let Some(prompt) = &args.generate {
+        // The same model for inference, off the autodiff device.
+        let device = args.device.parse::<DeviceChoice>()?.device()?;
+        let model = StableDiffusion::load(&model_path, &device)?;
+        let mut lookup = EmbeddingLookup::new();
+        let width = model.architecture().text_encoder.hidden_size;
+        lookup.register(
+            outcome.embedding.to_lookup_vectors(width)?,
+            &model.tokenizer,
+        )?;
+        let params = GenerationParams {
+            prompt: prompt.clone(),
+            width: args.width.unwrap_or(default_side),
+            height: args.height.unwrap_or(default_side),
+            seed: args.seed as i64,
+            ..GenerationParams::default()
+        };
+        let generation = model.txt2img(&params, &lookup, &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })?;
+        let image = &generation.images[0];
+        let text = generation.infotext(0, &model);
+        infotext::write_png_rgb8(
+            &args.output,
+            image.width(),
+            image.height(),
+            image.as_raw(),
+            &text,
+        )?;
+        println!("{}", args.output.display());
+    }
+    Ok(())
+}
