@@ -46,4 +46,5 @@ pub use png::{
     MAX_TEXT_CHUNK, PARAMETERS_KEY, PngText, TextChunkKind, encode_png_rgb8, read_png_parameters,
     read_png_parameters_file, read_png_text, set_png_text, text_chunk, write_png_rgb8,
 };
+pub(crate) use quote::json_dumps;
 pub use quote::{quote, unquote};

@@ -9,12 +9,14 @@ pub fn quote(text: &str) -> Cow<'_, str> {
     if !text.contains([',', '\n', ':']) {
         return Cow::Borrowed(text);
     }
-    Cow::Owned(json_dumps(text))
+    Cow::Owned(json_dumps(text, false))
 }
 
-/// `json.dumps(text, ensure_ascii=False)`: escapes `"`, `\` and control characters below
-/// U+0020 only (`\n`, `\r`, `\t`, `\b`, `\f` by name, the rest as `\u00XX`).
-fn json_dumps(text: &str) -> String {
+/// Python's `json.dumps(text, ensure_ascii=...)`: escapes `"`, `\` and control characters
+/// below U+0020 (`\n`, `\r`, `\t`, `\b`, `\f` by name, the rest as `\u00XX`), and with
+/// `ensure_ascii` every non-ASCII character too, as UTF-16 `\uXXXX` units. Shared with the
+/// embedding JSON of image embeddings, which A1111 writes with `ensure_ascii=True`.
+pub(crate) fn json_dumps(text: &str, ensure_ascii: bool) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {
@@ -27,6 +29,12 @@ fn json_dumps(text: &str) -> String {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c if ensure_ascii && !c.is_ascii() => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
             c => out.push(c),
         }
     }

@@ -53,7 +53,7 @@ impl StableDiffusion {
         let device = self.device();
         let batch = params.batch_size;
         let (lw, lh) = (params.width / 8, params.height / 8);
-        let image = Self::resized_init_image(input, params);
+        let resized = Self::resized_init_image(input, params);
         let prepared = input.mask.as_ref().map(|mask| {
             prepare_mask(
                 mask,
@@ -67,9 +67,9 @@ impl StableDiffusion {
         // `masking.fill` for "latent noise" and "latent nothing" too).
         let image = match &prepared {
             Some(m) if input.inpainting_fill != InpaintingFill::Original => {
-                fill_masked(&image, &m.mask)
+                fill_masked(&resized, &m.mask)
             }
-            _ => image,
+            _ => resized.clone(),
         };
         let pixels = images_to_tensor(&vec![image.clone(); batch], device);
         let mut init_latent = self.encode_pixels(pixels);
@@ -100,9 +100,7 @@ impl StableDiffusion {
                 _ => {}
             }
         }
-        let overlay = prepared
-            .as_ref()
-            .map(|m| (Self::resized_init_image(input, params), m.overlay.clone()));
+        let overlay = prepared.as_ref().map(|m| (resized, m.overlay.clone()));
         Ok((
             Img2ImgSetup {
                 init_latent,

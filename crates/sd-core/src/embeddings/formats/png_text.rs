@@ -114,26 +114,7 @@ pub(crate) fn from_base64(path: &Path, text: &str) -> Result<(RawData, Option<St
 
 /// A string as Python's `json.dumps` writes it (`ensure_ascii=True`).
 fn py_json_str(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    out.push_str(&crate::infotext::json_dumps(s, true));
 }
 
 /// A float as Python's `json.dumps` writes it (`float.__repr__`, `NaN`, `Infinity`).
