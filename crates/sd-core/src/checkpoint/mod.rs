@@ -10,4 +10,5 @@ mod summary;
 
 pub use hash::ModelHash;
 pub use safetensors_header::{DType, MAX_HEADER_BYTES, SafetensorsHeader, TensorInfo};
+pub(crate) use summary::ldm_family;
 pub use summary::{CheckpointFormat, CheckpointSummary, Component, ComponentStats, ModelFamily};

@@ -109,13 +109,8 @@ impl CheckpointSummary {
             let tensors = SafetensorsHeader::read(path)?.tensors;
             // SD 1.x files keep transformers' CLIPTextModel under `transformer.`; SD 2.x
             // files keep OpenCLIP's own module tree under `model.`.
-            let family = if tensors.keys().any(|k| k.starts_with(OPEN_CLIP_PREFIX)) {
-                ModelFamily::Sd2
-            } else if tensors.keys().any(|k| k.starts_with(OPENAI_CLIP_PREFIX)) {
-                ModelFamily::Sd1
-            } else {
-                return Err(unrecognised("no CLIP text encoder weights found"));
-            };
+            let family = ldm_family(tensors.keys().map(String::as_str))
+                .ok_or_else(|| unrecognised("no CLIP text encoder weights found"))?;
             (CheckpointFormat::SingleFile, &LDM_NAMES, tensors, family)
         };
         let conv_in = tensors
@@ -179,6 +174,20 @@ const LDM_NAMES: KeyNames = KeyNames {
 
 const OPENAI_CLIP_PREFIX: &str = "cond_stage_model.transformer.";
 const OPEN_CLIP_PREFIX: &str = "cond_stage_model.model.";
+
+/// The family of a single file from its LDM key names: SD 1.x files keep transformers'
+/// CLIPTextModel under `cond_stage_model.transformer.`, SD 2.x files OpenCLIP's own tree
+/// under `cond_stage_model.model.`; `None` without either.
+pub(crate) fn ldm_family<'a>(mut keys: impl Iterator<Item = &'a str>) -> Option<ModelFamily> {
+    let mut sd1 = false;
+    for key in keys.by_ref() {
+        if key.starts_with(OPEN_CLIP_PREFIX) {
+            return Some(ModelFamily::Sd2);
+        }
+        sd1 |= key.starts_with(OPENAI_CLIP_PREFIX);
+    }
+    sd1.then_some(ModelFamily::Sd1)
+}
 
 /// Tensor names of a diffusers folder, prefixed with their component folder.
 const DIFFUSERS_NAMES: KeyNames = KeyNames {

@@ -10,6 +10,7 @@ use sd_vae::AutoencoderKlConfig;
 use serde::Deserialize;
 
 use crate::checkpoint::ModelFamily;
+use crate::checkpoint::ldm_family;
 use crate::error::{CoreError, Result};
 
 /// Tensor name → shape, for every tensor of a checkpoint (read from headers, no weights).
@@ -37,8 +38,6 @@ const LDM_CONV_IN: &str = "model.diffusion_model.input_blocks.0.0.weight";
 /// LDM key of the first cross-attention's key projection: `[inner, context_dim]`.
 const LDM_FIRST_ATTN2_K: &str =
     "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight";
-const OPENAI_CLIP_PREFIX: &str = "cond_stage_model.transformer.";
-const OPEN_CLIP_PREFIX: &str = "cond_stage_model.model.";
 
 impl ModelArchitecture {
     /// Recognises a standard SD 1.x or 2.x architecture (base or 9-channel inpainting) from
@@ -56,16 +55,12 @@ impl ModelArchitecture {
             path: path.to_owned(),
             reason,
         };
-        let family = if shapes.keys().any(|k| k.starts_with(OPEN_CLIP_PREFIX)) {
-            ModelFamily::Sd2
-        } else if shapes.keys().any(|k| k.starts_with(OPENAI_CLIP_PREFIX)) {
-            ModelFamily::Sd1
-        } else {
-            return Err(unrecognised(
+        let family = ldm_family(shapes.keys().map(String::as_str)).ok_or_else(|| {
+            unrecognised(
                 "no text encoder weights (`cond_stage_model.*`): not an SD 1.x/2.x single file"
                     .into(),
-            ));
-        };
+            )
+        })?;
         let conv_in = shapes
             .get(LDM_CONV_IN)
             .filter(|s| s.len() == 4)
