@@ -6,10 +6,11 @@
 //! backed by a Brownian tree for the SDE samplers (DPM++ SDE, 2M SDE, 3M SDE). A
 //! [`NoiseSource`] answers both; the pipeline supplies one that reproduces A1111's noise.
 //!
-//! The Brownian tree itself (torchsde's `BrownianTree`, a bit-exact port of which is out of
-//! this crate's scope) is not implemented here: a source for SDE samplers either replays
-//! recorded values ([`RecordedNoise`]) or draws independent Gaussians ([`GaussianNoise`]),
-//! which has the right distribution per call but not the tree's correlations across calls.
+//! The Brownian tree itself (torchsde's `BrownianTree`) is not implemented in this crate:
+//! sd-core reproduces it (`sd_core::noise::BrownianTreeNoise`, behind the pipeline's
+//! per-image noise source). Here a source for SDE samplers either replays recorded values
+//! ([`RecordedNoise`]) or draws independent Gaussians ([`GaussianNoise`]), which has the right
+//! distribution per call but not the tree's correlations across calls.
 
 use std::collections::VecDeque;
 

@@ -16,8 +16,9 @@ use crate::noise::NoiseSource;
 use crate::noise_schedule::NoiseSchedule;
 use crate::samplers::dpm_solver::AdaptiveOptions;
 use crate::samplers::dpmpp::SolverType;
+use crate::samplers::unipc::UniPcOptions;
 use crate::samplers::{
-    Churn, Ctx, StepInfo, ddim, dpm_solver, dpmpp, euler, heun_dpm2, lms, plms, restart,
+    Churn, Ctx, StepInfo, ddim, dpm_solver, dpmpp, euler, heun_dpm2, lms, plms, restart, unipc,
 };
 use crate::schedules::{self, ScheduleOptions, ScheduleType};
 
@@ -59,8 +60,8 @@ pub enum SamplerKind {
     Ddim,
     /// "PLMS" (A1111's `plms`).
     Plms,
-    /// "UniPC" (A1111's `unipc`): named and parsed, not implemented yet
-    /// ([`SchedulerError::Unsupported`]).
+    /// "UniPC" (A1111's `unipc` over its `uni_pc.py`), with A1111's UniPC settings
+    /// ([`SamplerOptions::unipc`]).
     UniPc,
 }
 
@@ -470,6 +471,12 @@ pub struct SamplerOptions {
     pub churn: Churn,
     /// DPM adaptive's tolerances.
     pub adaptive: AdaptiveOptions,
+    /// A1111's UniPC settings (variant, skip type, order, lower order final).
+    pub unipc: UniPcOptions,
+    /// The run is img2img (A1111's `is_img2img`), the plan's timesteps cut at `t_enc`. Only
+    /// UniPC looks at it: it then starts at `timesteps[-1] / 1000 + 1 / 1000` instead of
+    /// t = 1.
+    pub img2img: bool,
 }
 
 /// The result of a run.
@@ -577,7 +584,10 @@ impl SamplerKind {
             ),
             (Self::Ddim, Plan::Timesteps(t)) => ddim::sample_ddim(&mut ctx, ns, x, t, eta_f64),
             (Self::Plms, Plan::Timesteps(t)) => plms::sample_plms(&mut ctx, ns, x, t),
-            (Self::UniPc, _) => return Err(SchedulerError::Unsupported("UniPC")),
+            (Self::UniPc, Plan::Timesteps(t)) => {
+                opts.unipc.check(t.len())?;
+                unipc::sample_unipc(&mut ctx, ns, x, t, &opts.unipc, opts.img2img)
+            }
             _ => return Err(wrong_plan()),
         };
         Ok(match result {

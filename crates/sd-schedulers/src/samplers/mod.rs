@@ -3,7 +3,8 @@
 //!
 //! Each `sample_*` mirrors the function of the same name in k-diffusion's
 //! `k_diffusion/sampling.py` (the version A1111 1.6–1.10 pins, crowsonkb/k-diffusion
-//! ab527a9a) or A1111's `modules/sd_samplers_timesteps_impl.py` / `sd_samplers_extra.py`.
+//! ab527a9a) or A1111's `modules/sd_samplers_timesteps_impl.py` / `sd_samplers_extra.py`
+//! (UniPC: over `modules/models/diffusion/uni_pc/uni_pc.py`).
 //! Scalar coefficients are computed in float32 as the originals compute them on float32
 //! tensors, so intermediate latents agree to float32 rounding.
 
@@ -22,6 +23,7 @@ pub mod heun_dpm2;
 pub mod lms;
 pub mod plms;
 pub mod restart;
+pub mod unipc;
 
 /// What a sampler reports once per step (k-diffusion's `callback` dict).
 #[derive(Debug, Clone, Copy)]
@@ -33,9 +35,11 @@ pub struct StepInfo<'a> {
     /// σ the model was evaluated at (`sigma_hat`; differs from `sigma` with churn).
     pub sigma_hat: f32,
     /// The latent as the reference reports it: before the step for k-diffusion samplers,
-    /// after it for DDIM / PLMS (A1111's timestep samplers call back after updating `x`).
+    /// after it for DDIM / PLMS / UniPC (A1111's timestep samplers call back after updating
+    /// `x`).
     pub x: &'a Tensor<4>,
-    /// The denoised estimate of this step (`denoised`; `pred_x0` for DDIM / PLMS).
+    /// The denoised estimate of this step (`denoised`; `pred_x0` for DDIM / PLMS; UniPC's data
+    /// prediction, which its last step, evaluating no model, repeats from the step before).
     pub denoised: &'a Tensor<4>,
 }
 
