@@ -86,6 +86,9 @@ pub enum CoreError {
         /// Why it is refused.
         reason: String,
     },
+    /// A request or file is over one of the configured [`crate::limits::Limits`].
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitExceeded),
     /// A prompt could not be turned into conditioning.
     #[error(transparent)]
     Conditioning(#[from] crate::conditioning::ConditioningError),

@@ -9,6 +9,7 @@ pub mod embeddings;
 mod error;
 pub mod fs;
 pub mod infotext;
+pub mod limits;
 pub mod model;
 pub mod noise;
 pub mod pipeline;

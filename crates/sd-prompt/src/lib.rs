@@ -17,7 +17,9 @@ mod unicode_tables;
 pub use and::{AndPart, split_and};
 pub use ast::{Ast, Bracket, Node, Span, When};
 pub use emphasis::{Attention, ROUND_MULTIPLIER, SQUARE_MULTIPLIER, parse_attention};
-pub use error::{IssueKind, ParseIssue};
+pub use error::{
+    DEFAULT_MAX_PROMPT_CHARS, IssueKind, ParseIssue, PromptTooLong, check_prompt_length,
+};
 pub use parse::MAX_NESTING;
 pub use prompt::{Conditioning, Prompt, ScheduledText, Subprompt, WeightedSchedule};
 pub use schedule::Steps;

@@ -81,6 +81,29 @@ impl Prompt {
         }
     }
 
+    /// [`parse`](Self::parse), refusing text of more than `max_chars` characters (see
+    /// [`crate::DEFAULT_MAX_PROMPT_CHARS`]).
+    ///
+    /// # Errors
+    /// [`PromptTooLong`](crate::PromptTooLong) when the text is longer.
+    pub fn parse_limited(text: &str, max_chars: usize) -> Result<Self, crate::PromptTooLong> {
+        crate::check_prompt_length(text, max_chars)?;
+        Ok(Self::parse(text))
+    }
+
+    /// [`parse_negative`](Self::parse_negative) with the cap of
+    /// [`parse_limited`](Self::parse_limited).
+    ///
+    /// # Errors
+    /// [`PromptTooLong`](crate::PromptTooLong) when the text is longer.
+    pub fn parse_negative_limited(
+        text: &str,
+        max_chars: usize,
+    ) -> Result<Self, crate::PromptTooLong> {
+        crate::check_prompt_length(text, max_chars)?;
+        Ok(Self::parse_negative(text))
+    }
+
     /// The text that was parsed.
     pub fn source(&self) -> &str {
         &self.source

@@ -156,6 +156,29 @@ impl SafetensorsHeader {
         Self::parse(path, &json, 8 + header_len, file_len)
     }
 
+    /// [`read`](Self::read), also refusing any tensor larger than
+    /// [`Limits::max_tensor_bytes`](crate::limits::Limits::max_tensor_bytes).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read); [`CoreError::InvalidSafetensors`] naming the tensor when one
+    /// is over the cap.
+    pub fn read_with_limits(
+        path: impl AsRef<Path>,
+        limits: &crate::limits::Limits,
+    ) -> Result<Self> {
+        let header = Self::read(path)?;
+        for (name, info) in &header.tensors {
+            let bytes = info.data_offsets.1 - info.data_offsets.0;
+            if let Err(e) = limits.check_tensor_bytes(bytes) {
+                return Err(CoreError::InvalidSafetensors {
+                    path: header.path.clone(),
+                    reason: format!("tensor `{name}`: {e}"),
+                });
+            }
+        }
+        Ok(header)
+    }
+
     fn parse(path: &Path, json: &[u8], data_start: u64, file_len: u64) -> Result<Self> {
         let invalid = |reason: String| CoreError::InvalidSafetensors {
             path: path.to_owned(),

@@ -87,14 +87,16 @@ impl ModelArchitecture {
             ),
         };
         if model_channels != 320 || context != expected_context || ![4, 9].contains(&in_channels) {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             return Err(unrecognised(format!(
                 "not a standard SD {} architecture (UNet width {model_channels}, {in_channels} \
-                 input channels, context width {context}): put its diffusers config folder \
-                 beside the file as `{}/` or pass one explicitly",
+                 input channels, context width {context}): put its LDM config beside the \
+                 file as `{stem}.yaml` (as A1111) or its diffusers config folder as \
+                 `{stem}/`, or pass one explicitly",
                 family_label(family),
-                path.file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
             )));
         }
         unet.in_channels = in_channels;

@@ -10,19 +10,23 @@ use sd_unet::UNet2DConditionModel;
 use sd_vae::AutoencoderKl;
 
 use super::architecture::ModelArchitecture;
+use super::ldm_yaml::{SingleFileConfig, single_file_config};
 use super::weights::{self, WeightsFile};
 use super::{StableDiffusion, v_prediction};
 use crate::checkpoint::ModelFamily;
 use crate::error::{CoreError, Result};
+use crate::limits::Limits;
 
 /// How to load a model beyond its path.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// A diffusers-style config folder (`unet/config.json`, `vae/config.json`,
-    /// `text_encoder/config.json`, optional `scheduler/` and `tokenizer/`) describing a
-    /// single-file checkpoint whose architecture is not a standard one, as diffusers'
-    /// `from_single_file(config=...)`. Without it, a folder named like the file's stem beside
-    /// it is used when present (`model.safetensors` + `model/`).
+    /// The config of a single-file checkpoint whose architecture is not a standard one:
+    /// a diffusers-style config folder (`unet/config.json`, `vae/config.json`,
+    /// `text_encoder/config.json`, optional `scheduler/` and `tokenizer/`), as diffusers'
+    /// `from_single_file(config=...)`, or an LDM `.yaml`/`.yml` file as A1111 reads
+    /// ([`ModelArchitecture::from_ldm_yaml`]). Without it, A1111's `model.yaml` beside
+    /// `model.safetensors` is used when present, else a folder named like the file's stem
+    /// (`model/`).
     pub config_dir: Option<PathBuf>,
     /// A separate VAE (`.safetensors`, `.pt`, `.ckpt`; LDM or diffusers keys), as A1111's
     /// "SD VAE" setting, replacing the checkpoint's own.
@@ -39,6 +43,22 @@ impl StableDiffusion {
         options: &LoadOptions,
         device: &Device,
     ) -> Result<Self> {
+        Self::load_with_limits(path, options, &Limits::default(), device)
+    }
+
+    /// [`load_with`](Self::load_with) under caller-chosen [`Limits`]: a tensor larger than
+    /// [`Limits::max_tensor_bytes`] or a pickle nested deeper than
+    /// [`Limits::max_pickle_depth`] is refused before any weight is read.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load): [`CoreError::InvalidSafetensors`] or
+    /// [`CoreError::TorchFile`] naming the file when a limit is exceeded.
+    pub fn load_with_limits(
+        path: impl AsRef<Path>,
+        options: &LoadOptions,
+        limits: &Limits,
+        device: &Device,
+    ) -> Result<Self> {
         let path = path.as_ref();
         if !path.exists() {
             return Err(CoreError::io(
@@ -47,18 +67,23 @@ impl StableDiffusion {
             ));
         }
         let mut model = if path.is_dir() {
-            load_folder(path, options, device)?
+            load_folder(path, options, limits, device)?
         } else {
-            load_single_file(path, options, device)?
+            load_single_file(path, options, limits, device)?
         };
         if let Some(vae_path) = &options.vae {
-            model.vae = load_separate_vae(vae_path, &model.architecture, device)?;
+            model.vae = load_separate_vae(vae_path, &model.architecture, limits, device)?;
         }
         Ok(model)
     }
 }
 
-fn load_folder(folder: &Path, options: &LoadOptions, device: &Device) -> Result<StableDiffusion> {
+fn load_folder(
+    folder: &Path,
+    options: &LoadOptions,
+    limits: &Limits,
+    device: &Device,
+) -> Result<StableDiffusion> {
     let config_dir = options.config_dir.as_deref().unwrap_or(folder);
     let architecture = ModelArchitecture::from_config_dir(config_dir)?;
     let tokenizer =
@@ -66,7 +91,7 @@ fn load_folder(folder: &Path, options: &LoadOptions, device: &Device) -> Result<
             path: config_dir.join("tokenizer"),
             source,
         })?;
-    let mut text = weights::open(&weights::component_file(folder, "text_encoder")?)?;
+    let mut text = weights::open(&weights::component_file(folder, "text_encoder")?, limits)?;
     let text_encoder = load_text_encoder(
         &mut text,
         &architecture,
@@ -74,7 +99,7 @@ fn load_folder(folder: &Path, options: &LoadOptions, device: &Device) -> Result<
         device,
     )?;
     drop(text);
-    let mut unet_file = weights::open(&weights::component_file(folder, "unet")?)?;
+    let mut unet_file = weights::open(&weights::component_file(folder, "unet")?, limits)?;
     let unet = load_unet(
         &mut unet_file,
         &architecture,
@@ -82,7 +107,7 @@ fn load_folder(folder: &Path, options: &LoadOptions, device: &Device) -> Result<
         device,
     )?;
     drop(unet_file);
-    let mut vae_file = weights::open(&weights::component_file(folder, "vae")?)?;
+    let mut vae_file = weights::open(&weights::component_file(folder, "vae")?, limits)?;
     let vae = load_vae(
         &mut vae_file,
         &architecture,
@@ -103,19 +128,21 @@ fn load_folder(folder: &Path, options: &LoadOptions, device: &Device) -> Result<
 fn load_single_file(
     path: &Path,
     options: &LoadOptions,
+    limits: &Limits,
     device: &Device,
 ) -> Result<StableDiffusion> {
-    let mut file = weights::open(path)?;
-    let beside = path.file_stem().map(|stem| path.with_file_name(stem));
-    let config_dir = options
-        .config_dir
-        .clone()
-        .or_else(|| beside.filter(|dir| dir.join("unet").join("config.json").is_file()));
-    let mut architecture = match &config_dir {
-        Some(dir) => ModelArchitecture::from_config_dir(dir)?,
+    let mut file = weights::open(path, limits)?;
+    let config = single_file_config(path, options.config_dir.as_deref());
+    let mut architecture = match &config {
+        Some(SingleFileConfig::Yaml(yaml)) => ModelArchitecture::from_ldm_yaml(yaml, &file.shapes)?,
+        Some(SingleFileConfig::Folder(dir)) => ModelArchitecture::from_config_dir(dir)?,
         None => ModelArchitecture::recognise(path, &file.shapes)?,
     };
-    let tokenizer = single_file_tokenizer(path, config_dir.as_deref(), &architecture)?;
+    let config_dir = match &config {
+        Some(SingleFileConfig::Folder(dir)) => Some(dir.as_path()),
+        _ => None,
+    };
+    let tokenizer = single_file_tokenizer(path, config_dir, &architecture)?;
     let text_encoder = load_text_encoder(
         &mut file,
         &architecture,
@@ -126,8 +153,9 @@ fn load_single_file(
     let vae = load_vae(&mut file, &architecture, sd_vae::WeightFormat::Ldm, device)?;
     drop(file);
     // SD 2.x 512 (ε) and 768-v (v) have the same shapes: A1111 tells them apart by running
-    // the UNet once. A config says it outright, so the test runs only without one.
-    if config_dir.is_none()
+    // the UNet once. A config (yaml or folder) says it outright, so the test runs only
+    // without one.
+    if config.is_none()
         && architecture.family == ModelFamily::Sd2
         && architecture.unet.in_channels == 4
         && v_prediction::is_v_prediction(&unet, architecture.unet.cross_attention_dim, device)
@@ -222,9 +250,10 @@ fn load_vae(
 fn load_separate_vae(
     path: &Path,
     architecture: &ModelArchitecture,
+    limits: &Limits,
     device: &Device,
 ) -> Result<AutoencoderKl> {
-    let mut file = weights::open(path)?;
+    let mut file = weights::open(path, limits)?;
     let format =
         sd_vae::WeightFormat::detect(file.shapes.keys().map(String::as_str)).ok_or_else(|| {
             CoreError::UnrecognisedCheckpoint {

@@ -5,6 +5,7 @@
 //! Every weight becomes f32 on the chosen device.
 
 mod architecture;
+mod ldm_yaml;
 mod load;
 mod v_prediction;
 mod weights;

@@ -7,6 +7,7 @@ use burn::store::SafetensorsStore;
 use super::architecture::TensorShapes;
 use crate::checkpoint::SafetensorsHeader;
 use crate::error::{CoreError, Result};
+use crate::limits::Limits;
 
 /// An opened weights file: the store the network loaders read, and every tensor's shape.
 pub(crate) struct WeightsFile {
@@ -30,11 +31,12 @@ pub(crate) fn is_torch_file(path: &Path) -> bool {
 
 /// Opens `.safetensors` lazily; a PyTorch file is read as data (never executed) and its
 /// tensors, with their original dtypes, handed to burn as an in-memory safetensors image.
-pub(crate) fn open(path: &Path) -> Result<WeightsFile> {
+/// Tensors over `limits` are refused before any is read.
+pub(crate) fn open(path: &Path, limits: &Limits) -> Result<WeightsFile> {
     if is_torch_file(path) {
-        return open_torch(path);
+        return open_torch(path, limits);
     }
-    let header = SafetensorsHeader::read(path)?;
+    let header = SafetensorsHeader::read_with_limits(path, limits)?;
     let shapes = header
         .tensors
         .into_iter()
@@ -47,8 +49,8 @@ pub(crate) fn open(path: &Path) -> Result<WeightsFile> {
     })
 }
 
-fn open_torch(path: &Path) -> Result<WeightsFile> {
-    let file = crate::torch_file::TorchFile::open(path)?;
+fn open_torch(path: &Path, limits: &Limits) -> Result<WeightsFile> {
+    let file = crate::torch_file::TorchFile::open_with_limits(path, limits)?;
     let tensors = file.state_dict()?;
     let shapes = tensors
         .iter()

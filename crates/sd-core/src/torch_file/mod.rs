@@ -123,6 +123,45 @@ impl TorchFile {
         Self::from_source(label.into(), Source::Memory(bytes), len)
     }
 
+    /// [`TorchFile::open`] under caller-chosen [`Limits`](crate::limits::Limits): pickled
+    /// data nested deeper than [`Limits::pickle_depth`](crate::limits::Limits::pickle_depth)
+    /// and tensor storages larger than
+    /// [`Limits::max_tensor_bytes`](crate::limits::Limits::max_tensor_bytes) are refused.
+    /// ([`TorchFile::open`] applies only the fixed [`MAX_DEPTH`] and the file's own length.)
+    ///
+    /// # Errors
+    /// As [`TorchFile::open`]; [`TorchFileError::LimitExceeded`] for nesting and
+    /// [`TorchFileError::Tensor`] for a storage over the caps.
+    pub fn open_with_limits(path: &Path, limits: &crate::limits::Limits) -> Result<TorchFile> {
+        let file = Self::open(path)?;
+        file.check_limits(limits)?;
+        Ok(file)
+    }
+
+    /// Checks an opened file against `limits` (see [`TorchFile::open_with_limits`]).
+    fn check_limits(&self, limits: &crate::limits::Limits) -> Result<()> {
+        if limits.check_pickle_depth(self.root.depth()).is_err() {
+            return Err(TorchFileError::LimitExceeded {
+                path: self.path.clone(),
+                limit: limits.pickle_depth() as u64,
+                what: "nesting levels",
+            });
+        }
+        // Sorted, so the error names the same storage every time.
+        let mut records: Vec<_> = self.records.iter().collect();
+        records.sort_by_key(|(key, _)| key.as_str());
+        for (key, record) in records {
+            if let Err(e) = limits.check_tensor_bytes(record.len) {
+                return Err(TorchFileError::Tensor {
+                    path: self.path.clone(),
+                    storage: key.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn from_source(path: PathBuf, source: Source, len: u64) -> Result<TorchFile> {
         let head = source.read_range(0, len.min(4), &path)?;
         if head.is_empty() {

@@ -209,6 +209,35 @@ pub enum PickleValue {
 }
 
 impl PickleValue {
+    /// How deeply containers nest: 0 for a scalar, 1 for a list of scalars. Iterative, so
+    /// any depth is measured without recursion.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut todo = vec![(self, 0usize)];
+        while let Some((v, d)) = todo.pop() {
+            deepest = deepest.max(d);
+            match v {
+                PickleValue::List(xs) | PickleValue::Tuple(xs) | PickleValue::Set(xs) => {
+                    todo.extend(xs.iter().map(|x| (x, d + 1)));
+                }
+                PickleValue::Dict(items) => {
+                    for (k, x) in items {
+                        todo.push((k, d + 1));
+                        todo.push((x, d + 1));
+                    }
+                }
+                PickleValue::Object { args, state, .. } => {
+                    todo.extend(args.iter().map(|x| (x, d + 1)));
+                    if let Some(s) = state {
+                        todo.push((s, d + 1));
+                    }
+                }
+                _ => {}
+            }
+        }
+        deepest
+    }
+
     /// The value under string key `key` of a dict, or of an object's state dict (so a
     /// `ParameterDict`'s `_parameters` can be reached like a dict entry).
     pub fn get(&self, key: &str) -> Option<&PickleValue> {

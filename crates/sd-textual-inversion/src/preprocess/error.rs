@@ -39,15 +39,16 @@ pub enum PreprocessError {
         /// The colour type, as the decoder names it.
         color: String,
     },
-    /// A processing step would need a picture larger than the allowed number of pixels
-    /// (e.g. a 1×20000 strip covering a 512×512 target needs 512×10 240 000 pixels).
-    #[error("{}: processing needs a {width}×{height} intermediate picture, over the limit of {limit} pixels", path.display())]
+    /// The picture (from its header, before decoding) or a processing step would need more
+    /// than the allowed number of pixels (e.g. a 1×20000 strip covering a 512×512 target needs
+    /// 512×10 240 000 pixels).
+    #[error("{}: processing needs a {width}×{height} picture, over the limit of {limit} pixels", path.display())]
     TooLarge {
         /// The file.
         path: PathBuf,
-        /// Width of the intermediate picture.
+        /// Width of the source or intermediate picture.
         width: u64,
-        /// Height of the intermediate picture.
+        /// Height of the source or intermediate picture.
         height: u64,
         /// [`super::PreprocessOptions::max_pixels`].
         limit: u64,

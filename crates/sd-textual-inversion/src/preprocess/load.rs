@@ -13,14 +13,39 @@ use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use super::error::PreprocessError;
 
-/// Decodes `path` into upright 8-bit RGB.
+/// Decodes `path` into upright 8-bit RGB, refusing pictures over
+/// [`super::options::DEFAULT_MAX_PIXELS`] (see [`load_rgb_limited`]).
 ///
 /// # Errors
-/// [`PreprocessError::Io`] when the file cannot be opened, [`PreprocessError::Decode`] when the
-/// format is unknown, the data is corrupt or the picture exceeds the decoder's memory limits
-/// (the `image` crate's defaults: 512 MiB), [`PreprocessError::UnsupportedColor`] for colour
-/// types the decoder reports but cannot convert (e.g. CMYK where the decoder has no conversion).
+/// As [`load_rgb_limited`].
 pub fn load_rgb(path: &Path) -> Result<RgbImage, PreprocessError> {
+    load_rgb_limited(path, super::options::DEFAULT_MAX_PIXELS)
+}
+
+/// Decodes `path` into upright 8-bit RGB; a picture whose header declares more than
+/// `max_pixels` pixels is refused before anything is allocated for it (a 20000×20000 PNG is a
+/// few hundred KB on disk and 1.2 GB decoded).
+///
+/// # Errors
+/// [`PreprocessError::Io`] when the file cannot be opened, [`PreprocessError::TooLarge`] when
+/// the header declares more than `max_pixels`, [`PreprocessError::Decode`] when the format is
+/// unknown, the data is corrupt or the decoder would allocate more than 8 bytes per allowed
+/// pixel ([`sd_core::limits::Limits::image_decoder_limits`]),
+/// [`PreprocessError::UnsupportedColor`] for colour types the decoder reports but cannot
+/// convert (e.g. CMYK where the decoder has no conversion).
+pub fn load_rgb_limited(path: &Path, max_pixels: u64) -> Result<RgbImage, PreprocessError> {
+    let image = open_limited(path, max_pixels)?;
+    to_rgb8(image, path)
+}
+
+/// Decodes `path` (upright, in its own colour type), refusing from its header a picture of
+/// more than `max_pixels` pixels, as [`load_rgb_limited`].
+///
+/// # Errors
+/// As [`load_rgb_limited`], without the colour conversion.
+pub fn open_limited(path: &Path, max_pixels: u64) -> Result<DynamicImage, PreprocessError> {
+    let mut limits = sd_core::limits::Limits::default();
+    limits.max_image_pixels = max_pixels;
     let decode = |source| PreprocessError::Decode {
         path: path.to_path_buf(),
         source,
@@ -36,13 +61,25 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, PreprocessError> {
             source,
         })?;
     let mut decoder = reader.into_decoder().map_err(decode)?;
+    let (width, height) = decoder.dimensions();
+    if limits.check_image_pixels(width, height).is_err() {
+        return Err(PreprocessError::TooLarge {
+            path: path.to_path_buf(),
+            width: u64::from(width),
+            height: u64::from(height),
+            limit: max_pixels,
+        });
+    }
+    decoder
+        .set_limits(limits.image_decoder_limits())
+        .map_err(decode)?;
     // A missing or unreadable orientation tag means "upright", as in Pillow.
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode)?;
     image.apply_orientation(orientation);
-    to_rgb8(image, path)
+    Ok(image)
 }
 
 /// `convert("RGB")` with the conversions described in the module docs.

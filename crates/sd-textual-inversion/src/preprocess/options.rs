@@ -36,8 +36,9 @@ impl std::str::FromStr for CropMode {
 }
 
 /// Pillow's `DecompressionBombError` threshold (`2 · MAX_IMAGE_PIXELS`), the default cap on
-/// intermediate pictures.
-pub const DEFAULT_MAX_PIXELS: u64 = 2 * 89_478_485;
+/// source and intermediate pictures (the same as
+/// [`sd_core::limits::DEFAULT_MAX_IMAGE_PIXELS`]).
+pub const DEFAULT_MAX_PIXELS: u64 = sd_core::limits::DEFAULT_MAX_IMAGE_PIXELS;
 
 /// Preprocessing settings. `Default` is A1111's defaults: 512×512, center crop, no split
 /// (threshold 0.5, overlap 0.2 when enabled), no flip, existing captions ignored.

@@ -9,7 +9,7 @@ use super::caption::{CaptionAction, compose_caption, read_sidecar};
 use super::crop::{center_crop, cover_size};
 use super::error::PreprocessError;
 use super::focal::{focal_crop, scaled_size};
-use super::load::load_rgb;
+use super::load::load_rgb_limited;
 use super::naming::output_basename;
 use super::options::{CropMode, PreprocessOptions};
 use super::split::{clamp_parameters, is_oversized, plan, split};
@@ -206,7 +206,7 @@ fn process_file(
     options: &PreprocessOptions,
     report: &mut PreprocessReport,
 ) -> Result<(), PreprocessError> {
-    let image = load_rgb(path)?;
+    let image = load_rgb_limited(path, options.max_pixels)?;
     let (iw, ih) = largest_intermediate(image.width(), image.height(), options);
     let source_pixels = u64::from(image.width()) * u64::from(image.height());
     if iw * ih > options.max_pixels || source_pixels > options.max_pixels {

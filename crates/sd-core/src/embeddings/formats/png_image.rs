@@ -28,13 +28,27 @@ fn image_err(path: &Path, reason: impl Into<String>) -> EmbeddingError {
     }
 }
 
-/// Decodes a PNG's pixels as `Image.convert("RGB")` does (alpha dropped).
+/// Decodes a PNG's pixels as `Image.convert("RGB")` does (alpha dropped), refusing from its
+/// header a picture over [`Limits::max_image_pixels`](crate::limits::Limits) (default
+/// limits: a 20000×20000 PNG is a few hundred KB on disk and 1.2 GB decoded).
 ///
 /// # Errors
-/// [`EmbeddingError::Image`] when it is no decodable PNG.
+/// [`EmbeddingError::Image`] when it is no decodable PNG or is too large.
 pub fn decode_rgb(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
-    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
-        .map_err(|e| image_err(path, format!("cannot decode the PNG: {e}")))?
+    use image::ImageDecoder as _;
+    let limits = crate::limits::Limits::default();
+    let cannot = |e: image::ImageError| image_err(path, format!("cannot decode the PNG: {e}"));
+    let mut decoder =
+        image::codecs::png::PngDecoder::new(std::io::Cursor::new(bytes)).map_err(cannot)?;
+    let (width, height) = decoder.dimensions();
+    limits
+        .check_image_pixels(width, height)
+        .map_err(|e| image_err(path, format!("{width}×{height} picture: {e}")))?;
+    decoder
+        .set_limits(limits.image_decoder_limits())
+        .map_err(cannot)?;
+    let img = image::DynamicImage::from_decoder(decoder)
+        .map_err(cannot)?
         .to_rgb8();
     Ok(RgbImage {
         width: img.width() as usize,

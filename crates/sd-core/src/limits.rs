@@ -1,0 +1,229 @@
+//! Caps on how much a user's file, picture or prompt may make this crate allocate or compute,
+//! in one place, with defaults that refuse only hostile or broken input.
+//!
+//! | cap | default | why this number |
+//! |---|---|---|
+//! | [`Limits::max_tensor_bytes`] | 4 GiB ([`DEFAULT_MAX_TENSOR_BYTES`]) | the largest tensor of any Stable Diffusion checkpoint is SDXL's OpenCLIP-G token embedding, 49408 × 1280 values (253 MB in f32); whole SD 1.x checkpoints are 2–8 GB. 4 GiB is 16× the largest real tensor and still far below what a header can claim (2^60 bytes). |
+//! | [`Limits::max_image_pixels`] | 178 956 970 ([`DEFAULT_MAX_IMAGE_PIXELS`]) | Pillow's `DecompressionBombError` threshold, `2 · Image.MAX_IMAGE_PIXELS` (`MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3` = 89 478 485, `PIL/Image.py`): every picture A1111 opens, we open; a 20000 × 20000 PNG (a few hundred KB on disk, 1.2 GB decoded) is refused from its header. |
+//! | [`Limits::max_prompt_chars`] | 1 000 000 ([`sd_prompt::DEFAULT_MAX_PROMPT_CHARS`]) | A1111 has no limit; real prompts are a few thousand characters. The prompt parser lives in `sd-prompt` (which cannot depend on this crate): the cap is its [`sd_prompt::Prompt::parse_limited`] / [`sd_prompt::check_prompt_length`], which [`Limits::check_prompt`] calls. |
+//! | [`Limits::max_pickle_depth`] | 200 ([`crate::torch_file::MAX_DEPTH`]) | torch files nest a handful of levels (a `ParameterDict`'s state is five deep). The reader converts recursively, so the value is clamped to [`crate::torch_file::MAX_DEPTH`]: it can be lowered, never raised past what the stack safely holds. |
+//!
+//! Fixed caps that are part of a format rather than a policy, documented where they live:
+//! [`crate::checkpoint::MAX_HEADER_BYTES`] (a safetensors header, the reference
+//! implementation's 100 MB), [`crate::embeddings::MAX_EMBEDDING_FILE_BYTES`] (64 MiB: a
+//! checkpoint dropped into the embeddings folder is refused unread),
+//! [`crate::embeddings::MAX_EMBEDDING_VALUES`], and [`sd_prompt::MAX_NESTING`] (brackets
+//! nested deeper are taken literally, never refused: the prompt parser never fails).
+//!
+//! Every reader checks declared sizes against the file's real length before allocating, so
+//! these caps bound what a *valid-looking* input may cost, not what a lying header can make
+//! us allocate (that is never more than the file).
+//!
+//! ```
+//! use sd_core::limits::Limits;
+//!
+//! let mut limits = Limits::default();
+//! limits.max_image_pixels = 4096 * 4096;
+//! assert!(limits.check_image_pixels(4096, 4096).is_ok());
+//! assert!(limits.check_image_pixels(20_000, 20_000).is_err());
+//! assert!(limits.check_prompt("a cat").is_ok());
+//! // Configs are serde: absent fields take the defaults.
+//! let from_json: Limits = serde_json::from_str(r#"{"max_prompt_chars": 10}"#)?;
+//! assert_eq!(from_json.max_prompt_chars, 10);
+//! assert_eq!(from_json.max_image_pixels, Limits::default().max_image_pixels);
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// Default of [`Limits::max_tensor_bytes`]: 4 GiB (see the module table).
+pub const DEFAULT_MAX_TENSOR_BYTES: u64 = 4 << 30;
+
+/// Default of [`Limits::max_image_pixels`]: Pillow's decompression-bomb error threshold,
+/// `2 · 89 478 485` pixels.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 2 * 89_478_485;
+
+/// Bytes per pixel the image decoder may allocate under [`Limits::image_decoder_limits`]:
+/// 16-bit RGBA, the widest layout the PNG and JPEG decoders produce.
+const DECODER_BYTES_PER_PIXEL: u64 = 8;
+
+/// The caps (see the module docs for each default and why). Serde reads a partial object:
+/// absent fields keep their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest single tensor, in bytes of its stored dtype, a checkpoint may hold.
+    pub max_tensor_bytes: u64,
+    /// Largest picture, in pixels (width × height), that is decoded.
+    pub max_image_pixels: u64,
+    /// Longest prompt, in characters (Unicode scalar values).
+    pub max_prompt_chars: usize,
+    /// Deepest nesting of a pickle's containers (clamped to [`crate::torch_file::MAX_DEPTH`]).
+    pub max_pickle_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_tensor_bytes: DEFAULT_MAX_TENSOR_BYTES,
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
+            max_prompt_chars: sd_prompt::DEFAULT_MAX_PROMPT_CHARS,
+            max_pickle_depth: crate::torch_file::MAX_DEPTH,
+        }
+    }
+}
+
+/// A value over one of the [`Limits`]. Readers wrap it in their own error with the file's
+/// name; on its own it says which cap, the value and the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{what} of {value} is over the limit of {limit} (`Limits::{field}`)")]
+#[non_exhaustive]
+pub struct LimitExceeded {
+    /// What was measured (`"tensor bytes"`, `"picture pixels"`, `"prompt characters"`,
+    /// `"pickle nesting levels"`).
+    pub what: &'static str,
+    /// The field of [`Limits`] that refused it.
+    pub field: &'static str,
+    /// The measured value.
+    pub value: u64,
+    /// The cap.
+    pub limit: u64,
+}
+
+impl Limits {
+    /// Checks one tensor's size in bytes.
+    ///
+    /// # Errors
+    /// [`LimitExceeded`] when `bytes` is over [`Limits::max_tensor_bytes`].
+    pub fn check_tensor_bytes(&self, bytes: u64) -> Result<(), LimitExceeded> {
+        check(
+            "tensor bytes",
+            "max_tensor_bytes",
+            bytes,
+            self.max_tensor_bytes,
+        )
+    }
+
+    /// Checks a picture's declared size (from its header, before decoding).
+    ///
+    /// # Errors
+    /// [`LimitExceeded`] when `width × height` is over [`Limits::max_image_pixels`].
+    pub fn check_image_pixels(&self, width: u32, height: u32) -> Result<(), LimitExceeded> {
+        check(
+            "picture pixels",
+            "max_image_pixels",
+            u64::from(width) * u64::from(height),
+            self.max_image_pixels,
+        )
+    }
+
+    /// Checks a prompt's length (through `sd-prompt`'s own guard).
+    ///
+    /// # Errors
+    /// [`LimitExceeded`] when it has more than [`Limits::max_prompt_chars`] characters.
+    pub fn check_prompt(&self, prompt: &str) -> Result<(), LimitExceeded> {
+        sd_prompt::check_prompt_length(prompt, self.max_prompt_chars).map_err(|e| LimitExceeded {
+            what: "prompt characters",
+            field: "max_prompt_chars",
+            value: e.chars as u64,
+            limit: e.limit as u64,
+        })
+    }
+
+    /// The pickle nesting cap actually applied: [`Limits::max_pickle_depth`] clamped to
+    /// [`crate::torch_file::MAX_DEPTH`].
+    pub fn pickle_depth(&self) -> usize {
+        self.max_pickle_depth.min(crate::torch_file::MAX_DEPTH)
+    }
+
+    /// Checks a pickle's nesting depth.
+    ///
+    /// # Errors
+    /// [`LimitExceeded`] when `depth` is over [`Limits::pickle_depth`].
+    pub fn check_pickle_depth(&self, depth: usize) -> Result<(), LimitExceeded> {
+        check(
+            "pickle nesting levels",
+            "max_pickle_depth",
+            depth as u64,
+            self.pickle_depth() as u64,
+        )
+    }
+
+    /// The `image` crate's decoder limits for these caps: no side longer than the pixel cap
+    /// allows and at most [`Limits::max_image_pixels`] × 8 bytes (16-bit RGBA) of decoder
+    /// allocations. Apply with `ImageReader::limits` before decoding; check the header's size
+    /// with [`Limits::check_image_pixels`] too, since the `image` crate caps sides and bytes,
+    /// not pixels.
+    pub fn image_decoder_limits(&self) -> image::Limits {
+        let mut limits = image::Limits::default();
+        let side = u32::try_from(self.max_image_pixels).unwrap_or(u32::MAX);
+        limits.max_image_width = Some(side);
+        limits.max_image_height = Some(side);
+        limits.max_alloc = Some(
+            self.max_image_pixels
+                .saturating_mul(DECODER_BYTES_PER_PIXEL),
+        );
+        limits
+    }
+}
+
+fn check(
+    what: &'static str,
+    field: &'static str,
+    value: u64,
+    limit: u64,
+) -> Result<(), LimitExceeded> {
+    if value > limit {
+        Err(LimitExceeded {
+            what,
+            field,
+            value,
+            limit,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_numbers() {
+        let l = Limits::default();
+        assert_eq!(l.max_tensor_bytes, 4 * 1024 * 1024 * 1024);
+        assert_eq!(l.max_image_pixels, 178_956_970);
+        assert_eq!(l.max_prompt_chars, 1_000_000);
+        assert_eq!(l.max_pickle_depth, 200);
+    }
+
+    #[test]
+    fn checks_refuse_only_above_the_cap() {
+        let l = Limits::default();
+        assert!(l.check_tensor_bytes(DEFAULT_MAX_TENSOR_BYTES).is_ok());
+        assert!(l.check_tensor_bytes(1 << 60).is_err());
+        assert!(l.check_image_pixels(1, 1).is_ok());
+        // Pillow's warning threshold passes, its error threshold + 1 does not.
+        assert!(l.check_image_pixels(89_478_485, 1).is_ok());
+        let err = l
+            .check_image_pixels(20_000, 20_000)
+            .expect_err("400 MP is over the cap");
+        assert_eq!(err.value, 400_000_000);
+        assert!(err.to_string().contains("max_image_pixels"), "{err}");
+        assert!(l.check_prompt(&"é".repeat(1_000_000)).is_ok());
+        assert!(l.check_prompt(&"a".repeat(1_000_001)).is_err());
+        let mut deep = l;
+        deep.max_pickle_depth = 1 << 20;
+        assert_eq!(deep.pickle_depth(), crate::torch_file::MAX_DEPTH);
+    }
+
+    #[test]
+    fn serde_reads_partial_configs_and_refuses_unknown_fields() {
+        let l: Limits = serde_json::from_str(r#"{"max_tensor_bytes": 1024}"#).expect("partial");
+        assert_eq!(l.max_tensor_bytes, 1024);
+        assert_eq!(l.max_prompt_chars, Limits::default().max_prompt_chars);
+        assert!(serde_json::from_str::<Limits>(r#"{"max_pixels": 1}"#).is_err());
+    }
+}
