@@ -10,6 +10,9 @@
 //!   `modules/rng_philox.py`.
 //! - per-image generators for a batch, variation seeds and "resize seed from":
 //!   [`ImageRng`], after A1111's `ImageRNG`, with its [`slerp`].
+//! - the SDE samplers' Brownian-tree noise: [`BrownianTreeNoise`], k-diffusion's
+//!   `BrownianTreeNoiseSampler` over torchsde's `BrownianTree`, seeded through numpy's
+//!   [`SeedSequence`].
 //!
 //! Everything here is plain Rust on `Vec<f32>` in row-major order; callers turn the
 //! buffers into tensors.
@@ -24,6 +27,7 @@
 //! ```
 
 mod avx_mathfun;
+mod brownian;
 mod error;
 mod image_rng;
 mod mt19937;
@@ -33,6 +37,7 @@ mod source;
 mod torch_cpu;
 
 pub use avx_mathfun::{avx_log, avx_sincos};
+pub use brownian::{BrownianTreeNoise, SeedSequence};
 pub use error::NoiseError;
 pub use image_rng::{ImageRng, SeedResize};
 pub use mt19937::Mt19937;

@@ -135,7 +135,8 @@ impl StableDiffusion {
         ];
         let rng = ImageRng::new(params.rng, shape, &seeds)?
             .with_subseeds(&subseeds, f64::from(params.subseed_strength));
-        let mut noise_source = ImageNoise::new(rng, batch, self.device());
+        let mut noise_source =
+            ImageNoise::new(rng, batch, self.device()).with_brownian_seeds(&seeds, params.rng);
         let noise = noise_source.draw();
 
         // A1111 schedules prompts over model evaluations: twice the steps for second-order
@@ -175,6 +176,8 @@ impl StableDiffusion {
         });
         let options = SamplerOptions {
             eta: params.eta,
+            // UniPC starts img2img at A1111's `t_start` rather than at the first timestep.
+            img2img: matches!(start, Start::Image { .. }),
             ..SamplerOptions::default()
         };
         let steps = params.steps;
@@ -295,6 +298,10 @@ fn validate(params: &GenerationParams, model: &StableDiffusion) -> Result<()> {
     if params.steps == 0 {
         return invalid("steps", "must be at least 1".into());
     }
+    // The prompt parser is linear, but a pasted megabyte of text is a mistake, not a prompt.
+    let limits = crate::limits::Limits::default();
+    limits.check_prompt(&params.prompt)?;
+    limits.check_prompt(&params.negative_prompt)?;
     if params.batch_size == 0 {
         return invalid("batch size", "must be at least 1".into());
     }

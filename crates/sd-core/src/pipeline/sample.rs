@@ -5,10 +5,10 @@ use std::ops::ControlFlow;
 
 use burn::tensor::Tensor;
 use sd_schedulers::{
-    Denoiser, NoiseSchedule, NoiseSource, Plan, SamplerOptions, SamplerSpec, ScheduleOptions,
-    StepInfo,
+    Denoiser, NoiseSchedule, Plan, SamplerOptions, SamplerSpec, ScheduleOptions, StepInfo,
 };
 
+use super::ImageNoise;
 use crate::error::{CoreError, Result};
 
 /// How a run begins.
@@ -102,13 +102,17 @@ pub(crate) fn run(
     steps: usize,
     start: Start,
     noise: Tensor<4>,
-    step_noise: &mut dyn NoiseSource,
+    step_noise: &mut ImageNoise,
     options: &SamplerOptions,
     callback: &mut dyn FnMut(&StepInfo<'_>) -> ControlFlow<()>,
 ) -> Result<Tensor<4>> {
     let full = spec
         .sampler
         .plan(spec.schedule, steps, ns, &ScheduleOptions::default())?;
+    // A1111's Brownian trees span the σ of the full schedule, img2img included.
+    if let Plan::Sigmas(sigmas) = &full {
+        step_noise.set_brownian_sigmas(sigmas);
+    }
     let (plan, x) = match start {
         Start::Noise => {
             let scale = full.initial_noise_scale();
