@@ -75,6 +75,10 @@ struct Args {
     /// Preview picture every N steps (0: never).
     #[arg(long, default_value_t = 500)]
     preview_every: usize,
+    /// Write the loss CSV (`textual_inversion_loss.csv`) every N steps (0: never); A1111's
+    /// "Save a csv containing the loss to log directory every N steps".
+    #[arg(long, default_value_t = 500)]
+    csv_every: usize,
     /// Where the run folder goes.
     #[arg(long, default_value = "textual_inversion")]
     log_dir: PathBuf,
@@ -155,6 +159,7 @@ fn main() -> anyhow::Result<()> {
         height: args.height.unwrap_or(default_side),
         save_every: args.save_every,
         preview_every: args.preview_every,
+        csv_every: args.csv_every,
         preview,
         latent_sampling: args
             .latent_sampling

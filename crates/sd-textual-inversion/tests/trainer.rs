@@ -284,3 +284,148 @@ fn a_model_off_the_autodiff_device_is_refused() {
         .expect("refused");
     assert!(err.to_string().contains("autodiff"), "{err}");
 }
+
+/// Four 64×64 RGBA pictures, the left half opaque, with tag captions.
+fn write_rgba_set(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    for i in 0..4u32 {
+        let picture = image::RgbaImage::from_fn(64, 64, |x, y| {
+            let alpha = if x < 32 { 255 } else { 0 };
+            image::Rgba([(x * 4 + i * 20) as u8, (y * 4) as u8, 90, alpha])
+        });
+        picture
+            .save(dir.join(format!("{i:05}-0-shape.png")))
+            .expect("png");
+        std::fs::write(
+            dir.join(format!("{i:05}-0-shape.txt")),
+            "red, disc, photo, simple",
+        )
+        .expect("caption");
+    }
+}
+
+struct OptionsRun {
+    losses: Vec<f32>,
+    learn_rates: Vec<f64>,
+    steps_per_epoch: usize,
+    vectors: Vec<f32>,
+    csv: String,
+}
+
+fn run_with_options(dir: &Path, seed: u64, use_alpha_weight: bool) -> OptionsRun {
+    let model = model();
+    let embedding = create_embedding(&model, "options", "photo", 2).expect("create");
+    let cfg = TrainConfig {
+        data_dir: dir.join("data"),
+        log_dir: dir.join(format!("logs-{seed}-{use_alpha_weight}")),
+        embeddings_dir: dir.join("embeddings"),
+        template: "subject_filewords".into(),
+        learn_rate: "0.01:2, 0.005".into(),
+        batch_size: 1,
+        gradient_accumulation: 2,
+        clip_grad: Some("norm:0.5".into()),
+        steps: 4,
+        width: 64,
+        height: 64,
+        save_every: 0,
+        preview_every: 0,
+        latent_sampling: LatentSampling::Random,
+        shuffle_tags: true,
+        tag_dropout: 0.5,
+        use_alpha_weight,
+        seed,
+        clip_skip: 2,
+        csv_every: 1,
+        ..TrainConfig::default()
+    };
+    let mut run = OptionsRun {
+        losses: Vec::new(),
+        learn_rates: Vec::new(),
+        steps_per_epoch: 0,
+        vectors: Vec::new(),
+        csv: String::new(),
+    };
+    let outcome = Trainer::new(model, embedding, cfg)
+        .expect("trainer")
+        .run(
+            &mut |event| match event {
+                TrainEvent::Started {
+                    steps_per_epoch, ..
+                } => run.steps_per_epoch = *steps_per_epoch,
+                TrainEvent::Step {
+                    loss, learn_rate, ..
+                } => {
+                    run.losses.push(*loss);
+                    run.learn_rates.push(*learn_rate);
+                }
+                _ => {}
+            },
+            &CancelToken::new(),
+        )
+        .expect("trains");
+    assert_eq!(outcome.reason, StopReason::Completed);
+    run.vectors = outcome.embedding.vectors.data;
+    run.csv = std::fs::read_to_string(outcome.run_folder.join("textual_inversion_loss.csv"))
+        .expect("csv");
+    run
+}
+
+#[test]
+fn every_option_at_once_trains_deterministically() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_rgba_set(&dir.path().join("data"));
+    let first = run_with_options(dir.path(), 3, true);
+    // Accumulating 2 batches of 1 picture: 4 pictures make 2 optimizer steps per epoch.
+    assert_eq!(first.steps_per_epoch, 2);
+    // `0.01:2, 0.005`: 0.01 for the first two steps, then 0.005 (A1111's semantics).
+    assert_eq!(first.learn_rates, vec![0.01, 0.01, 0.005, 0.005]);
+    assert!(first.losses.iter().all(|l| l.is_finite() && *l > 0.0));
+    // The CSV's epoch columns follow the accumulated steps: step 3 opens epoch 1.
+    let rows: Vec<&str> = first.csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 4, "{}", first.csv);
+    assert!(
+        rows[0].starts_with("1,0,0,") && rows[2].starts_with("3,1,0,"),
+        "{}",
+        first.csv
+    );
+
+    // The seed decides every random choice: the same seed repeats the run bit for bit
+    // (random latent sampling, tag shuffle and dropout, timesteps, noise) ...
+    let again = run_with_options(dir.path(), 3, true);
+    assert_eq!(again.losses, first.losses);
+    assert_eq!(again.vectors, first.vectors);
+    // ... another seed does not,
+    let other_seed = run_with_options(dir.path(), 4, true);
+    assert_ne!(other_seed.losses, first.losses);
+    // and the alpha weight changes the loss of the same draws (half of each picture is
+    // transparent, so its weight map is not uniform).
+    let unweighted = run_with_options(dir.path(), 3, false);
+    assert_ne!(unweighted.losses[0], first.losses[0]);
+    assert!(unweighted.vectors.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn a_negative_or_infinite_learning_rate_is_refused_before_training() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for rate in ["-1", "0.005:10, 1e999"] {
+        let model = model();
+        let embedding = create_embedding(&model, "refused", "photo", 1).expect("create");
+        let mut cfg = config(dir.path(), &dir.path().join("no-data"), 20);
+        cfg.learn_rate = rate.into();
+        let err = Trainer::new(model, embedding, cfg)
+            .expect("trainer")
+            .run(&mut |_| {}, &CancelToken::new())
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(
+                err,
+                sd_textual_inversion::TrainError::InvalidConfig {
+                    name: "learning rate",
+                    ..
+                }
+            ),
+            "{rate}: {err}"
+        );
+    }
+}

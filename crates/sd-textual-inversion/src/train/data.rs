@@ -77,7 +77,12 @@ impl TrainingSet {
             {
                 continue;
             }
-            let picture = match image::open(&path) {
+            // A1111's `images.read`: EXIF orientation applied; over-large headers refused
+            // before decoding.
+            let picture = match crate::preprocess::load::open_limited(
+                &path,
+                sd_core::limits::DEFAULT_MAX_IMAGE_PIXELS,
+            ) {
                 Ok(p) => p,
                 Err(e) => {
                     skipped.push((path, e.to_string()));

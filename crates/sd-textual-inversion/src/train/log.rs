@@ -55,6 +55,25 @@ impl RunFolder {
         self.root.join("image_embeddings")
     }
 
+    /// Removes the temporary files a killed earlier run left in this folder and its
+    /// `embeddings/`, `images/` and `image_embeddings/` (see
+    /// [`sd_core::fs::remove_stale_temporaries`]). Returns how many were removed.
+    ///
+    /// # Errors
+    /// When a folder cannot be read or a file removed.
+    pub fn remove_stale_temporaries(&self) -> Result<usize> {
+        let mut removed = 0;
+        for dir in [
+            self.root.clone(),
+            self.embeddings(),
+            self.images(),
+            self.image_embeddings(),
+        ] {
+            removed += sd_core::fs::remove_stale_temporaries(&dir)?;
+        }
+        Ok(removed)
+    }
+
     /// The loss CSV.
     pub fn loss_csv(&self) -> PathBuf {
         self.root.join("textual_inversion_loss.csv")

@@ -21,7 +21,7 @@ use super::step::{StepBatch, freeze, loss_and_grad};
 use crate::dataset::batching::{EpochPlan, GroupedBatchSampler};
 use crate::dataset::caption::CaptionBuilder;
 use crate::dataset::rng::{RandomSource, SplitMix64};
-use crate::dataset::schedule::LearnRateScheduler;
+use crate::dataset::schedule::LearnRateSchedule;
 use crate::dataset::template::Template;
 use crate::error::{Result, TrainError};
 
@@ -139,6 +139,9 @@ impl Trainer {
         let initial_step = self.embedding.step.unwrap_or(0).max(0) as usize;
         let final_path = config.embeddings_dir.join(format!("{name}.pt"));
         let mut folder = RunFolder::new(&config.log_dir, &name);
+        // A run killed while writing leaves `.<file>.<pid>.tmp` files; the real files are
+        // whole (they are renamed into place), so the temporaries are only litter.
+        folder.remove_stale_temporaries()?;
         if initial_step >= steps {
             return Ok(TrainOutcome {
                 embedding: self.embedding,
@@ -148,8 +151,23 @@ impl Trainer {
                 skipped: Vec::new(),
             });
         }
-        let mut scheduler =
-            LearnRateScheduler::new(&config.learn_rate, steps as u64, initial_step as u64)?;
+        let schedule =
+            LearnRateSchedule::parse(&config.learn_rate, steps as u64, initial_step as u64)?;
+        // A1111 parses these too, then torch's AdamW refuses them ("Invalid learning rate").
+        if let Some(bad) = schedule
+            .entries()
+            .iter()
+            .find(|e| !e.rate.is_finite() || e.rate < 0.0)
+        {
+            return Err(TrainError::InvalidConfig {
+                name: "learning rate",
+                reason: format!(
+                    "{} in `{}` is not a finite rate of 0 or more",
+                    bad.rate, config.learn_rate
+                ),
+            });
+        }
+        let mut scheduler = schedule.scheduler();
         let mut clip_scheduler = match &config.clip_grad {
             Some(text) => {
                 let clip: crate::dataset::schedule::ClipGrad = text.parse()?;
