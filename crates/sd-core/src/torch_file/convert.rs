@@ -69,7 +69,13 @@ impl TorchFile {
                     path: self.path.clone(),
                     reason: format!("tensor `{name}` shape {:?} overflows", t.shape),
                 })?;
-            let end = offset + bytes;
+            // Stride-0 views can each claim up to 2^64 bytes; their sum must not wrap.
+            let end = offset
+                .checked_add(bytes)
+                .ok_or_else(|| TorchFileError::Layout {
+                    path: self.path.clone(),
+                    reason: format!("tensor `{name}` ends past 2^64 bytes of safetensors data"),
+                })?;
             map.insert(
                 name.clone(),
                 serde_json::json!({
