@@ -412,11 +412,12 @@ fn a_negative_or_infinite_learning_rate_is_refused_before_training() {
         let embedding = create_embedding(&model, "refused", "photo", 1).expect("create");
         let mut cfg = config(dir.path(), &dir.path().join("no-data"), 20);
         cfg.learn_rate = rate.into();
-        let err = Trainer::new(model, embedding, cfg)
+        let Err(err) = Trainer::new(model, embedding, cfg)
             .expect("trainer")
             .run(&mut |_| {}, &CancelToken::new())
-            .err()
-            .expect("refused");
+        else {
+            panic!("{rate}: accepted");
+        };
         assert!(
             matches!(
                 err,
