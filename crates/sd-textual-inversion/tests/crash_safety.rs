@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use burn::tensor::Device;
 use sd_textual_inversion::create::create_embedding;
@@ -27,7 +27,7 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const CHILD_ENV: &str = "SD_CRASH_TEST_DIR";
 const NAME: &str = "crashy";
 const SAVE_EVERY: usize = 2;
-const STEPS: usize = 24;
+const STEPS: usize = 40;
 
 fn config(dir: &Path) -> TrainConfig {
     TrainConfig {
@@ -196,13 +196,24 @@ fn assert_every_file_is_whole(dir: &Path) {
     }
 }
 
-/// SplitMix64: the kill delays, deterministic.
-fn next_delay_ms(state: &mut u64, max_ms: u64) -> u64 {
+/// Waits for the child to finish, noting its steps; `true` once it printed `DONE`.
+fn wait_for_done(lines: &mpsc::Receiver<String>, last_step: &mut Option<usize>) -> bool {
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(600)) {
+        if line == "DONE" {
+            return true;
+        }
+        *last_step = Some(line[5..].parse().expect("step number"));
+    }
+    false
+}
+
+/// SplitMix64: the kill points, deterministic. A value in `0..max`.
+fn next_below(state: &mut u64, max: u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) % max_ms
+    (z ^ (z >> 31)) % max
 }
 
 #[test]
@@ -233,21 +244,29 @@ fn sigkill_at_random_points_never_leaves_a_broken_file() {
                 Err(e) => panic!("round {round}: the child printed no step: {e}"),
             }
         }
-        // Kills 300 ms to 2.5 s into training; after 30 rounds the run may finish.
-        let delay = if round < 30 {
-            Duration::from_millis(300 + next_delay_ms(&mut rng, 2200))
-        } else {
-            Duration::from_secs(600)
-        };
-        let deadline = Instant::now() + delay;
+        // Round 0 dies at a random time, loading or early in training. Later rounds let
+        // 0 to 3 more steps finish, then kill 0 to 400 ms into the next one (a save, a
+        // preview or a CSV write is often under way): a number of kills that does not
+        // depend on the machine's speed. After 30 rounds the run may finish.
         let mut done = false;
-        while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            if line == "DONE" {
-                done = true;
-                break;
+        if round >= 30 {
+            done = wait_for_done(&lines, &mut last_step);
+        } else if round == 0 {
+            std::thread::sleep(Duration::from_millis(next_below(&mut rng, 1500)));
+        } else {
+            for _ in 0..next_below(&mut rng, 4) {
+                match lines.recv_timeout(Duration::from_secs(120)) {
+                    Ok(line) if line == "DONE" => {
+                        done = true;
+                        break;
+                    }
+                    Ok(line) => last_step = Some(line[5..].parse().expect("step number")),
+                    Err(e) => panic!("round {round}: the child stopped stepping: {e}"),
+                }
             }
-            last_step = Some(line[5..].parse().expect("step number"));
+            if !done {
+                std::thread::sleep(Duration::from_millis(next_below(&mut rng, 400)));
+            }
         }
         if done {
             child.wait().expect("child exits");
@@ -256,6 +275,12 @@ fn sigkill_at_random_points_never_leaves_a_broken_file() {
         child.kill().expect("SIGKILL");
         child.wait().expect("reaped");
         kills += 1;
+        // Steps the child printed before it died (the reader ends at the pipe's end).
+        while let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) {
+            if let Some(step) = line.strip_prefix("STEP ") {
+                last_step = Some(step.parse().expect("step number"));
+            }
+        }
         assert_every_file_is_whole(dir.path());
         // Progress lost is at most one save interval.
         if let Some(step) = last_step {
@@ -269,7 +294,7 @@ fn sigkill_at_random_points_never_leaves_a_broken_file() {
         }
     }
     eprintln!("{kills} kills; resumed from steps {resumed_from:?}");
-    assert!(kills >= 5, "only {kills} kills before the run finished");
+    assert!(kills >= 8, "only {kills} kills before the run finished");
 
     // The last child finished: the final embedding is complete, no litter remains.
     let (final_embedding, _) =
