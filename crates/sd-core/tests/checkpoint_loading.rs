@@ -187,3 +187,59 @@ fn a_separate_vae_file_replaces_the_checkpoints_own() {
     .expect_err("a UNet is not a VAE");
     assert!(err.to_string().contains("diffusion_pytorch_model"), "{err}");
 }
+
+/// A1111 users swap VAEs as standalone `.vae.pt` pickles (`vae-ft-mse-840000-ema-pruned.ckpt`
+/// style: `{"state_dict": {"encoder.…", "decoder.…", ...}}`, LDM keys without the
+/// `first_stage_model.` prefix, fp16). One made from the bundled model's own VAE must decode
+/// exactly as the checkpoint's VAE.
+#[test]
+fn a_standalone_vae_pt_pickle_replaces_the_checkpoints_own() {
+    let device = Device::default();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let weights = sd_core::bundled::TINY_SD1
+        .extract_to(dir.path())
+        .expect("extract");
+    let file = SafeTensors::deserialize(sd_core::bundled::TINY_SD1.weights).expect("bundled");
+    let mut writer = TorchWriter::new();
+    let mut state_dict = Vec::new();
+    for (name, view) in file.tensors() {
+        let Some(key) = name.strip_prefix("first_stage_model.") else {
+            continue;
+        };
+        assert_eq!(view.dtype(), safetensors::Dtype::F16, "{name}");
+        let tensor = writer
+            .add_tensor(DType::F16, view.shape(), view.data().to_vec())
+            .expect("tensor");
+        state_dict.push((PickleValue::String(key.into()), PickleValue::Tensor(tensor)));
+    }
+    assert!(state_dict.len() > 20, "the VAE's tensors");
+    let root = PickleValue::Dict(vec![(
+        PickleValue::String("state_dict".into()),
+        PickleValue::Dict(state_dict),
+    )]);
+    let bytes = writer
+        .finish(&root, &WriteOptions::named("tiny"))
+        .expect("pickled");
+    let vae_path = dir.path().join("tiny.vae.pt");
+    std::fs::write(&vae_path, bytes).expect("write");
+
+    let with_vae = StableDiffusion::load_with(
+        &weights,
+        &LoadOptions {
+            vae: Some(vae_path),
+            ..LoadOptions::default()
+        },
+        &device,
+    )
+    .expect("loads with a standalone .vae.pt");
+    let plain = StableDiffusion::load(&weights, &device).expect("loads");
+    let decode = |m: &StableDiffusion| {
+        let latent = burn::tensor::Tensor::<4>::ones([1, 4, 8, 8], &device);
+        m.vae
+            .decode(latent)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32")
+    };
+    assert_eq!(decode(&with_vae), decode(&plain));
+}
