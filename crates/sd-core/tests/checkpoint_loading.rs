@@ -165,15 +165,10 @@ fn a_separate_vae_file_replaces_the_checkpoints_own() {
     )
     .expect("loads with a separate VAE");
     let plain = StableDiffusion::load(&weights, &device).expect("loads");
-    let decode = |m: &StableDiffusion| {
-        let latent = burn::tensor::Tensor::<4>::ones([1, 4, 8, 8], &device);
-        m.vae
-            .decode(latent)
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("f32")
-    };
-    assert_eq!(decode(&with_vae), decode(&plain));
+    assert_eq!(
+        decode_ones(&with_vae, &device),
+        decode_ones(&plain, &device)
+    );
     let err = StableDiffusion::load_with(
         &weights,
         &LoadOptions {
@@ -233,13 +228,19 @@ fn a_standalone_vae_pt_pickle_replaces_the_checkpoints_own() {
     )
     .expect("loads with a standalone .vae.pt");
     let plain = StableDiffusion::load(&weights, &device).expect("loads");
-    let decode = |m: &StableDiffusion| {
-        let latent = burn::tensor::Tensor::<4>::ones([1, 4, 8, 8], &device);
-        m.vae
-            .decode(latent)
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("f32")
-    };
-    assert_eq!(decode(&with_vae), decode(&plain));
+    assert_eq!(
+        decode_ones(&with_vae, &device),
+        decode_ones(&plain, &device)
+    );
+}
+
+/// The VAE's decoding of an all-ones latent: equal outputs mean equal VAE weights.
+fn decode_ones(model: &StableDiffusion, device: &Device) -> Vec<f32> {
+    let latent = burn::tensor::Tensor::<4>::ones([1, 4, 8, 8], device);
+    model
+        .vae
+        .decode(latent)
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32")
 }

@@ -8,17 +8,17 @@
 //! could be learned from it). The secret is the token embedding of "blue"; the fresh one
 //! starts from "red".
 
+mod common;
+
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use sd_textual_inversion::create::create_embedding;
-use sd_textual_inversion::sd_core::conditioning::{EmbeddingLookup, TextualInversionVectors};
-use sd_textual_inversion::sd_core::noise::{RngSource, TorchCpuGenerator};
+use sd_textual_inversion::sd_core::noise::RngSource;
 use sd_textual_inversion::sd_core::{GenerationParams, StableDiffusion};
 use sd_textual_inversion::train::{
-    CancelToken, LatentSampling, StepBatch, StopReason, TrainConfig, TrainEvent, Trainer, freeze,
-    loss_and_grad,
+    CancelToken, LatentSampling, StopReason, TrainConfig, TrainEvent, Trainer, freeze,
 };
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -32,18 +32,6 @@ fn model() -> StableDiffusion {
     .expect("concept model")
 }
 
-fn lookup_with(model: &StableDiffusion, name: &str, vectors: &[f32]) -> EmbeddingLookup {
-    let mut lookup = EmbeddingLookup::new();
-    lookup
-        .register(
-            TextualInversionVectors::new(name, vectors.to_vec(), 1, vectors.len())
-                .expect("vectors"),
-            &model.tokenizer,
-        )
-        .expect("register");
-    lookup
-}
-
 fn prompt(name: &str) -> String {
     format!("a photo of a {name} circle")
 }
@@ -55,7 +43,7 @@ fn draw(
     name: &str,
     vectors: &[f32],
 ) -> (Vec<image::RgbImage>, Vec<Tensor<4>>) {
-    let lookup = lookup_with(model, name, vectors);
+    let lookup = common::lookup_with(model, name, vectors);
     SEEDS
         .iter()
         .map(|&seed| {
@@ -103,35 +91,16 @@ fn blue_minus_red(pictures: &[image::RgbImage]) -> f32 {
     total / n
 }
 
-/// The denoising loss of the prompt with `vectors` over `latents` at fixed timesteps and
-/// noise: how well the embedding explains the pictures.
+/// The denoising loss of `a photo of a NAME circle` with `vectors` over `latents`.
 fn eval_loss(model: &StableDiffusion, latents: &[Tensor<4>], name: &str, vectors: &[f32]) -> f32 {
-    let lookup = lookup_with(model, name, vectors);
-    let id = lookup.id_of(name).expect("registered");
-    let mut noise = TorchCpuGenerator::new(99);
-    let mut total = 0.0;
-    let mut n = 0.0;
-    for latent in latents {
-        for t in [100, 300, 500, 700, 900] {
-            let dims = latent.dims();
-            let eps = Tensor::<4>::from_data(
-                TensorData::new(noise.randn(dims.iter().product()), dims),
-                model.device(),
-            );
-            let batch = StepBatch {
-                texts: vec![prompt(name)],
-                latents: Tensor::from_data(latent.to_data(), model.device()),
-                noise: eps,
-                timesteps: vec![t],
-                weight: None,
-            };
-            total += loss_and_grad(model, &lookup, id, vectors, 1, &batch)
-                .expect("loss")
-                .loss;
-            n += 1.0;
-        }
-    }
-    total / n
+    common::eval_loss(
+        model,
+        latents,
+        &prompt(name),
+        name,
+        vectors,
+        &[100, 300, 500, 700, 900],
+    )
 }
 
 fn write_pictures(dir: &Path, pictures: &[image::RgbImage]) {

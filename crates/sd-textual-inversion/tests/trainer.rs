@@ -1,18 +1,18 @@
 //! The Trainer on the tiny model: a planted concept is learned, the loss falls, the run
 //! folder has A1111's layout, cancellation and NaN stop cleanly, and resume continues.
 
+mod common;
+
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use sd_textual_inversion::create::create_embedding;
-use sd_textual_inversion::sd_core::conditioning::{EmbeddingLookup, TextualInversionVectors};
 use sd_textual_inversion::sd_core::embeddings::read_file;
-use sd_textual_inversion::sd_core::noise::{RngSource, TorchCpuGenerator};
+use sd_textual_inversion::sd_core::noise::RngSource;
 use sd_textual_inversion::sd_core::{GenerationParams, StableDiffusion};
 use sd_textual_inversion::train::{
-    CancelToken, LatentSampling, StepBatch, StopReason, TrainConfig, TrainEvent, Trainer, freeze,
-    loss_and_grad,
+    CancelToken, LatentSampling, StopReason, TrainConfig, TrainEvent, Trainer, freeze,
 };
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -31,22 +31,10 @@ fn secret_vectors(dim: usize) -> Vec<f32> {
     (0..dim).map(|i| (i as f32 * 0.7).sin() * 0.8).collect()
 }
 
-fn lookup_with(model: &StableDiffusion, name: &str, vectors: Vec<f32>) -> EmbeddingLookup {
-    let dim = vectors.len();
-    let mut lookup = EmbeddingLookup::new();
-    lookup
-        .register(
-            TextualInversionVectors::new(name, vectors, 1, dim).expect("vectors"),
-            &model.tokenizer,
-        )
-        .expect("register");
-    lookup
-}
-
 /// Pictures of the secret concept: the training set. Returns their latents.
 fn write_training_set(model: &StableDiffusion, dir: &Path) -> Vec<Tensor<4>> {
     let dim = model.architecture().text_encoder.hidden_size;
-    let lookup = lookup_with(model, SECRET, secret_vectors(dim));
+    let lookup = common::lookup_with(model, SECRET, &secret_vectors(dim));
     let mut latents = Vec::new();
     for seed in 0..3 {
         let params = GenerationParams {
@@ -70,35 +58,16 @@ fn write_training_set(model: &StableDiffusion, dir: &Path) -> Vec<Tensor<4>> {
     latents
 }
 
-/// The denoising loss of `a photo of NAME` with `vectors` over the training latents at fixed
-/// timesteps and noise: how well the embedding explains the pictures.
+/// The denoising loss of `a photo of NAME` with `vectors` over the training latents.
 fn eval_loss(model: &StableDiffusion, latents: &[Tensor<4>], name: &str, vectors: &[f32]) -> f32 {
-    let lookup = lookup_with(model, name, vectors.to_vec());
-    let id = lookup.id_of(name).expect("registered");
-    let mut noise = TorchCpuGenerator::new(99);
-    let mut total = 0.0;
-    let mut n = 0.0;
-    for latent in latents {
-        for t in [50, 250, 450, 650, 850] {
-            let dims = latent.dims();
-            let eps = Tensor::<4>::from_data(
-                TensorData::new(noise.randn(dims.iter().product()), dims),
-                model.device(),
-            );
-            let batch = StepBatch {
-                texts: vec![format!("a photo of {name}")],
-                latents: Tensor::from_data(latent.to_data(), model.device()),
-                noise: eps,
-                timesteps: vec![t],
-                weight: None,
-            };
-            total += loss_and_grad(model, &lookup, id, vectors, 1, &batch)
-                .expect("loss")
-                .loss;
-            n += 1.0;
-        }
-    }
-    total / n
+    common::eval_loss(
+        model,
+        latents,
+        &format!("a photo of {name}"),
+        name,
+        vectors,
+        &[50, 250, 450, 650, 850],
+    )
 }
 
 fn config(dir: &Path, data: &Path, steps: usize) -> TrainConfig {
