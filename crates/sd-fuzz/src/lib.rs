@@ -28,7 +28,6 @@
 //! | [`lr_schedule`] | `sd_textual_inversion::dataset::schedule`: learning-rate and clip-grad schedules |
 //! | [`preprocess_image`] | image decoding of `sd_textual_inversion::preprocess::load` |
 
-use std::io::Cursor;
 use std::path::Path;
 
 use sd_core::embeddings::{
@@ -526,40 +525,20 @@ pub fn lr_schedule(data: &[u8]) {
 /// code.
 const MAX_IMAGE_PIXELS: u64 = 1 << 20;
 
-/// Image decoding for preprocessing: the steps of
-/// `sd_textual_inversion::preprocess::load::open_limited` and `load_rgb_limited` (which
-/// take a path) on bytes — format guessed from the content, the header's pixel count checked
-/// against `sd_core::limits::Limits` (`max_image_pixels` = 2^20 here), the decoder limited by
-/// `Limits::image_decoder_limits`, EXIF orientation applied, then the crate's own
-/// `load::to_rgb8` (`convert("RGB")`).
+/// Image decoding for preprocessing: `sd_textual_inversion::preprocess::load::open_limited_bytes`
+/// (the same code as `open_limited` on a path: format guessed from the content, the header's
+/// pixel count checked against `max_image_pixels` = 2^20 here, the decoder limited, EXIF
+/// orientation applied), then `load::to_rgb8` (`convert("RGB")`).
 ///
 /// Asserts: `Ok` or a typed error, never a panic; a decoded picture has no more pixels than
 /// the cap and `width * height * 3` bytes.
 pub fn preprocess_image(data: &[u8]) {
-    use image::{DynamicImage, ImageDecoder, ImageReader};
-    let mut limits = sd_core::limits::Limits::default();
-    limits.max_image_pixels = MAX_IMAGE_PIXELS;
-    let Ok(reader) = ImageReader::new(Cursor::new(data)).with_guessed_format() else {
+    use sd_textual_inversion::preprocess::load;
+    let path = Path::new("fuzz.img");
+    let Ok(img) = load::open_limited_bytes(data, path, MAX_IMAGE_PIXELS) else {
         return;
     };
-    let Ok(mut decoder) = reader.into_decoder() else {
-        return;
-    };
-    let (width, height) = decoder.dimensions();
-    if limits.check_image_pixels(width, height).is_err() {
-        return;
-    }
-    if decoder.set_limits(limits.image_decoder_limits()).is_err() {
-        return;
-    }
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let Ok(mut img) = DynamicImage::from_decoder(decoder) else {
-        return;
-    };
-    img.apply_orientation(orientation);
-    if let Ok(rgb) = sd_textual_inversion::preprocess::load::to_rgb8(img, Path::new("fuzz.img")) {
+    if let Ok(rgb) = load::to_rgb8(img, path) {
         let pixels = u64::from(rgb.width()) * u64::from(rgb.height());
         assert!(
             pixels <= MAX_IMAGE_PIXELS,

@@ -44,22 +44,47 @@ pub fn load_rgb_limited(path: &Path, max_pixels: u64) -> Result<RgbImage, Prepro
 /// # Errors
 /// As [`load_rgb_limited`], without the colour conversion.
 pub fn open_limited(path: &Path, max_pixels: u64) -> Result<DynamicImage, PreprocessError> {
+    let io = |source| PreprocessError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let reader = ImageReader::open(path)
+        .map_err(io)?
+        .with_guessed_format()
+        .map_err(io)?;
+    decode_limited(reader, path, max_pixels)
+}
+
+/// [`open_limited`] on a picture already in memory; `path` only names it in errors.
+///
+/// # Errors
+/// As [`open_limited`].
+pub fn open_limited_bytes(
+    bytes: &[u8],
+    path: &Path,
+    max_pixels: u64,
+) -> Result<DynamicImage, PreprocessError> {
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|source| PreprocessError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    decode_limited(reader, path, max_pixels)
+}
+
+/// The header check, the decoder limits, the decoding and the EXIF orientation.
+fn decode_limited<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+    path: &Path,
+    max_pixels: u64,
+) -> Result<DynamicImage, PreprocessError> {
     let mut limits = sd_core::limits::Limits::default();
     limits.max_image_pixels = max_pixels;
     let decode = |source| PreprocessError::Decode {
         path: path.to_path_buf(),
         source,
     };
-    let reader = ImageReader::open(path)
-        .map_err(|source| PreprocessError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .with_guessed_format()
-        .map_err(|source| PreprocessError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
     let mut decoder = reader.into_decoder().map_err(decode)?;
     let (width, height) = decoder.dimensions();
     if limits.check_image_pixels(width, height).is_err() {
