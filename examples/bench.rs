@@ -71,6 +71,10 @@ struct Args {
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// ti-step only: burn's balanced gradient checkpointing (memory-bound operations are
+    /// recomputed in the backward pass instead of kept).
+    #[arg(long)]
+    gradient_checkpointing: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -83,7 +87,9 @@ fn main() -> anyhow::Result<()> {
     }
     let base = args.device.parse::<DeviceChoice>()?.device()?;
     // Training builds a graph: the model must live on the autodiff device.
-    let device = if args.work == "ti-step" {
+    let device = if args.work == "ti-step" && args.gradient_checkpointing {
+        base.clone().autodiff().gradient_checkpointing()
+    } else if args.work == "ti-step" {
         base.clone().autodiff()
     } else {
         base.clone()
@@ -154,6 +160,9 @@ fn main() -> anyhow::Result<()> {
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "load_s": load_s, "times_s": times, "peak_rss_mib": peak_rss_mib(),
     });
+    if args.gradient_checkpointing {
+        extra.insert("gradient_checkpointing".into(), true.into());
+    }
     if let Some(obj) = line.as_object_mut() {
         obj.extend(extra);
     }

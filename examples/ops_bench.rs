@@ -7,7 +7,8 @@
 //!
 //! Times, at SD 1.5 shapes: a 3x3 convolution (320 channels, 64x64 latent, batch 2), the same
 //! convolution's backward pass, and the attention-projection matmul (4096x320 by 320x320,
-//! batched) plus a square 1024 matmul. Prints one JSON line per operation with the median time
+//! batched) plus a square 1024 matmul, and the top-level self-attention of a CFG step (2 × 8
+//! heads over 4096 tokens) through the fused op and as per-head matmul + softmax. Prints one JSON line per operation with the median time
 //! and GFLOP/s. `tools/bench_ops.py` runs the same shapes in PyTorch for the ratio.
 
 use std::time::Instant;
@@ -15,7 +16,10 @@ use std::time::Instant;
 use clap::Parser;
 use sd_textual_inversion::sd_core::{
     DeviceChoice,
-    burn::tensor::{Device, Distribution, Tensor, module::conv2d, ops::ConvOptions},
+    burn::tensor::{
+        Device, Distribution, Tensor, activation::softmax, module::conv2d, ops::ConvOptions,
+    },
+    sd_unet::attention::scaled_dot_product,
 };
 
 #[derive(Parser)]
@@ -79,6 +83,62 @@ fn main() -> anyhow::Result<()> {
         2.0 * 2.0 * 4096.0 * 320.0 * 320.0,
         || {
             let _ = a.clone().matmul(b.clone()).into_data();
+        },
+    );
+
+    // SD 1.5's top-level self-attention in a CFG step: batch 2, 8 heads, 4096 tokens, 40 dims.
+    let qkv = || Tensor::<4>::random([2, 8, 4096, 40], Distribution::Default, &device);
+    let (q, k, v) = (qkv(), qkv(), qkv());
+    let attention_flops = 2.0 * 2.0 * 16.0 * 4096.0 * 4096.0 * 40.0;
+    report(
+        &args,
+        &device,
+        "attention_fused_b2h8_4096x40",
+        attention_flops,
+        || {
+            let out = scaled_dot_product(q.clone(), k.clone(), v.clone(), false);
+            let _ = out.into_data();
+        },
+    );
+    report(
+        &args,
+        &device,
+        "attention_matmul_softmax_per_head_b2h8_4096x40",
+        attention_flops,
+        || {
+            let heads = (0..16)
+                .map(|i| {
+                    let head = |t: &Tensor<4>| t.clone().reshape([16, 4096, 40]).narrow(0, i, 1);
+                    let scores = head(&q).matmul(head(&k).swap_dims(1, 2)) * (1.0 / 40f64.sqrt());
+                    softmax(scores, 2).matmul(head(&v))
+                })
+                .collect();
+            let _ = Tensor::cat(heads, 0).into_data();
+        },
+    );
+
+    // The same product with the batch folded into the rows, as a 2-D matmul.
+    let a = Tensor::<2>::random([2 * 4096, 320], Distribution::Default, &device);
+    let b = Tensor::<2>::random([320, 320], Distribution::Default, &device);
+    report(
+        &args,
+        &device,
+        "matmul_8192x320x320_2d",
+        2.0 * 2.0 * 4096.0 * 320.0 * 320.0,
+        || {
+            let _ = a.clone().matmul(b.clone()).into_data();
+        },
+    );
+    // What burn's `Linear` does with a `[batch, tokens, in]` input: a broadcast weight.
+    let a = Tensor::<3>::random([2, 4096, 320], Distribution::Default, &device);
+    let b = Tensor::<2>::random([320, 320], Distribution::Default, &device);
+    report(
+        &args,
+        &device,
+        "matmul_b2_4096x320x320_broadcast_rhs",
+        2.0 * 2.0 * 4096.0 * 320.0 * 320.0,
+        || {
+            let _ = a.clone().matmul(b.clone().unsqueeze()).into_data();
         },
     );
 

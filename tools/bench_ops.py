@@ -52,6 +52,20 @@ def main() -> None:
 
     timed("conv2d_3x3_backward_b1_c320_32x32", 2.0 * 2.0 * 320 * 320 * 9 * 32 * 32, args.reps, backward)
 
+    q, k, v = (torch.randn(2, 8, 4096, 40) for _ in range(3))
+    attention_flops = 2.0 * 2.0 * 16 * 4096 * 4096 * 40
+    with torch.no_grad():
+        timed("attention_fused_b2h8_4096x40", attention_flops, args.reps,
+              lambda: F.scaled_dot_product_attention(q, k, v))
+
+        def per_head():
+            heads = [torch.softmax(q[b, h] @ k[b, h].T / 40 ** 0.5, -1) @ v[b, h]
+                     for b in range(2) for h in range(8)]
+            return torch.stack(heads)
+
+        timed("attention_matmul_softmax_per_head_b2h8_4096x40", attention_flops, args.reps,
+              per_head)
+
     a = torch.randn(2, 4096, 320)
     b = torch.randn(2, 320, 320)
     with torch.no_grad():
