@@ -19,11 +19,11 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const SECRET: &str = "sks";
 
 fn model() -> StableDiffusion {
-    StableDiffusion::load(
-        format!("{ROOT}/fixtures/tiny-sd1"),
-        &Device::default().autodiff(),
-    )
-    .expect("tiny model")
+    model_on(&Device::default().autodiff())
+}
+
+fn model_on(device: &Device) -> StableDiffusion {
+    StableDiffusion::load(format!("{ROOT}/fixtures/tiny-sd1"), device).expect("tiny model")
 }
 
 /// A secret one-vector embedding, deterministic.
@@ -282,7 +282,16 @@ struct OptionsRun {
 }
 
 fn run_with_options(dir: &Path, seed: u64, use_alpha_weight: bool) -> OptionsRun {
-    let model = model();
+    run_with_options_on(&Device::default().autodiff(), dir, seed, use_alpha_weight)
+}
+
+fn run_with_options_on(
+    device: &Device,
+    dir: &Path,
+    seed: u64,
+    use_alpha_weight: bool,
+) -> OptionsRun {
+    let model = model_on(device);
     let embedding = create_embedding(&model, "options", "photo", 2).expect("create");
     let cfg = TrainConfig {
         data_dir: dir.join("data"),
@@ -337,6 +346,22 @@ fn run_with_options(dir: &Path, seed: u64, use_alpha_weight: bool) -> OptionsRun
     run.csv = std::fs::read_to_string(outcome.run_folder.join("textual_inversion_loss.csv"))
         .expect("csv");
     run
+}
+
+/// burn's balanced gradient checkpointing (`train_embedding --gradient-checkpointing`)
+/// recomputes norms and activations in the backward pass instead of keeping them: the
+/// training it does is the same to the bit.
+#[test]
+fn gradient_checkpointing_trains_to_the_same_bits() {
+    let run = |device: &Device| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_rgba_set(&dir.path().join("data"));
+        run_with_options_on(device, dir.path(), 3, true)
+    };
+    let plain = run(&Device::default().autodiff());
+    let checkpointed = run(&Device::default().autodiff().gradient_checkpointing());
+    assert_eq!(plain.losses, checkpointed.losses);
+    assert_eq!(plain.vectors, checkpointed.vectors);
 }
 
 #[test]
