@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use sd_examples::model_or_bundled;
+use sd_examples::{model_or_bundled, training_device};
 use sd_textual_inversion::sd_core::burn::tensor::{
     Device, Distribution, Int, Tensor, TensorData, activation::silu,
 };
@@ -85,14 +85,14 @@ fn main() -> anyhow::Result<()> {
     if args.batch == 0 || args.reps == 0 {
         bail!("--batch and --reps must be at least 1");
     }
-    let base = args.device.parse::<DeviceChoice>()?.device()?;
+    if args.gradient_checkpointing && args.work != "ti-step" {
+        bail!("--gradient-checkpointing applies to --work ti-step only");
+    }
     // Training builds a graph: the model must live on the autodiff device.
-    let device = if args.work == "ti-step" && args.gradient_checkpointing {
-        base.clone().autodiff().gradient_checkpointing()
-    } else if args.work == "ti-step" {
-        base.clone().autodiff()
+    let device = if args.work == "ti-step" {
+        training_device(&args.device, args.gradient_checkpointing)?
     } else {
-        base.clone()
+        args.device.parse::<DeviceChoice>()?.device()?
     };
     let path = model_or_bundled(args.model.clone())?;
     let start = Instant::now();

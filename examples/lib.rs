@@ -20,6 +20,27 @@ pub fn model_or_bundled(model: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The autodiff device training runs on: `--device` parsed, with burn's balanced gradient
+/// checkpointing when `--gradient-checkpointing` asks for it (norms and activations are
+/// recomputed in the backward pass instead of kept).
+///
+/// # Errors
+/// An unknown or not compiled-in device name.
+pub fn training_device(
+    name: &str,
+    gradient_checkpointing: bool,
+) -> anyhow::Result<sd_textual_inversion::sd_core::burn::tensor::Device> {
+    let device = name
+        .parse::<sd_textual_inversion::sd_core::DeviceChoice>()?
+        .device()?
+        .autodiff();
+    Ok(if gradient_checkpointing {
+        device.gradient_checkpointing()
+    } else {
+        device
+    })
+}
+
 /// The flags txt2img and img2img share (A1111's generation settings).
 #[derive(Debug, clap::Args)]
 pub struct GenerationArgs {

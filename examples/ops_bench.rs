@@ -7,8 +7,9 @@
 //!
 //! Times, at SD 1.5 shapes: a 3x3 convolution (320 channels, 64x64 latent, batch 2), the same
 //! convolution's backward pass, and the attention-projection matmul (4096x320 by 320x320,
-//! batched) plus a square 1024 matmul, and the top-level self-attention of a CFG step (2 × 8
-//! heads over 4096 tokens) through the fused op and as per-head matmul + softmax. Prints one JSON line per operation with the median time
+//! batched, also folded to 2-D and with a broadcast weight) plus a square 1024 matmul, and the
+//! top-level self-attention of a CFG step (2 × 8 heads over 4096 tokens) through the fused op
+//! and as per-head matmul + softmax. Prints one JSON line per operation with the median time
 //! and GFLOP/s. `tools/bench_ops.py` runs the same shapes in PyTorch for the ratio.
 
 use std::time::Instant;
@@ -74,16 +75,12 @@ fn main() -> anyhow::Result<()> {
         },
     );
 
-    let a = Tensor::<3>::random([2, 4096, 320], Distribution::Default, &device);
-    let b = Tensor::<3>::random([2, 320, 320], Distribution::Default, &device);
-    report(
+    time_matmul(
         &args,
         &device,
         "matmul_b2_4096x320x320",
-        2.0 * 2.0 * 4096.0 * 320.0 * 320.0,
-        || {
-            let _ = a.clone().matmul(b.clone()).into_data();
-        },
+        [2, 4096, 320],
+        [2, 320, 320],
     );
 
     // SD 1.5's top-level self-attention in a CFG step: batch 2, 8 heads, 4096 tokens, 40 dims.
@@ -118,36 +115,40 @@ fn main() -> anyhow::Result<()> {
     );
 
     // The same product with the batch folded into the rows, as a 2-D matmul.
-    let a = Tensor::<2>::random([2 * 4096, 320], Distribution::Default, &device);
-    let b = Tensor::<2>::random([320, 320], Distribution::Default, &device);
-    report(
+    time_matmul(
         &args,
         &device,
         "matmul_8192x320x320_2d",
-        2.0 * 2.0 * 4096.0 * 320.0 * 320.0,
-        || {
-            let _ = a.clone().matmul(b.clone()).into_data();
-        },
+        [8192, 320],
+        [320, 320],
     );
     // What burn's `Linear` does with a `[batch, tokens, in]` input: a broadcast weight.
-    let a = Tensor::<3>::random([2, 4096, 320], Distribution::Default, &device);
-    let b = Tensor::<2>::random([320, 320], Distribution::Default, &device);
-    report(
+    time_matmul(
         &args,
         &device,
         "matmul_b2_4096x320x320_broadcast_rhs",
-        2.0 * 2.0 * 4096.0 * 320.0 * 320.0,
-        || {
-            let _ = a.clone().matmul(b.clone().unsqueeze()).into_data();
-        },
+        [2, 4096, 320],
+        [1, 320, 320],
     );
+    time_matmul(&args, &device, "matmul_1024", [1024, 1024], [1024, 1024]);
+    Ok(())
+}
 
-    let a = Tensor::<2>::random([1024, 1024], Distribution::Default, &device);
-    let b = Tensor::<2>::random([1024, 1024], Distribution::Default, &device);
-    report(&args, &device, "matmul_1024", 2.0 * 1024f64.powi(3), || {
+/// Times `a.matmul(b)` for random `a` and `b` of the given shapes (`b` may broadcast over
+/// `a`'s batch dimensions): 2·M·K·N FLOP per output matrix.
+fn time_matmul<const D: usize>(
+    args: &Args,
+    device: &Device,
+    name: &str,
+    a_dims: [usize; D],
+    b_dims: [usize; D],
+) {
+    let a = Tensor::<D>::random(a_dims, Distribution::Default, device);
+    let b = Tensor::<D>::random(b_dims, Distribution::Default, device);
+    let flops = 2.0 * a_dims.iter().product::<usize>() as f64 * b_dims[D - 1] as f64;
+    report(args, device, name, flops, || {
         let _ = a.clone().matmul(b.clone()).into_data();
     });
-    Ok(())
 }
 
 fn report(args: &Args, device: &Device, name: &str, flops: f64, mut op: impl FnMut()) {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use sd_examples::model_or_bundled;
+use sd_examples::{model_or_bundled, training_device};
 use sd_textual_inversion::create::create_embedding;
 use sd_textual_inversion::sd_core::conditioning::EmbeddingLookup;
 use sd_textual_inversion::sd_core::{
@@ -124,12 +124,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let device = args.device.parse::<DeviceChoice>()?.device()?.autodiff();
-    let device = if args.gradient_checkpointing {
-        device.gradient_checkpointing()
-    } else {
-        device
-    };
+    let device = training_device(&args.device, args.gradient_checkpointing)?;
     let model_path = model_or_bundled(args.model.clone())?;
     let model = StableDiffusion::load(&model_path, &device)?;
     let bundled_data = args.data.is_none();

@@ -199,12 +199,13 @@ fn attention_for_autodiff(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64) 
     weights.matmul(v) / total
 }
 
-/// Whether the device's fused attention never holds a whole score matrix: burn's `flex` CPU
-/// backend without autodiff (autodiff replaces the fused op by its unfused fallback).
+/// Whether the (non-autodiff) device's fused attention never holds a whole score matrix:
+/// burn's `flex` CPU backend. Autodiff devices never get here ([`scaled_dot_product`] takes
+/// its own path for them).
 fn streams_scores(device: &Device) -> bool {
     #[cfg(feature = "flex")]
     {
-        !device.is_autodiff() && *device == Device::flex()
+        *device == Device::flex()
     }
     #[cfg(not(feature = "flex"))]
     {
