@@ -4,8 +4,9 @@
 //! has one commented key table ([`diffusers`], [`ldm`]): key renames (fed to burn-store's
 //! [`KeyRemapper`]), keys skipped on purpose (with the reason, reported in [`LoadReport`]),
 //! and tensors rebuilt from others (OpenCLIP's fused q/k/v). Tensors go through
-//! [`PyTorchToBurnAdapter`] (linear weights `[out, in]` → `[in, out]`, norm `weight/bias` →
-//! `gamma/beta`) and [`FloatCastAdapter`] (fp16/bf16 → f32). Afterwards, a parameter no key
+//! [`FloatCastAdapter`] (fp16/bf16 → f32), then burn-store's `PyTorchToBurnAdapter` with a
+//! faster transpose (linear weights `[out, in]` → `[in, out]`, norm `weight/bias` →
+//! `gamma/beta`). Afterwards, a parameter no key
 //! provided, or a key (under the text encoder's prefix) that no parameter took, is an error
 //! that lists them all.
 //!
@@ -22,17 +23,19 @@
 
 pub mod diffusers;
 pub mod ldm;
+mod pytorch_layout;
 
 use std::collections::HashMap;
 
 use burn::{
     store::{
-        ChainAdapter, FloatCastAdapter, KeyRemapper, ModuleSnapshot, ModuleStore,
-        PyTorchToBurnAdapter, bridge, burn_pack::Tensor as PackTensor,
+        ChainAdapter, FloatCastAdapter, KeyRemapper, ModuleSnapshot, ModuleStore, bridge,
+        burn_pack::Tensor as PackTensor,
     },
     tensor::{DType, Device, TensorData},
 };
 
+use self::pytorch_layout::PyTorchLayoutF32;
 use crate::{
     config::ClipTextConfig,
     error::{ClipError, Result},
@@ -176,7 +179,8 @@ fn apply(
     }
     report.skipped.sort();
 
-    let adapter = ChainAdapter::new(PyTorchToBurnAdapter, FloatCastAdapter::to(DType::F32));
+    // Cast first, so the linear-weight transpose runs on f32 (see `pytorch_layout`).
+    let adapter = ChainAdapter::new(FloatCastAdapter::to(DType::F32), PyTorchLayoutF32);
     let result = model.apply(keep, None, Some(Box::new(adapter)), false);
     if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
         return Err(ClipError::Weights {

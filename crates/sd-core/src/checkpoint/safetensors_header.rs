@@ -179,6 +179,33 @@ impl SafetensorsHeader {
         Ok(header)
     }
 
+    /// Reads and validates the header of a safetensors image held in memory (a `.ckpt`
+    /// converted by [`TorchFile::to_safetensors`](crate::torch_file::TorchFile::to_safetensors));
+    /// `path` names it in errors.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read), without the I/O ones.
+    pub fn from_image(path: impl AsRef<Path>, image: &[u8]) -> Result<Self> {
+        let path = path.as_ref();
+        let invalid = |reason: String| CoreError::InvalidSafetensors {
+            path: path.to_owned(),
+            reason,
+        };
+        let image_len = image.len() as u64;
+        let len_bytes: [u8; 8] = image
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| invalid(format!("{image_len} bytes is too short for a header")))?;
+        let header_len = u64::from_le_bytes(len_bytes);
+        if header_len > MAX_HEADER_BYTES || header_len + 8 > image_len {
+            return Err(invalid(format!(
+                "header claims {header_len} bytes but the image has {image_len}"
+            )));
+        }
+        let json = &image[8..8 + header_len as usize];
+        Self::parse(path, json, 8 + header_len, image_len)
+    }
+
     fn parse(path: &Path, json: &[u8], data_start: u64, file_len: u64) -> Result<Self> {
         let invalid = |reason: String| CoreError::InvalidSafetensors {
             path: path.to_owned(),

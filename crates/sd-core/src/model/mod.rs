@@ -5,6 +5,7 @@
 //! Every weight becomes f32 on the chosen device.
 
 mod architecture;
+mod f32_store;
 mod ldm_yaml;
 mod load;
 mod v_prediction;
@@ -20,6 +21,7 @@ use sd_unet::UNet2DConditionModel;
 use sd_vae::AutoencoderKl;
 
 pub use architecture::{ModelArchitecture, TensorShapes};
+pub use f32_store::F32WeightStore;
 pub use load::LoadOptions;
 
 use crate::checkpoint::{ModelFamily, ModelHash};

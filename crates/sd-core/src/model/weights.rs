@@ -2,9 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::store::SafetensorsStore;
-
 use super::architecture::TensorShapes;
+use super::f32_store::F32WeightStore;
 use crate::checkpoint::SafetensorsHeader;
 use crate::error::{CoreError, Result};
 use crate::limits::Limits;
@@ -13,8 +12,8 @@ use crate::limits::Limits;
 pub(crate) struct WeightsFile {
     /// The file.
     pub path: PathBuf,
-    /// burn's view of the tensors (lazy for `.safetensors`).
-    pub store: SafetensorsStore,
+    /// The tensors, read on demand, floats as f32.
+    pub store: F32WeightStore,
     /// Name → shape of every tensor.
     pub shapes: TensorShapes,
 }
@@ -30,13 +29,14 @@ pub(crate) fn is_torch_file(path: &Path) -> bool {
 }
 
 /// Opens `.safetensors` lazily; a PyTorch file is read as data (never executed) and its
-/// tensors, with their original dtypes, handed to burn as an in-memory safetensors image.
+/// tensors, with their original dtypes, held as an in-memory safetensors image.
 /// Tensors over `limits` are refused before any is read.
 pub(crate) fn open(path: &Path, limits: &Limits) -> Result<WeightsFile> {
     if is_torch_file(path) {
         return open_torch(path, limits);
     }
     let header = SafetensorsHeader::read_with_limits(path, limits)?;
+    let store = F32WeightStore::from_header(&header)?;
     let shapes = header
         .tensors
         .into_iter()
@@ -44,7 +44,7 @@ pub(crate) fn open(path: &Path, limits: &Limits) -> Result<WeightsFile> {
         .collect();
     Ok(WeightsFile {
         path: path.to_owned(),
-        store: SafetensorsStore::from_file(path),
+        store,
         shapes,
     })
 }
@@ -56,12 +56,12 @@ fn open_torch(path: &Path, limits: &Limits) -> Result<WeightsFile> {
         .iter()
         .map(|(name, tensor)| (name.clone(), tensor.shape.clone()))
         .collect();
-    // burn's stores read safetensors; the tensors keep their dtypes (fp16 stays fp16 until
-    // each loader casts it), at the cost of one in-memory copy of the file.
+    // The store reads safetensors: the tensors, in their stored dtypes, are copied once into
+    // an in-memory image of one, and made f32 as each network loads them.
     let bytes = file.to_safetensors(&tensors)?;
     Ok(WeightsFile {
         path: path.to_owned(),
-        store: SafetensorsStore::from_bytes(Some(bytes)),
+        store: F32WeightStore::from_image(path, bytes)?,
         shapes,
     })
 }

@@ -4,22 +4,25 @@
 //! The caller hands in any burn-store [`ModuleStore`] — usually
 //! `SafetensorsStore::from_file(path)` — and says which key layout it holds. One key table
 //! per format ([`diffusers::KEY_TABLE`], [`ldm::key_table`]) renames the file's keys to the
-//! model's paths through burn-store's [`KeyRemapper`]; [`PyTorchToBurnAdapter`] transposes
-//! linear weights and renames norm parameters, [`FloatCastAdapter`] makes every tensor f32.
+//! model's paths through burn-store's [`KeyRemapper`]; [`FloatCastAdapter`] makes every
+//! tensor f32, then burn-store's `PyTorchToBurnAdapter` (with a faster transpose) transposes
+//! linear weights and renames norm parameters.
 //! A tensor the model lacks or does not use is an error that names it.
 
 pub mod diffusers;
 pub mod ldm;
+mod pytorch_layout;
 
 use std::collections::HashMap;
 use std::fmt;
 
 use burn::store::{
     ChainAdapter, FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleContext, ModuleSnapshot,
-    ModuleStore, PyTorchToBurnAdapter, bridge, burn_pack,
+    ModuleStore, bridge, burn_pack,
 };
 use burn::tensor::{DType, Device, Shape, TensorData};
 
+use self::pytorch_layout::PyTorchLayoutF32;
 use crate::config::UNetConfig;
 use crate::error::UNetError;
 use crate::unet_2d_condition::UNet2DConditionModel;
@@ -96,8 +99,9 @@ impl UNet2DConditionModel {
         let (tensors, renames) = remapper.remap(tensors);
         let file_key: HashMap<String, String> = renames.into_iter().collect();
 
-        let adapter = ChainAdapter::new(ProjectionLayout, PyTorchToBurnAdapter)
-            .chain(FloatCastAdapter::to(DType::F32));
+        // Cast first, so the linear-weight transpose runs on f32 (see `pytorch_layout`).
+        let adapter = ChainAdapter::new(ProjectionLayout, FloatCastAdapter::to(DType::F32))
+            .chain(PyTorchLayoutF32);
         // `skip_enum_variants`: `proj_in` is an enum (conv or linear) stored without the
         // variant name.
         let result = self.apply(tensors, None, Some(Box::new(adapter)), true);
