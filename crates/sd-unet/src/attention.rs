@@ -5,11 +5,14 @@
 //! # Memory at 64×64 latents
 //! The first level's self-attention has 4096 queries and 4096 keys: one head's score matrix
 //! is 64 MiB in f32, and all of SD 1.5's 8 heads for a batch of 2 (classifier-free guidance)
-//! would be 1 GiB, several times over while softmax runs. The scores go through burn's fused
-//! [`attention`] op:
-//! - on burn's CPU backend (`flex`) that op streams keys in tiles with an online softmax
-//!   ("flash attention") once a head's matrix exceeds 1 MiB, so no score matrix is ever
-//!   whole; it parallelises over (batch, head), so the UNet hands it every head at once;
+//! would be 1 GiB, several times over while softmax runs. So:
+//! - on burn's CPU backend (`flex`), f32 attention runs through this crate's own flash-style
+//!   kernel (`cpu_attention`): each task takes 64 queries of one head through the keys 256
+//!   at a time with an online softmax, so at most one `[64, 256]` block of scores exists per
+//!   thread; it is about 1.7× faster than burn's fused op at SD 1.5's 4096-token heads;
+//! - other dtypes on `flex` go to burn's fused [`attention`] op, which also streams keys in
+//!   tiles with an online softmax once a head's matrix exceeds 1 MiB, and parallelises over
+//!   (batch, head), so the UNet hands it every head at once;
 //! - other backends may pick an implementation that materialises all scores (cubecl's
 //!   autotune can choose its multi-kernel fallback). There the heads are fed in chunks of
 //!   [`SCORE_BUDGET`] elements — one 4096×4096 head — so at most one head's scores exist at
@@ -131,6 +134,8 @@ pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, upcast: bool
         in_chunks(q, k, v, SCORE_BUDGET, |q, k, v| {
             attention_for_autodiff(q, k, v, scale)
         })
+    } else if let Some(out) = on_cpu(&q, &k, &v, scale) {
+        out
     } else {
         let options = AttentionModuleOptions {
             scale: Some(scale),
@@ -197,6 +202,42 @@ fn attention_for_autodiff(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64) 
     let weights = (scores - shift).exp();
     let total = weights.clone().sum_dim(3);
     weights.matmul(v) / total
+}
+
+/// The attention on burn's CPU backend (`flex`) for f32 inputs, through this crate's own
+/// flash-style kernel (see `cpu_attention`); `None` elsewhere.
+#[cfg(feature = "flex")]
+fn on_cpu(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f64) -> Option<Tensor<4>> {
+    use burn::tensor::TensorData;
+
+    use crate::cpu_attention::{AttentionShape, attention};
+
+    let device = q.device();
+    if device != Device::flex() || [q, k, v].iter().any(|t| t.dtype() != DType::F32) {
+        return None;
+    }
+    let [batch, heads, queries, head_dim] = q.dims();
+    let [_, _, keys, value_dim] = v.dims();
+    let (q, k, v) = (q.to_data(), k.to_data(), v.to_data());
+    let (Ok(q), Ok(k), Ok(v)) = (q.as_slice(), k.as_slice(), v.as_slice()) else {
+        return None;
+    };
+    let shape = AttentionShape {
+        slices: batch * heads,
+        queries,
+        keys,
+        head_dim,
+        value_dim,
+    };
+    let out = attention(q, k, v, shape, scale as f32);
+    let out = TensorData::new(out, [batch, heads, queries, value_dim]);
+    Some(Tensor::from_data(out, &device))
+}
+
+/// Without the CPU backend there is no CPU kernel.
+#[cfg(not(feature = "flex"))]
+fn on_cpu(_: &Tensor<4>, _: &Tensor<4>, _: &Tensor<4>, _: f64) -> Option<Tensor<4>> {
+    None
 }
 
 /// Whether the (non-autodiff) device's fused attention never holds a whole score matrix:

@@ -3,6 +3,8 @@
 
 pub mod attention;
 pub mod config;
+#[cfg(feature = "flex")]
+mod cpu_attention;
 pub mod embeddings;
 mod error;
 pub mod loader;

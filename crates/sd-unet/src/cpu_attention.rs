@@ -1,0 +1,490 @@
+//! Flash-style attention for the CPU (`flex`) device at inference: `softmax(q kᵀ · scale) v`
+//! over blocks of queries and keys, never holding more than one `[64, 256]` block of scores
+//! per task.
+//!
+//! burn-flex's fused attention walks all 4096 queries of a head against 64 keys at a time,
+//! so its score tile (1 MiB) and output accumulator fall out of the core's L2 on every key
+//! tile, and it exponentiates one element at a time through libm. Here each rayon task owns
+//! 64 queries of one head: their scores, running maxima and output rows stay in L1/L2 while
+//! the task walks all keys; both block products are register-tiled SIMD kernels and the
+//! exponential is a vectorised polynomial, all dispatched at run time to the widest
+//! instruction set the CPU has (pulp: AVX2+FMA on x86-64-v3, NEON on aarch64, scalar
+//! otherwise).
+
+use pulp::{Arch, Simd, WithSimd};
+use rayon::prelude::*;
+
+/// Queries per task.
+const QUERY_BLOCK: usize = 64;
+/// Keys per score block.
+const KEY_BLOCK: usize = 256;
+
+/// The sizes of one attention call; tensors are contiguous, row-major.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttentionShape {
+    /// Independent (batch × head) problems.
+    pub slices: usize,
+    /// Query rows per slice.
+    pub queries: usize,
+    /// Key (and value) rows per slice.
+    pub keys: usize,
+    /// Width of a query and a key row.
+    pub head_dim: usize,
+    /// Width of a value row (and of the output).
+    pub value_dim: usize,
+}
+
+/// `softmax(q kᵀ · scale) v` for `q: [slices, queries, head_dim]`,
+/// `k: [slices, keys, head_dim]`, `v: [slices, keys, value_dim]`; returns
+/// `[slices, queries, value_dim]`.
+pub(crate) fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    shape: AttentionShape,
+    scale: f32,
+) -> Vec<f32> {
+    let AttentionShape {
+        slices,
+        queries,
+        keys,
+        head_dim,
+        value_dim,
+    } = shape;
+    debug_assert_eq!(q.len(), slices * queries * head_dim);
+    debug_assert_eq!(k.len(), slices * keys * head_dim);
+    debug_assert_eq!(v.len(), slices * keys * value_dim);
+    let mut out = vec![0f32; slices * queries * value_dim];
+    if out.is_empty() || keys == 0 {
+        return out;
+    }
+    // Keys pad to whole pairs of vectors (KEY_BLOCK is a multiple of any pair), value rows
+    // to whole vectors.
+    let lanes = Arch::new().dispatch(Lanes);
+    let padded_keys = keys.next_multiple_of(2 * lanes);
+    let padded_width = value_dim.next_multiple_of(lanes);
+    // Per slice: kᵀ `[head_dim, padded_keys]` (a key block's scores are then a sum of
+    // broadcast-times-vector products) and v `[padded_keys, padded_width]`, zero padded.
+    let (k_t, v_padded): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (0..slices)
+        .into_par_iter()
+        .map(|s| {
+            let k = &k[s * keys * head_dim..(s + 1) * keys * head_dim];
+            let v = &v[s * keys * value_dim..(s + 1) * keys * value_dim];
+            let mut k_t = vec![0f32; head_dim * padded_keys];
+            for (key, row) in k.chunks_exact(head_dim).enumerate() {
+                for (c, &value) in row.iter().enumerate() {
+                    k_t[c * padded_keys + key] = value;
+                }
+            }
+            let mut v_padded = vec![0f32; padded_keys * padded_width];
+            for (row, out) in v
+                .chunks_exact(value_dim)
+                .zip(v_padded.chunks_exact_mut(padded_width))
+            {
+                out[..value_dim].copy_from_slice(row);
+            }
+            (k_t, v_padded)
+        })
+        .unzip();
+
+    out.par_chunks_mut(queries * value_dim)
+        .zip(q.par_chunks(queries * head_dim))
+        .enumerate()
+        .for_each(|(s, (out, q))| {
+            out.par_chunks_mut(QUERY_BLOCK * value_dim)
+                .zip(q.par_chunks(QUERY_BLOCK * head_dim))
+                .for_each(|(out, q)| {
+                    Arch::new().dispatch(QueryBlock {
+                        q,
+                        k_t: &k_t[s],
+                        v: &v_padded[s],
+                        out,
+                        keys,
+                        padded_keys,
+                        head_dim,
+                        value_dim,
+                        padded_width,
+                        scale,
+                    });
+                });
+        });
+    out
+}
+
+/// The f32 lanes of the SIMD pulp dispatches to on this CPU.
+struct Lanes;
+
+impl WithSimd for Lanes {
+    type Output = usize;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) -> usize {
+        size_of::<S::f32s>() / size_of::<f32>()
+    }
+}
+
+/// Up to [`QUERY_BLOCK`] queries of one slice against all its keys.
+struct QueryBlock<'a> {
+    q: &'a [f32],
+    k_t: &'a [f32],
+    v: &'a [f32],
+    out: &'a mut [f32],
+    keys: usize,
+    padded_keys: usize,
+    head_dim: usize,
+    value_dim: usize,
+    padded_width: usize,
+    scale: f32,
+}
+
+impl WithSimd for QueryBlock<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let rows = self.q.len() / self.head_dim;
+        let mut scores = vec![0f32; rows * KEY_BLOCK];
+        let mut acc = vec![0f32; rows * self.padded_width];
+        let mut row_max = vec![f32::NEG_INFINITY; rows];
+        let mut row_sum = vec![0f32; rows];
+        for start in (0..self.padded_keys).step_by(KEY_BLOCK) {
+            let width = KEY_BLOCK.min(self.padded_keys - start);
+            let scores = &mut scores[..rows * width];
+            scores_block(simd, &self, start, width, scores);
+            // Padding keys (zero rows of kᵀ) must not take part in the softmax.
+            let real = self.keys.saturating_sub(start).min(width);
+            if real < width {
+                for row in scores.chunks_exact_mut(width) {
+                    row[real..].fill(f32::NEG_INFINITY);
+                }
+            }
+            for (r, row) in scores.chunks_exact_mut(width).enumerate() {
+                let block_max = max(simd, row);
+                let new_max = row_max[r].max(block_max);
+                let correction = (row_max[r] - new_max).exp();
+                let block_sum = exp_in_place(simd, row, new_max);
+                row_sum[r] = row_sum[r] * correction + block_sum;
+                row_max[r] = new_max;
+                if correction != 1.0 {
+                    let acc_row = &mut acc[r * self.padded_width..(r + 1) * self.padded_width];
+                    acc_row.iter_mut().for_each(|a| *a *= correction);
+                }
+            }
+            let v = &self.v[start * self.padded_width..(start + width) * self.padded_width];
+            values_block(simd, scores, width, v, &mut acc);
+        }
+        for ((out, acc), sum) in self
+            .out
+            .chunks_exact_mut(self.value_dim)
+            .zip(acc.chunks_exact(self.padded_width))
+            .zip(&row_sum)
+        {
+            let inverse = 1.0 / sum;
+            for (o, a) in out.iter_mut().zip(acc) {
+                *o = a * inverse;
+            }
+        }
+    }
+}
+
+/// `scores[r, j] = scale · q[r] · kᵀ[:, start + j]` for a block `width` keys wide.
+#[inline(always)]
+fn scores_block<S: Simd>(
+    simd: S,
+    block: &QueryBlock<'_>,
+    start: usize,
+    width: usize,
+    scores: &mut [f32],
+) {
+    let rows = block.q.len() / block.head_dim;
+    let mut r = 0;
+    while r + 4 <= rows {
+        scores_tile::<S, 4>(simd, block, start, width, r, scores);
+        r += 4;
+    }
+    while r < rows {
+        scores_tile::<S, 1>(simd, block, start, width, r, scores);
+        r += 1;
+    }
+}
+
+/// [`scores_block`] for query rows `r..r + R`: `R` rows × two vectors of keys in registers,
+/// accumulated over the head dimension.
+#[inline(always)]
+fn scores_tile<S: Simd, const R: usize>(
+    simd: S,
+    block: &QueryBlock<'_>,
+    start: usize,
+    width: usize,
+    r: usize,
+    scores: &mut [f32],
+) {
+    let lanes = size_of::<S::f32s>() / size_of::<f32>();
+    let (d, stride) = (block.head_dim, block.padded_keys);
+    let scale = simd.splat_f32s(block.scale);
+    let q = &block.q[r * d..(r + R) * d];
+    for j in (0..width).step_by(2 * lanes) {
+        let mut acc = [[simd.splat_f32s(0.0); 2]; R];
+        for c in 0..d {
+            let at = c * stride + start + j;
+            let (k, _) = S::as_simd_f32s(&block.k_t[at..at + 2 * lanes]);
+            let (k0, k1) = (k[0], k[1]);
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let q = simd.splat_f32s(q[t * d + c]);
+                acc[0] = simd.mul_add_e_f32s(q, k0, acc[0]);
+                acc[1] = simd.mul_add_e_f32s(q, k1, acc[1]);
+            }
+        }
+        for (t, acc) in acc.iter().enumerate() {
+            let at = (r + t) * width + j;
+            let (out, _) = S::as_mut_simd_f32s(&mut scores[at..at + 2 * lanes]);
+            out[0] = simd.mul_f32s(acc[0], scale);
+            out[1] = simd.mul_f32s(acc[1], scale);
+        }
+    }
+}
+
+/// `acc[r] += Σ_j p[r, j] · v[j]` over a block `width` keys wide.
+#[inline(always)]
+fn values_block<S: Simd>(simd: S, p: &[f32], width: usize, v: &[f32], acc: &mut [f32]) {
+    let lanes = size_of::<S::f32s>() / size_of::<f32>();
+    let rows = p.len() / width;
+    let vectors = acc.len() / rows / lanes;
+    let mut r = 0;
+    while r < rows {
+        let two = r + 2 <= rows;
+        let mut g = 0;
+        while g < vectors {
+            // Groups of five vectors (SD's 40-wide heads on 8 lanes) keep ten sums in
+            // flight, enough to hide the FMA latency; fewer only at the ragged end.
+            let group = match vectors - g {
+                left if left % 5 == 0 || left > 8 => 5,
+                left if left >= 4 => 4,
+                left => left,
+            };
+            match (two, group) {
+                (true, 5) => values_tile::<S, 2, 5>(simd, p, width, v, acc, r, g),
+                (true, 4) => values_tile::<S, 2, 4>(simd, p, width, v, acc, r, g),
+                (true, 3) => values_tile::<S, 2, 3>(simd, p, width, v, acc, r, g),
+                (true, 2) => values_tile::<S, 2, 2>(simd, p, width, v, acc, r, g),
+                (true, _) => values_tile::<S, 2, 1>(simd, p, width, v, acc, r, g),
+                (false, 5) => values_tile::<S, 1, 5>(simd, p, width, v, acc, r, g),
+                (false, 4) => values_tile::<S, 1, 4>(simd, p, width, v, acc, r, g),
+                (false, _) => values_tile::<S, 1, 1>(simd, p, width, v, acc, r, g),
+            }
+            g += match (two, group) {
+                (false, 2 | 3) => 1,
+                _ => group,
+            };
+        }
+        r += if two { 2 } else { 1 };
+    }
+}
+
+/// [`values_block`] for rows `r..r + R` and output vectors `g..g + G`, kept in registers
+/// across the block's keys.
+#[inline(always)]
+fn values_tile<S: Simd, const R: usize, const G: usize>(
+    simd: S,
+    p: &[f32],
+    width: usize,
+    v: &[f32],
+    acc: &mut [f32],
+    r: usize,
+    g: usize,
+) {
+    let rows = p.len() / width;
+    let padded_width = acc.len() / rows;
+    let mut sums = [[simd.splat_f32s(0.0); G]; R];
+    for (t, sums) in sums.iter_mut().enumerate() {
+        let (row, _) = S::as_simd_f32s(&acc[(r + t) * padded_width..(r + t + 1) * padded_width]);
+        sums.copy_from_slice(&row[g..g + G]);
+    }
+    for j in 0..width {
+        let (v_row, _) = S::as_simd_f32s(&v[j * padded_width..(j + 1) * padded_width]);
+        let v_row = &v_row[g..g + G];
+        for (t, sums) in sums.iter_mut().enumerate() {
+            let weight = simd.splat_f32s(p[(r + t) * width + j]);
+            for (sum, &value) in sums.iter_mut().zip(v_row) {
+                *sum = simd.mul_add_e_f32s(weight, value, *sum);
+            }
+        }
+    }
+    for (t, sums) in sums.iter().enumerate() {
+        let at = (r + t) * padded_width;
+        let (row, _) = S::as_mut_simd_f32s(&mut acc[at..at + padded_width]);
+        row[g..g + G].copy_from_slice(sums);
+    }
+}
+
+/// The largest element of `row` (a whole number of vectors long).
+#[inline(always)]
+fn max<S: Simd>(simd: S, row: &[f32]) -> f32 {
+    let (vectors, _) = S::as_simd_f32s(row);
+    let mut best = simd.splat_f32s(f32::NEG_INFINITY);
+    for &v in vectors {
+        best = simd.max_f32s(best, v);
+    }
+    simd.reduce_max_f32s(best)
+}
+
+/// Replaces each `x` of `row` by `exp(x − shift)` and returns their sum.
+#[inline(always)]
+fn exp_in_place<S: Simd>(simd: S, row: &mut [f32], shift: f32) -> f32 {
+    let shift = simd.splat_f32s(shift);
+    let mut sum = simd.splat_f32s(0.0);
+    let (vectors, _) = S::as_mut_simd_f32s(row);
+    for v in vectors {
+        *v = exp(simd, simd.sub_f32s(*v, shift));
+        sum = simd.add_f32s(sum, *v);
+    }
+    simd.reduce_sum_f32s(sum)
+}
+
+/// `eˣ` for `x ≤ 0` (the softmax's shifted scores), within 2 ulp; below −87 (and for
+/// −∞) it returns 2⁻¹²⁶·eʳ, about 10⁻³⁸, which no sum of at least one `e⁰` can see.
+///
+/// Cody–Waite: `x = n ln 2 + r` with `|r| ≤ ln 2 / 2`, `eʳ` by the Cephes degree-6
+/// polynomial, `2ⁿ` built in the exponent bits.
+#[inline(always)]
+fn exp<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
+    const P: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_2e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ];
+    let x = simd.max_f32s(x, simd.splat_f32s(-87.0));
+    let shifted = simd.mul_add_e_f32s(x, simd.splat_f32s(LOG2_E), simd.splat_f32s(ROUND));
+    let n = simd.sub_f32s(shifted, simd.splat_f32s(ROUND));
+    let r = simd.mul_add_e_f32s(n, simd.splat_f32s(-LN2_HI), x);
+    let r = simd.mul_add_e_f32s(n, simd.splat_f32s(-LN2_LO), r);
+    let mut p = simd.splat_f32s(P[0]);
+    for &c in &P[1..] {
+        p = simd.mul_add_e_f32s(p, r, simd.splat_f32s(c));
+    }
+    let r2 = simd.mul_f32s(r, r);
+    let e_r = simd.add_f32s(simd.mul_add_e_f32s(p, r2, r), simd.splat_f32s(1.0));
+    // The low bits of `shifted` hold n; (n + 127) << 23 is 2ⁿ.
+    let n_bits = simd.sub_u32s(
+        simd.transmute_u32s_f32s(shifted),
+        simd.splat_u32s(ROUND.to_bits()),
+    );
+    let biased = simd.add_u32s(n_bits, simd.splat_u32s(127));
+    let two_n = simd.transmute_f32s_u32s(simd.mul_u32s(biased, simd.splat_u32s(1 << 23)));
+    simd.mul_f32s(e_r, two_n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The textbook formula in f64.
+    fn reference(q: &[f32], k: &[f32], v: &[f32], shape: AttentionShape, scale: f32) -> Vec<f32> {
+        let AttentionShape {
+            slices,
+            queries,
+            keys,
+            head_dim: d,
+            value_dim: dv,
+        } = shape;
+        let mut out = vec![0f32; slices * queries * dv];
+        for s in 0..slices {
+            for i in 0..queries {
+                let q = &q[(s * queries + i) * d..][..d];
+                let scores: Vec<f64> = (0..keys)
+                    .map(|j| {
+                        let k = &k[(s * keys + j) * d..][..d];
+                        q.iter().zip(k).map(|(a, b)| f64::from(a * b)).sum::<f64>()
+                            * f64::from(scale)
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                for c in 0..dv {
+                    let value: f64 = (0..keys)
+                        .map(|j| weights[j] * f64::from(v[(s * keys + j) * dv + c]))
+                        .sum();
+                    out[(s * queries + i) * dv + c] = (value / total) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state as f32 / u32::MAX as f32) * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_the_textbook_formula_on_ragged_shapes() {
+        // Queries and keys that are not multiples of the blocks or vectors; SD's head widths.
+        for (slices, queries, keys, d, dv) in [
+            (2, 70, 300, 40, 40),
+            (1, 5, 77, 80, 80),
+            (3, 64, 257, 8, 24),
+            (1, 1, 1, 1, 1),
+            (1, 130, 520, 160, 160),
+        ] {
+            let shape = AttentionShape {
+                slices,
+                queries,
+                keys,
+                head_dim: d,
+                value_dim: dv,
+            };
+            let q = pseudo_random(slices * queries * d, 1);
+            let k = pseudo_random(slices * keys * d, 2);
+            let v = pseudo_random(slices * keys * dv, 3);
+            let scale = 1.0 / (d as f32).sqrt();
+            let ours = attention(&q, &k, &v, shape, scale);
+            let wanted = reference(&q, &k, &v, shape, scale);
+            let worst = ours
+                .iter()
+                .zip(&wanted)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 2e-5, "{shape:?}: worst error {worst}");
+        }
+    }
+
+    #[test]
+    fn the_exponential_is_accurate_to_a_few_ulp() {
+        let xs: Vec<f32> = (0..4096).map(|i| -(i as f32) * 0.0212).collect();
+        let mut row = xs.clone();
+        let sum = Arch::new().dispatch(ExpRow(&mut row));
+        for (x, e) in xs.iter().zip(&row) {
+            let wanted = f64::from(*x).exp();
+            let error = (f64::from(*e) - wanted).abs() / wanted;
+            assert!(error < 3e-7, "exp({x}) = {e}, wanted {wanted}");
+        }
+        let wanted_sum: f64 = xs.iter().map(|x| f64::from(*x).exp()).sum();
+        assert!((f64::from(sum) - wanted_sum).abs() / wanted_sum < 1e-6);
+    }
+
+    struct ExpRow<'a>(&'a mut [f32]);
+
+    impl WithSimd for ExpRow<'_> {
+        type Output = f32;
+
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, simd: S) -> f32 {
+            exp_in_place(simd, self.0, 0.0)
+        }
+    }
+}
