@@ -7,7 +7,7 @@
 //! is 64 MiB in f32, and all of SD 1.5's 8 heads for a batch of 2 (classifier-free guidance)
 //! would be 1 GiB, several times over while softmax runs. So:
 //! - on burn's CPU backend (`flex`), f32 attention runs through this crate's own flash-style
-//!   kernel (`cpu_attention`): each task takes 64 queries of one head through the keys 256
+//!   kernel (`cpu::attention`): each task takes 64 queries of one head through the keys 256
 //!   at a time with an online softmax, so at most one `[64, 256]` block of scores exists per
 //!   thread; it is about 1.7× faster than burn's fused op at SD 1.5's 4096-token heads;
 //! - other dtypes on `flex` go to burn's fused [`attention`] op, which also streams keys in
@@ -205,15 +205,18 @@ fn attention_for_autodiff(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64) 
 }
 
 /// The attention on burn's CPU backend (`flex`) for f32 inputs, through this crate's own
-/// flash-style kernel (see `cpu_attention`); `None` elsewhere.
+/// flash-style kernel (see `cpu::attention`); `None` elsewhere.
 #[cfg(feature = "flex")]
 fn on_cpu(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f64) -> Option<Tensor<4>> {
     use burn::tensor::TensorData;
 
-    use crate::cpu_attention::{AttentionShape, attention};
+    use crate::cpu::attention::{AttentionShape, attention};
 
     let device = q.device();
-    if device != Device::flex() || [q, k, v].iter().any(|t| t.dtype() != DType::F32) {
+    if device.is_autodiff()
+        || device != Device::flex()
+        || [q, k, v].iter().any(|t| t.dtype() != DType::F32)
+    {
         return None;
     }
     let [batch, heads, queries, head_dim] = q.dims();
@@ -269,13 +272,62 @@ impl Geglu {
     /// - output: `[batch, tokens, inner]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let projected = self.proj.forward(x);
-        let [batch, tokens, double] = projected.dims();
-        let inner = double / 2;
-        let value = projected.clone().narrow(2, 0, inner);
-        let gate = projected.narrow(2, inner, inner);
-        debug_assert_eq!(value.dims(), [batch, tokens, inner]);
-        value * gelu(gate)
+        if has_cpu_geglu(&projected) {
+            geglu_on_cpu(projected)
+        } else {
+            geglu_with_burn(projected)
+        }
     }
+}
+
+/// `value · gelu(gate)` of a `[value | gate]` projection, with burn's ops.
+fn geglu_with_burn(projected: Tensor<3>) -> Tensor<3> {
+    let [batch, tokens, double] = projected.dims();
+    let inner = double / 2;
+    let value = projected.clone().narrow(2, 0, inner);
+    let gate = projected.narrow(2, inner, inner);
+    debug_assert_eq!(value.dims(), [batch, tokens, inner]);
+    value * gelu(gate)
+}
+
+/// Whether [`geglu_on_cpu`] takes this projection: f32 on burn's CPU backend, outside
+/// autodiff.
+fn has_cpu_geglu(projected: &Tensor<3>) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        let device = projected.device();
+        !device.is_autodiff() && device == Device::flex() && projected.dtype() == DType::F32
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = projected;
+        false
+    }
+}
+
+/// The GEGLU gate through this crate's one-pass kernel (see `cpu::geglu`).
+#[cfg(feature = "flex")]
+fn geglu_on_cpu(projected: Tensor<3>) -> Tensor<3> {
+    use burn::tensor::TensorData;
+
+    let device = projected.device();
+    let [batch, tokens, double] = projected.dims();
+    // The projection is used only here: taking its data is free.
+    let data = projected.into_data();
+    match data.as_slice() {
+        Ok(values) => {
+            let out = crate::cpu::geglu::geglu(values, double / 2);
+            let out = TensorData::new(out, [batch, tokens, double / 2]);
+            Tensor::from_data(out, &device)
+        }
+        Err(_) => geglu_with_burn(Tensor::from_data(data, &device)),
+    }
+}
+
+/// Without the CPU backend there is no CPU kernel ([`has_cpu_geglu`] is always false).
+#[cfg(not(feature = "flex"))]
+fn geglu_on_cpu(projected: Tensor<3>) -> Tensor<3> {
+    geglu_with_burn(projected)
 }
 
 /// diffusers' `FeedForward` with `activation_fn="geglu"` and 4× inner width.

@@ -4,7 +4,7 @@
 pub mod attention;
 pub mod config;
 #[cfg(feature = "flex")]
-mod cpu_attention;
+mod cpu;
 pub mod embeddings;
 mod error;
 pub mod loader;
