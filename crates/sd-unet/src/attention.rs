@@ -213,9 +213,9 @@ fn on_cpu(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f64) -> Option<Ten
     use crate::cpu::attention::{AttentionShape, attention};
 
     let device = q.device();
-    if device.is_autodiff()
-        || device != Device::flex()
-        || [q, k, v].iter().any(|t| t.dtype() != DType::F32)
+    if [q, k, v]
+        .iter()
+        .any(|t| !cpu_kernels_take(&device, t.dtype()))
     {
         return None;
     }
@@ -272,7 +272,7 @@ impl Geglu {
     /// - output: `[batch, tokens, inner]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let projected = self.proj.forward(x);
-        if has_cpu_geglu(&projected) {
+        if cpu_kernels_take(&projected.device(), projected.dtype()) {
             geglu_on_cpu(projected)
         } else {
             geglu_with_burn(projected)
@@ -290,17 +290,16 @@ fn geglu_with_burn(projected: Tensor<3>) -> Tensor<3> {
     value * gelu(gate)
 }
 
-/// Whether [`geglu_on_cpu`] takes this projection: f32 on burn's CPU backend, outside
-/// autodiff.
-fn has_cpu_geglu(projected: &Tensor<3>) -> bool {
+/// Whether this crate's CPU kernels (`cpu`) take tensors of `dtype` on `device`: f32 on
+/// burn's CPU backend (`flex`), outside autodiff.
+fn cpu_kernels_take(device: &Device, dtype: DType) -> bool {
     #[cfg(feature = "flex")]
     {
-        let device = projected.device();
-        !device.is_autodiff() && device == Device::flex() && projected.dtype() == DType::F32
+        !device.is_autodiff() && *device == Device::flex() && dtype == DType::F32
     }
     #[cfg(not(feature = "flex"))]
     {
-        let _ = projected;
+        let _ = (device, dtype);
         false
     }
 }
@@ -324,7 +323,7 @@ fn geglu_on_cpu(projected: Tensor<3>) -> Tensor<3> {
     }
 }
 
-/// Without the CPU backend there is no CPU kernel ([`has_cpu_geglu`] is always false).
+/// Without the CPU backend there is no CPU kernel ([`cpu_kernels_take`] is always false).
 #[cfg(not(feature = "flex"))]
 fn geglu_on_cpu(projected: Tensor<3>) -> Tensor<3> {
     geglu_with_burn(projected)

@@ -135,25 +135,9 @@ impl SafetensorsHeader {
     /// does not match its shape or lies outside the file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let mut file = File::open(path).map_err(|e| CoreError::io(path, e))?;
+        let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
         let file_len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
-        let invalid = |reason: String| CoreError::InvalidSafetensors {
-            path: path.to_owned(),
-            reason,
-        };
-        let mut len_bytes = [0u8; 8];
-        file.read_exact(&mut len_bytes)
-            .map_err(|_| invalid(format!("{file_len} bytes is too short for a header")))?;
-        let header_len = u64::from_le_bytes(len_bytes);
-        if header_len > MAX_HEADER_BYTES || header_len + 8 > file_len {
-            return Err(invalid(format!(
-                "header claims {header_len} bytes but the file has {file_len}"
-            )));
-        }
-        let mut json = vec![0u8; header_len as usize];
-        file.read_exact(&mut json)
-            .map_err(|e| CoreError::io(path, e))?;
-        Self::parse(path, &json, 8 + header_len, file_len)
+        Self::read_from(path, file, file_len)
     }
 
     /// [`read`](Self::read), also refusing any tensor larger than
@@ -186,24 +170,30 @@ impl SafetensorsHeader {
     /// # Errors
     /// As [`read`](Self::read), without the I/O ones.
     pub fn from_image(path: impl AsRef<Path>, image: &[u8]) -> Result<Self> {
-        let path = path.as_ref();
+        Self::read_from(path.as_ref(), image, image.len() as u64)
+    }
+
+    /// The header at the start of `source`, a file or image `len` bytes long.
+    fn read_from(path: &Path, mut source: impl Read, len: u64) -> Result<Self> {
         let invalid = |reason: String| CoreError::InvalidSafetensors {
             path: path.to_owned(),
             reason,
         };
-        let image_len = image.len() as u64;
-        let len_bytes: [u8; 8] = image
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| invalid(format!("{image_len} bytes is too short for a header")))?;
+        let mut len_bytes = [0u8; 8];
+        source
+            .read_exact(&mut len_bytes)
+            .map_err(|_| invalid(format!("{len} bytes is too short for a header")))?;
         let header_len = u64::from_le_bytes(len_bytes);
-        if header_len > MAX_HEADER_BYTES || header_len + 8 > image_len {
+        if header_len > MAX_HEADER_BYTES || header_len + 8 > len {
             return Err(invalid(format!(
-                "header claims {header_len} bytes but the image has {image_len}"
+                "header claims {header_len} bytes but the file has {len}"
             )));
         }
-        let json = &image[8..8 + header_len as usize];
-        Self::parse(path, json, 8 + header_len, image_len)
+        let mut json = vec![0u8; header_len as usize];
+        source
+            .read_exact(&mut json)
+            .map_err(|e| CoreError::io(path, e))?;
+        Self::parse(path, &json, 8 + header_len, len)
     }
 
     fn parse(path: &Path, json: &[u8], data_start: u64, file_len: u64) -> Result<Self> {
