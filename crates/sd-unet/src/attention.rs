@@ -131,9 +131,12 @@ pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, upcast: bool
     let scale = 1.0 / (q.dims()[3] as f64).sqrt();
     let device = q.device();
     let out = if device.is_autodiff() {
-        in_chunks(q, k, v, SCORE_BUDGET, |q, k, v| {
-            attention_for_autodiff(q, k, v, scale)
-        })
+        match tracked_on_cpu(&q, &k, &v, scale) {
+            Some(out) => out,
+            None => in_chunks(q, k, v, SCORE_BUDGET, |q, k, v| {
+                attention_for_autodiff(q, k, v, scale)
+            }),
+        }
     } else if let Some(out) = on_cpu(&q, &k, &v, scale) {
         out
     } else {
@@ -232,9 +235,23 @@ fn on_cpu(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f64) -> Option<Ten
         head_dim,
         value_dim,
     };
-    let out = attention(q, k, v, shape, scale as f32);
+    let (out, _) = attention(q, k, v, shape, scale as f32);
     let out = TensorData::new(out, [batch, heads, queries, value_dim]);
     Some(Tensor::from_data(out, &device))
+}
+
+/// The attention on an autodiff `flex` device for f32 inputs, as one graph operation whose
+/// backward pass recomputes the softmax block by block (see `cpu::tracked`); `None`
+/// elsewhere.
+#[cfg(feature = "flex")]
+fn tracked_on_cpu(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f64) -> Option<Tensor<4>> {
+    crate::cpu::tracked::tracked_attention(q, k, v, scale as f32)
+}
+
+/// Without the CPU backend there is no CPU kernel.
+#[cfg(not(feature = "flex"))]
+fn tracked_on_cpu(_: &Tensor<4>, _: &Tensor<4>, _: &Tensor<4>, _: f64) -> Option<Tensor<4>> {
+    None
 }
 
 /// Without the CPU backend there is no CPU kernel.
@@ -274,6 +291,8 @@ impl Geglu {
         let projected = self.proj.forward(x);
         if cpu_kernels_take(&projected.device(), projected.dtype()) {
             geglu_on_cpu(projected)
+        } else if let Some(out) = tracked_geglu_on_cpu(&projected) {
+            out
         } else {
             geglu_with_burn(projected)
         }
@@ -321,6 +340,22 @@ fn geglu_on_cpu(projected: Tensor<3>) -> Tensor<3> {
         }
         Err(_) => geglu_with_burn(Tensor::from_data(data, &device)),
     }
+}
+
+/// The GEGLU gate on an autodiff `flex` device for f32, as one graph operation that keeps
+/// only the projection for its backward pass (see `cpu::tracked`); `None` elsewhere.
+#[cfg(feature = "flex")]
+fn tracked_geglu_on_cpu(projected: &Tensor<3>) -> Option<Tensor<3>> {
+    if !projected.device().is_autodiff() {
+        return None;
+    }
+    crate::cpu::tracked::tracked_geglu(projected)
+}
+
+/// Without the CPU backend there is no CPU kernel.
+#[cfg(not(feature = "flex"))]
+fn tracked_geglu_on_cpu(_: &Tensor<3>) -> Option<Tensor<3>> {
+    None
 }
 
 /// Without the CPU backend there is no CPU kernel ([`cpu_kernels_take`] is always false).
@@ -420,33 +455,46 @@ mod tests {
         assert!(err < 1e-5, "scaled_dot_product: max abs error {err}");
     }
 
-    /// On an autodiff device `scaled_dot_product` takes the form that keeps one score tensor;
-    /// its gradients to q, k and v equal those of the textbook softmax formula (at
-    /// one 4096 × 4096 head per call, the two heads here go in two chunks).
-    #[test]
-    fn autodiff_form_has_the_softmax_gradients() {
-        let device = Device::default().autodiff();
-        let [batch, heads, queries, keys, head_dim] = [1, 2, 4096, 4096, 8];
+    /// The gradients to q, k and v of `attend` on `device` against those of the textbook
+    /// softmax formula, with q a constant (as in the first cross-attention of a textual
+    /// inversion step) or not.
+    fn check_gradients(
+        device: &Device,
+        shape: [usize; 5],
+        q_is_constant: bool,
+        attend: impl Fn(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<4>,
+    ) {
+        let [batch, heads, queries, keys, head_dim] = shape;
         let normal = |dims: [usize; 4]| {
-            Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device).require_grad()
+            Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), device).require_grad()
         };
         let q = normal([batch, heads, queries, head_dim]);
+        let q = if q_is_constant { q.detach() } else { q };
         let k = normal([batch, heads, keys, head_dim]);
         let v = normal([batch, heads, keys, head_dim]);
         let weights = Tensor::<4>::random(
             [batch, heads, queries, head_dim],
             Distribution::Normal(0.0, 1.0),
-            &device,
+            device,
         );
         let grads_of = |out: Tensor<4>| {
             let grads = (out * weights.clone()).sum().backward();
-            [&q, &k, &v].map(|t| t.grad(&grads).expect("a gradient"))
+            [&q, &k, &v].map(|t| t.grad(&grads))
         };
         let scale = 1.0 / (head_dim as f64).sqrt();
         let scores = q.clone().matmul(k.clone().swap_dims(2, 3)) * scale;
         let expected = grads_of(softmax(scores, 3).matmul(v.clone()));
-        let got = grads_of(scaled_dot_product(q.clone(), k.clone(), v.clone(), false));
+        let got = grads_of(attend(q.clone(), k.clone(), v.clone()));
         for (name, (got, expected)) in ["q", "k", "v"].iter().zip(got.into_iter().zip(expected)) {
+            let (got, expected) = match (got, expected) {
+                (None, None) if *name == "q" && q_is_constant => continue,
+                (Some(got), Some(expected)) => (got, expected),
+                (got, expected) => panic!(
+                    "d/d{name}: got {}, expected {}",
+                    got.is_some(),
+                    expected.is_some()
+                ),
+            };
             let scale: f32 = expected.clone().abs().max().into_scalar();
             let err: f32 = (got - expected).abs().max().into_scalar();
             // f32 summation order only; measured ~1e-6 relative.
@@ -454,6 +502,61 @@ mod tests {
                 err <= 1e-5 * scale,
                 "d/d{name}: max abs error {err}, scale {scale}"
             );
+        }
+    }
+
+    /// On an autodiff `flex` device `scaled_dot_product` runs the CPU kernel as one graph
+    /// operation with its own backward pass, with or without gradient checkpointing; on
+    /// other autodiff devices it takes the form that keeps one score tensor (checked here on
+    /// `flex` by calling it directly, at one 4096 × 4096 head per call: the two heads go in
+    /// two chunks).
+    #[test]
+    fn autodiff_paths_have_the_softmax_gradients() {
+        let plain = Device::default().autodiff();
+        let checkpointed = Device::default().autodiff().gradient_checkpointing();
+        let sdpa = |q, k, v| scaled_dot_product(q, k, v, false);
+        for device in [&plain, &checkpointed] {
+            // Self-attention-like and cross-attention-like (77 keys, SD 1.5's 40-wide heads).
+            check_gradients(device, [1, 2, 300, 300, 8], false, sdpa);
+            check_gradients(device, [2, 2, 200, 77, 40], true, sdpa);
+        }
+        let big = [1, 2, 4096, 4096, 8];
+        let scale = 1.0 / (big[4] as f64).sqrt();
+        check_gradients(&plain, big, false, |q, k, v| {
+            in_chunks(q, k, v, SCORE_BUDGET, |q, k, v| {
+                attention_for_autodiff(q, k, v, scale)
+            })
+        });
+    }
+
+    /// On an autodiff `flex` device the GEGLU gate runs as one graph operation; its value
+    /// and gradient equal those of burn's ops, with and without gradient checkpointing.
+    #[test]
+    fn tracked_geglu_gate_has_burns_gradients() {
+        for device in [
+            Device::default().autodiff(),
+            Device::default().autodiff().gradient_checkpointing(),
+        ] {
+            let projected =
+                Tensor::<3>::random([2, 37, 2 * 40], Distribution::Normal(0.0, 2.0), &device)
+                    .require_grad();
+            let weights = Tensor::<3>::random([2, 37, 40], Distribution::Default, &device);
+            let run = |gate: &dyn Fn(Tensor<3>) -> Tensor<3>| {
+                let out = gate(projected.clone());
+                let grads = (out.clone() * weights.clone()).sum().backward();
+                (out, projected.grad(&grads).expect("a gradient"))
+            };
+            let (ours, ours_grad) = run(&|p| tracked_geglu_on_cpu(&p).expect("autodiff flex"));
+            let (burns, burns_grad) = run(&geglu_with_burn);
+            for (name, ours, burns) in [("value", ours, burns), ("gradient", ours_grad, burns_grad)]
+            {
+                let scale: f32 = burns.clone().abs().max().into_scalar();
+                let err: f32 = (ours - burns).abs().max().into_scalar();
+                assert!(
+                    err <= 2e-6 * scale,
+                    "{name}: max abs error {err}, scale {scale}"
+                );
+            }
         }
     }
 }

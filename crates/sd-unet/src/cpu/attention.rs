@@ -37,15 +37,18 @@ pub(crate) struct AttentionShape {
 }
 
 /// `softmax(q kᵀ · scale) v` for `q: [slices, queries, head_dim]`,
-/// `k: [slices, keys, head_dim]`, `v: [slices, keys, value_dim]`; returns
-/// `[slices, queries, value_dim]`.
+/// `k: [slices, keys, head_dim]`, `v: [slices, keys, value_dim]`.
+///
+/// Returns the output `[slices, queries, value_dim]` and each query row's log-sum-exp of its
+/// scaled scores, `[slices, queries]`: what the backward pass (`super::attention_backward`)
+/// needs to recompute any block of the softmax from `q` and `k` alone.
 pub(crate) fn attention(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     shape: AttentionShape,
     scale: f32,
-) -> Vec<f32> {
+) -> (Vec<f32>, Vec<f32>) {
     let AttentionShape {
         slices,
         queries,
@@ -57,14 +60,12 @@ pub(crate) fn attention(
     debug_assert_eq!(k.len(), slices * keys * head_dim);
     debug_assert_eq!(v.len(), slices * keys * value_dim);
     let mut out = vec![0f32; slices * queries * value_dim];
+    let mut lse = vec![f32::NEG_INFINITY; slices * queries];
     if out.is_empty() || keys == 0 {
-        return out;
+        return (out, lse);
     }
-    // Keys pad to whole pairs of vectors (KEY_BLOCK is a multiple of any pair), value rows
-    // to whole vectors.
-    let lanes = Arch::new().dispatch(Lanes);
-    let padded_keys = keys.next_multiple_of(2 * lanes);
-    let padded_width = value_dim.next_multiple_of(lanes);
+    let padding = Padding::new(keys);
+    let padded_width = padding.width(value_dim);
     // Per slice: kᵀ `[head_dim, padded_keys]` (a key block's scores are then a sum of
     // broadcast-times-vector products) and v `[padded_keys, padded_width]`, zero padded.
     let (k_t, v_padded): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (0..slices)
@@ -72,44 +73,126 @@ pub(crate) fn attention(
         .map(|s| {
             let k = &k[s * keys * head_dim..(s + 1) * keys * head_dim];
             let v = &v[s * keys * value_dim..(s + 1) * keys * value_dim];
-            let mut k_t = vec![0f32; head_dim * padded_keys];
-            for (key, row) in k.chunks_exact(head_dim).enumerate() {
-                for (c, &value) in row.iter().enumerate() {
-                    k_t[c * padded_keys + key] = value;
-                }
-            }
-            let mut v_padded = vec![0f32; padded_keys * padded_width];
-            for (row, out) in v
-                .chunks_exact(value_dim)
-                .zip(v_padded.chunks_exact_mut(padded_width))
-            {
-                out[..value_dim].copy_from_slice(row);
-            }
-            (k_t, v_padded)
+            (
+                transposed(k, head_dim, padding.keys),
+                padded_rows(v, value_dim, padding.keys, padded_width),
+            )
         })
         .unzip();
 
     out.par_chunks_mut(queries * value_dim)
+        .zip(lse.par_chunks_mut(queries))
         .zip(q.par_chunks(queries * head_dim))
         .enumerate()
-        .for_each(|(s, (out, q))| {
+        .for_each(|(s, ((out, lse), q))| {
             out.par_chunks_mut(QUERY_BLOCK * value_dim)
+                .zip(lse.par_chunks_mut(QUERY_BLOCK))
                 .zip(q.par_chunks(QUERY_BLOCK * head_dim))
-                .for_each(|(out, q)| {
+                .for_each(|((out, lse), q)| {
                     Arch::new().dispatch(QueryBlock {
-                        q,
-                        k_t: &k_t[s],
+                        q: Rows::new(q, head_dim),
+                        k_t: Transposed::new(&k_t[s], padding.keys),
                         v: &v_padded[s],
                         out,
+                        lse,
                         keys,
-                        padded_keys,
-                        head_dim,
                         value_dim,
                         padded_width,
                         scale,
                     });
                 });
         });
+    (out, lse)
+}
+
+/// How a slice's keys and row widths are padded for the SIMD kernels: keys to whole pairs
+/// of vectors (every key block is then a multiple of the score tile, and [`KEY_BLOCK`] a
+/// multiple of any pair), row widths to whole vectors.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Padding {
+    /// The padded number of keys.
+    pub keys: usize,
+    lanes: usize,
+}
+
+impl Padding {
+    /// The padding of `keys` keys on this CPU's SIMD.
+    pub fn new(keys: usize) -> Self {
+        let lanes = Arch::new().dispatch(Lanes);
+        Self {
+            keys: keys.next_multiple_of(2 * lanes),
+            lanes,
+        }
+    }
+
+    /// `width` rounded up to whole vectors.
+    pub fn width(&self, width: usize) -> usize {
+        width.next_multiple_of(self.lanes)
+    }
+}
+
+/// Rows of `width` elements (queries, or output gradients), contiguous.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Rows<'a> {
+    /// The rows, one after another.
+    pub data: &'a [f32],
+    /// Elements per row.
+    pub width: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// Rows of `width` elements.
+    pub fn new(data: &'a [f32], width: usize) -> Self {
+        Self { data, width }
+    }
+
+    /// The number of rows.
+    pub fn count(&self) -> usize {
+        self.data.len() / self.width
+    }
+}
+
+/// A transposed `[width, stride]` matrix: column `j` of it is key (or value) row `j`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Transposed<'a> {
+    /// `[width, stride]`, row-major.
+    pub data: &'a [f32],
+    /// The padded number of keys.
+    pub stride: usize,
+}
+
+impl<'a> Transposed<'a> {
+    /// A transposed matrix of `stride` (padded) columns.
+    pub fn new(data: &'a [f32], stride: usize) -> Self {
+        Self { data, stride }
+    }
+}
+
+/// `rows: [n, width]` → its transpose `[width, padded_n]`, zero padded.
+pub(super) fn transposed(rows: &[f32], width: usize, padded_n: usize) -> Vec<f32> {
+    let mut out = vec![0f32; width * padded_n];
+    for (r, row) in rows.chunks_exact(width).enumerate() {
+        for (c, &value) in row.iter().enumerate() {
+            out[c * padded_n + r] = value;
+        }
+    }
+    out
+}
+
+/// `rows: [n, width]` → `[padded_n, padded_width]`, zero padded.
+pub(super) fn padded_rows(
+    rows: &[f32],
+    width: usize,
+    padded_n: usize,
+    padded_width: usize,
+) -> Vec<f32> {
+    let mut out = vec![0f32; padded_n * padded_width];
+    for (row, out) in rows
+        .chunks_exact(width)
+        .zip(out.chunks_exact_mut(padded_width))
+    {
+        out[..width].copy_from_slice(row);
+    }
     out
 }
 
@@ -127,13 +210,12 @@ impl WithSimd for Lanes {
 
 /// Up to [`QUERY_BLOCK`] queries of one slice against all its keys.
 struct QueryBlock<'a> {
-    q: &'a [f32],
-    k_t: &'a [f32],
+    q: Rows<'a>,
+    k_t: Transposed<'a>,
     v: &'a [f32],
     out: &'a mut [f32],
+    lse: &'a mut [f32],
     keys: usize,
-    padded_keys: usize,
-    head_dim: usize,
     value_dim: usize,
     padded_width: usize,
     scale: f32,
@@ -144,22 +226,17 @@ impl WithSimd for QueryBlock<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let rows = self.q.len() / self.head_dim;
+        let rows = self.q.count();
         let mut scores = vec![0f32; rows * KEY_BLOCK];
         let mut acc = vec![0f32; rows * self.padded_width];
         let mut row_max = vec![f32::NEG_INFINITY; rows];
         let mut row_sum = vec![0f32; rows];
-        for start in (0..self.padded_keys).step_by(KEY_BLOCK) {
-            let width = KEY_BLOCK.min(self.padded_keys - start);
+        let padded_keys = self.k_t.stride;
+        for start in (0..padded_keys).step_by(KEY_BLOCK) {
+            let width = KEY_BLOCK.min(padded_keys - start);
             let scores = &mut scores[..rows * width];
-            scores_block(simd, &self, start, width, scores);
-            // Padding keys (zero rows of kᵀ) must not take part in the softmax.
-            let real = self.keys.saturating_sub(start).min(width);
-            if real < width {
-                for row in scores.chunks_exact_mut(width) {
-                    row[real..].fill(f32::NEG_INFINITY);
-                }
-            }
+            scores_block(simd, self.q, self.k_t, start, width, self.scale, scores);
+            mask_padding(scores, width, self.keys.saturating_sub(start));
             for (r, row) in scores.chunks_exact_mut(width).enumerate() {
                 let block_max = max(simd, row);
                 let new_max = row_max[r].max(block_max);
@@ -175,37 +252,53 @@ impl WithSimd for QueryBlock<'_> {
             let v = &self.v[start * self.padded_width..(start + width) * self.padded_width];
             values_block(simd, scores, width, v, &mut acc);
         }
-        for ((out, acc), sum) in self
+        for (((out, acc), sum), (lse, max)) in self
             .out
             .chunks_exact_mut(self.value_dim)
             .zip(acc.chunks_exact(self.padded_width))
             .zip(&row_sum)
+            .zip(self.lse.iter_mut().zip(&row_max))
         {
             let inverse = 1.0 / sum;
             for (o, a) in out.iter_mut().zip(acc) {
                 *o = a * inverse;
             }
+            *lse = max + sum.ln();
         }
     }
 }
 
-/// `scores[r, j] = scale · q[r] · kᵀ[:, start + j]` for a block `width` keys wide.
+/// Sets the scores of padding keys (zero columns of kᵀ, from `real` on in a block `width`
+/// keys wide) to −∞, so that they take no part in the softmax.
 #[inline(always)]
-fn scores_block<S: Simd>(
+pub(super) fn mask_padding(scores: &mut [f32], width: usize, real: usize) {
+    if real < width {
+        for row in scores.chunks_exact_mut(width) {
+            row[real..].fill(f32::NEG_INFINITY);
+        }
+    }
+}
+
+/// `scores[r, j] = scale · q[r] · kᵀ[:, start + j]` for a block `width` keys wide (a
+/// multiple of two vectors).
+#[inline(always)]
+pub(super) fn scores_block<S: Simd>(
     simd: S,
-    block: &QueryBlock<'_>,
+    q: Rows<'_>,
+    k_t: Transposed<'_>,
     start: usize,
     width: usize,
+    scale: f32,
     scores: &mut [f32],
 ) {
-    let rows = block.q.len() / block.head_dim;
+    let rows = q.count();
     let mut r = 0;
     while r + 4 <= rows {
-        scores_tile::<S, 4>(simd, block, start, width, r, scores);
+        scores_tile::<S, 4>(simd, q, k_t, start, width, scale, r, scores);
         r += 4;
     }
     while r < rows {
-        scores_tile::<S, 1>(simd, block, start, width, r, scores);
+        scores_tile::<S, 1>(simd, q, k_t, start, width, scale, r, scores);
         r += 1;
     }
 }
@@ -213,23 +306,26 @@ fn scores_block<S: Simd>(
 /// [`scores_block`] for query rows `r..r + R`: `R` rows × two vectors of keys in registers,
 /// accumulated over the head dimension.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn scores_tile<S: Simd, const R: usize>(
     simd: S,
-    block: &QueryBlock<'_>,
+    q: Rows<'_>,
+    k_t: Transposed<'_>,
     start: usize,
     width: usize,
+    scale: f32,
     r: usize,
     scores: &mut [f32],
 ) {
     let lanes = size_of::<S::f32s>() / size_of::<f32>();
-    let (d, stride) = (block.head_dim, block.padded_keys);
-    let scale = simd.splat_f32s(block.scale);
-    let q = &block.q[r * d..(r + R) * d];
+    let (d, stride) = (q.width, k_t.stride);
+    let scale = simd.splat_f32s(scale);
+    let q = &q.data[r * d..(r + R) * d];
     for j in (0..width).step_by(2 * lanes) {
         let mut acc = [[simd.splat_f32s(0.0); 2]; R];
         for c in 0..d {
             let at = c * stride + start + j;
-            let (k, _) = S::as_simd_f32s(&block.k_t[at..at + 2 * lanes]);
+            let (k, _) = S::as_simd_f32s(&k_t.data[at..at + 2 * lanes]);
             let (k0, k1) = (k[0], k[1]);
             for (t, acc) in acc.iter_mut().enumerate() {
                 let q = simd.splat_f32s(q[t * d + c]);
@@ -246,9 +342,10 @@ fn scores_tile<S: Simd, const R: usize>(
     }
 }
 
-/// `acc[r] += Σ_j p[r, j] · v[j]` over a block `width` keys wide.
+/// `acc[r] += Σ_j p[r, j] · v[j]` over a block `width` keys wide; `v` and `acc` rows are
+/// padded to whole vectors.
 #[inline(always)]
-fn values_block<S: Simd>(simd: S, p: &[f32], width: usize, v: &[f32], acc: &mut [f32]) {
+pub(super) fn values_block<S: Simd>(simd: S, p: &[f32], width: usize, v: &[f32], acc: &mut [f32]) {
     let lanes = size_of::<S::f32s>() / size_of::<f32>();
     let rows = p.len() / width;
     let vectors = acc.len() / rows / lanes;
@@ -332,7 +429,7 @@ fn max<S: Simd>(simd: S, row: &[f32]) -> f32 {
 
 /// Replaces each `x` of `row` by `exp(x − shift)` and returns their sum.
 #[inline(always)]
-fn exp_in_place<S: Simd>(simd: S, row: &mut [f32], shift: f32) -> f32 {
+pub(super) fn exp_in_place<S: Simd>(simd: S, row: &mut [f32], shift: f32) -> f32 {
     let shift = simd.splat_f32s(shift);
     let mut sum = simd.splat_f32s(0.0);
     let (vectors, _) = S::as_mut_simd_f32s(row);
@@ -414,7 +511,7 @@ mod tests {
             let k = pseudo_random(slices * keys * d, 2);
             let v = pseudo_random(slices * keys * dv, 3);
             let scale = 1.0 / (d as f32).sqrt();
-            let ours = attention(&q, &k, &v, shape, scale);
+            let (ours, _) = attention(&q, &k, &v, shape, scale);
             let wanted = reference(&q, &k, &v, shape, scale);
             let worst = ours
                 .iter()
