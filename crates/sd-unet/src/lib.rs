@@ -8,6 +8,7 @@ mod cpu;
 pub mod embeddings;
 mod error;
 pub mod loader;
+mod norm;
 pub mod resnet;
 pub mod sampling;
 pub mod transformer_2d;

@@ -9,6 +9,7 @@ use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::tensor::{Device, Tensor};
 
 use crate::attention::{Attention, FeedForward};
+use crate::norm::group_norm;
 
 /// diffusers' `Transformer2DModel` GroupNorm epsilon (fixed, not the config's `norm_eps`).
 const GROUP_NORM_EPS: f64 = 1e-6;
@@ -167,7 +168,7 @@ impl Transformer2DModel {
         let tokens = height * width;
         let to_tokens = |t: Tensor<4>| t.reshape([batch, channels, tokens]).swap_dims(1, 2);
         let to_image = |t: Tensor<3>| t.swap_dims(1, 2).reshape([batch, channels, height, width]);
-        let normed = self.norm.forward(x.clone());
+        let normed = group_norm(&self.norm, x.clone(), false);
         let mut h = match &self.proj_in {
             Projection::Conv(conv) => to_tokens(conv.forward(normed)),
             Projection::Linear(linear) => linear.forward(to_tokens(normed)),

@@ -4,12 +4,12 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 use crate::config::UNetConfig;
 use crate::embeddings::{TimestepEmbedding, Timesteps};
 use crate::error::UNetError;
+use crate::norm::group_norm;
 use crate::resnet::ResnetBlock2DConfig;
 use crate::sampling::{Downsample2D, Upsample2D};
 use crate::transformer_2d::Transformer2DConfig;
@@ -311,6 +311,7 @@ impl UNet2DConditionModel {
             });
             h = block.forward(h, &mut skips, &temb_act, &context, upsample_size);
         }
-        self.conv_out.forward(silu(self.conv_norm_out.forward(h)))
+        self.conv_out
+            .forward(group_norm(&self.conv_norm_out, h, true))
     }
 }

@@ -7,8 +7,9 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
+
+use crate::norm::normalize;
 
 /// The epsilon of every GroupNorm in diffusers' VAE (its `resnet_eps=1e-6`), not PyTorch's 1e-5.
 pub(crate) const NORM_EPS: f64 = 1e-6;
@@ -68,8 +69,10 @@ impl ResnetBlock2D {
     /// - input: `[batch, channels_in, height, width]`
     /// - output: `[batch, channels_out, height, width]`
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let hidden = self.conv1.forward(silu(self.norm1.forward(input.clone())));
-        let hidden = self.conv2.forward(silu(self.norm2.forward(hidden)));
+        let hidden = self
+            .conv1
+            .forward(normalize(&self.norm1, input.clone(), true));
+        let hidden = self.conv2.forward(normalize(&self.norm2, hidden, true));
         let skip = match &self.conv_shortcut {
             Some(conv) => conv.forward(input),
             None => input,

@@ -1,12 +1,33 @@
 //! This crate's own kernels for burn's CPU backend (`flex`), used on f32 where burn's ops are
 //! slow for SD's shapes: the attention ([`attention`]), its backward pass
-//! ([`attention_backward`], joined to burn's autodiff graph by [`tracked`]) and the GEGLU
-//! feed-forward's gate ([`geglu`], inference only). Each is dispatched at run time by `pulp` to the widest
+//! ([`attention_backward`]), the GEGLU feed-forward's gate ([`geglu`]) and GroupNorm with
+//! its SiLU ([`group_norm`]), each with its backward pass, joined to burn's autodiff graph
+//! by [`tracked`]. Each is dispatched at run time by `pulp` to the widest
 //! SIMD the CPU has (AVX2 + FMA on x86-64-v3, NEON on aarch64, scalar otherwise), runs on
 //! rayon's threads, and is tested against a textbook formula in f64.
 
 pub(crate) mod attention;
 mod attention_backward;
 pub(crate) mod geglu;
+pub(crate) mod group_norm;
 mod math;
 pub(crate) mod tracked;
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::DType;
+
+/// `tensor` as a contiguous f32 tensor (a cheap clone when it already is one).
+pub(crate) fn contiguous_f32(tensor: &FlexTensor) -> FlexTensor {
+    if tensor.dtype() == DType::F32 {
+        tensor.to_contiguous()
+    } else {
+        FlexTensor::from_data(tensor.clone().into_data().convert::<f32>())
+    }
+}
+
+/// The elements of a tensor made by [`contiguous_f32`].
+pub(crate) fn values(tensor: &FlexTensor) -> &[f32] {
+    tensor
+        .as_slice::<f32>()
+        .expect("contiguous_f32 makes contiguous f32 tensors")
+}

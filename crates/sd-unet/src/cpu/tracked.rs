@@ -1,5 +1,6 @@
 //! The CPU kernels as operations of burn's autodiff graph, for training on the CPU backend
-//! (`flex`): the attention ([`tracked_attention`]) and the GEGLU gate ([`tracked_geglu`]).
+//! (`flex`): the attention ([`tracked_attention`]), the GEGLU gate ([`tracked_geglu`]) and
+//! GroupNorm with its SiLU ([`tracked_group_norm`]).
 //!
 //! Written with burn's own ops, attention under autodiff keeps a `[queries, keys]` tensor per
 //! head for its backward pass: 64 MiB per head of a 64×64 latent's self-attention, 2.5 GiB
@@ -11,7 +12,8 @@
 //!
 //! Likewise burn's GEGLU gate keeps each intermediate of its `erf` for the backward pass;
 //! [`tracked_geglu`] keeps the projection alone and recomputes the rest
-//! ([`super::geglu::geglu_backward`]).
+//! ([`super::geglu::geglu_backward`]), and GroupNorm + SiLU keeps its input and two numbers
+//! per group instead of about four input-sized tensors ([`super::group_norm`]).
 //!
 //! burn 0.22 reaches a backend's primitives through `Tensor::try_into_primitive` (the
 //! `extension` feature): an autodiff tensor on `flex` is an `AutodiffTensor<Flex>`, whose
@@ -32,6 +34,8 @@ use burn::tensor::{DType, Tensor, TensorData};
 use super::attention::{AttentionShape, attention};
 use super::attention_backward::{SavedForward, Wanted, attention_backward};
 use super::geglu::{geglu, geglu_backward};
+use super::group_norm::{Affine, GroupNormShape, group_norm, group_norm_backward};
+use super::{contiguous_f32, values};
 
 /// `softmax(q kᵀ · scale) v` for f32 tensors on an autodiff `flex` device (either gradient
 /// checkpointing strategy), as one graph operation with a memory-bounded backward pass;
@@ -223,20 +227,137 @@ impl Backward<Flex, 1> for GegluGate {
     }
 }
 
-/// `tensor` as a contiguous f32 tensor (a cheap clone when it already is one).
-fn contiguous_f32(tensor: &FlexTensor) -> FlexTensor {
-    if tensor.dtype() == DType::F32 {
-        tensor.to_contiguous()
-    } else {
-        FlexTensor::from_data(tensor.clone().into_data().convert::<f32>())
+/// `silu?(GroupNorm(x))` with frozen `gamma` and `beta`, for f32 on an autodiff `flex`
+/// device, as one graph operation that keeps only `x` and the per-group statistics; `None`
+/// for anything else, or when `gamma` or `beta` want gradients.
+pub(crate) fn tracked_group_norm(
+    x: &Tensor<4>,
+    gamma: &Tensor<1>,
+    beta: &Tensor<1>,
+    groups: usize,
+    eps: f32,
+    silu: bool,
+) -> Option<Tensor<4>> {
+    if x.dtype() != DType::F32 || gamma.is_require_grad() || beta.is_require_grad() {
+        return None;
+    }
+    let gamma = Arc::new(
+        gamma
+            .to_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .ok()?,
+    );
+    let beta = Arc::new(beta.to_data().convert::<f32>().try_into_vec::<f32>().ok()?);
+    let norm = FrozenGroupNorm {
+        gamma,
+        beta,
+        groups,
+        eps,
+        silu,
+    };
+    norm.apply::<NoCheckpointing>(x)
+        .or_else(|| norm.apply::<BalancedCheckpointing>(x))
+}
+
+/// The constant parameters of a GroupNorm (+ SiLU) in the graph.
+#[derive(Debug, Clone)]
+struct FrozenGroupNorm {
+    gamma: Arc<Vec<f32>>,
+    beta: Arc<Vec<f32>>,
+    groups: usize,
+    eps: f32,
+    silu: bool,
+}
+
+impl FrozenGroupNorm {
+    fn shape(&self, dims: [usize; 4]) -> GroupNormShape {
+        let [batch, channels, height, width] = dims;
+        GroupNormShape {
+            batch,
+            channels,
+            groups: self.groups,
+            spatial: height * width,
+        }
+    }
+
+    fn affine(&self) -> Affine<'_> {
+        Affine {
+            gamma: &self.gamma,
+            beta: &self.beta,
+            silu: self.silu,
+        }
+    }
+
+    fn apply<C: CheckpointStrategy>(&self, x: &Tensor<4>) -> Option<Tensor<4>>
+    where
+        DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
+    {
+        let dims = x.dims();
+        let shape = self.shape(dims);
+        if shape.channels != self.gamma.len() || !shape.channels.is_multiple_of(self.groups) {
+            return None;
+        }
+        let x = x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
+        let x_values = contiguous_f32(x.primitive());
+        let (out, stats) = group_norm(values(&x_values), shape, self.affine(), self.eps);
+        let out = FlexTensor::from_data(TensorData::new(out, dims));
+        let output = match GroupNormStep
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let saved = SavedGroupNorm {
+                    norm: self.clone(),
+                    x: x_values,
+                    stats: Arc::new(stats),
+                    dims,
+                };
+                prep.finish(saved, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        Some(Tensor::from_primitive::<Autodiff<Flex, C>>(output))
     }
 }
 
-/// The elements of a tensor made by [`contiguous_f32`].
-fn values(tensor: &FlexTensor) -> &[f32] {
-    tensor
-        .as_slice::<f32>()
-        .expect("contiguous_f32 makes contiguous f32 tensors")
+/// GroupNorm (+ SiLU)'s backward step.
+#[derive(Debug)]
+struct GroupNormStep;
+
+/// What the GroupNorm step keeps: its input, parameters and per-group statistics.
+#[derive(Debug, Clone)]
+struct SavedGroupNorm {
+    norm: FrozenGroupNorm,
+    x: FlexTensor,
+    stats: Arc<Vec<[f32; 2]>>,
+    dims: [usize; 4],
+}
+
+impl Backward<Flex, 1> for GroupNormStep {
+    type State = SavedGroupNorm;
+
+    fn backward(self, ops: Ops<SavedGroupNorm, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let d_out = contiguous_f32(&grads.consume::<Flex>(&ops.node));
+        let Some(parent) = parent else {
+            return;
+        };
+        let saved = ops.state;
+        let shape = saved.norm.shape(saved.dims);
+        let d_x = group_norm_backward(
+            values(&saved.x),
+            values(&d_out),
+            &saved.stats,
+            shape,
+            saved.norm.affine(),
+        );
+        grads.register::<Flex>(
+            parent.id,
+            FlexTensor::from_data(TensorData::new(d_x, saved.dims)),
+        );
+    }
 }
 
 #[cfg(test)]
