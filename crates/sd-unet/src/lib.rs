@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod config;
+mod conv;
 #[cfg(feature = "flex")]
 mod cpu;
 pub mod embeddings;

@@ -6,6 +6,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
+use crate::conv::conv2d;
 use crate::norm::group_norm;
 
 /// Shapes and numbers of one [`ResnetBlock2D`].
@@ -83,13 +84,13 @@ impl ResnetBlock2D {
     ///   activates the same embedding, so the caller does it once)
     /// - output: `[batch, out_channels, height, width]`
     pub fn forward(&self, x: Tensor<4>, temb_act: Tensor<2>) -> Tensor<4> {
-        let h = self.conv1.forward(group_norm(&self.norm1, x.clone(), true));
+        let h = conv2d(&self.conv1, group_norm(&self.norm1, x.clone(), true));
         let t = self.time_emb_proj.forward(temb_act);
         let [batch, channels] = t.dims();
         let h = h + t.reshape([batch, channels, 1, 1]);
-        let h = self.conv2.forward(group_norm(&self.norm2, h, true));
+        let h = conv2d(&self.conv2, group_norm(&self.norm2, h, true));
         let shortcut = match &self.conv_shortcut {
-            Some(conv) => conv.forward(x),
+            Some(conv) => conv2d(conv, x),
             None => x,
         };
         let out = shortcut + h;

@@ -7,6 +7,8 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor};
 
+use crate::conv::conv2d;
+
 /// A 3×3, stride-2 convolution (`downsamplers.0.conv`; LDM `input_blocks.N.0.op`).
 #[derive(Module, Debug)]
 pub struct Downsample2D {
@@ -32,7 +34,7 @@ impl Downsample2D {
     /// - `x`: `[batch, channels, height, width]`
     /// - output: `[batch, channels, ceil(height / 2), ceil(width / 2)]` (with padding 1)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.conv.forward(x)
+        conv2d(&self.conv, x)
     }
 }
 
@@ -76,6 +78,6 @@ impl Upsample2D {
         } else {
             x.slice([0..batch, 0..channels, 0..size[0], 0..size[1]])
         };
-        self.conv.forward(x)
+        conv2d(&self.conv, x)
     }
 }

@@ -9,6 +9,7 @@ use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::tensor::{Device, Tensor};
 
 use crate::attention::{Attention, FeedForward};
+use crate::conv::conv2d;
 use crate::norm::group_norm;
 
 /// diffusers' `Transformer2DModel` GroupNorm epsilon (fixed, not the config's `norm_eps`).
@@ -170,14 +171,14 @@ impl Transformer2DModel {
         let to_image = |t: Tensor<3>| t.swap_dims(1, 2).reshape([batch, channels, height, width]);
         let normed = group_norm(&self.norm, x.clone(), false);
         let mut h = match &self.proj_in {
-            Projection::Conv(conv) => to_tokens(conv.forward(normed)),
+            Projection::Conv(conv) => to_tokens(conv2d(conv, normed)),
             Projection::Linear(linear) => linear.forward(to_tokens(normed)),
         };
         for block in &self.transformer_blocks {
             h = block.forward(h, context.clone());
         }
         let out = match &self.proj_out {
-            Projection::Conv(conv) => conv.forward(to_image(h)),
+            Projection::Conv(conv) => conv2d(conv, to_image(h)),
             Projection::Linear(linear) => to_image(linear.forward(h)),
         };
         out + x

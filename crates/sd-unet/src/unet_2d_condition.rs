@@ -7,6 +7,7 @@ use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
 use crate::config::UNetConfig;
+use crate::conv::conv2d;
 use crate::embeddings::{TimestepEmbedding, Timesteps};
 use crate::error::UNetError;
 use crate::norm::group_norm;
@@ -294,7 +295,7 @@ impl UNet2DConditionModel {
         let emb = self.time_embedding.forward(time_proj.forward(timesteps));
         let temb_act = activate_time_embedding(emb);
 
-        let mut h = self.conv_in.forward(sample);
+        let mut h = conv2d(&self.conv_in, sample);
         let mut skips = vec![h.clone()];
         for block in &self.down_blocks {
             let (out, states) = block.forward(h, &temb_act, &context);
@@ -311,7 +312,6 @@ impl UNet2DConditionModel {
             });
             h = block.forward(h, &mut skips, &temb_act, &context, upsample_size);
         }
-        self.conv_out
-            .forward(group_norm(&self.conv_norm_out, h, true))
+        conv2d(&self.conv_out, group_norm(&self.conv_norm_out, h, true))
     }
 }
