@@ -26,8 +26,8 @@
 //!   (`cpu::tracked`): the forward pass is the CPU kernel above, which also returns each
 //!   query row's log-sum-exp, and the backward pass recomputes the softmax block by block
 //!   from `q`, `k` and that log-sum-exp (flash attention's backward). Nothing of
-//!   `[queries, keys]` size is kept: for SD 1.5 at 512² pixels the training step holds
-//!   1.6 GiB instead of 6.2 GiB, and takes about half the time;
+//!   `[queries, keys]` size is kept: for SD 1.5 at 512² pixels the training step held
+//!   1.6 GiB instead of 6.2 GiB, and took about half the time;
 //! - on other autodiff devices the scores are written out as
 //!   `(exp(s - max(s)) · v) / Σ exp(s - max(s))`: the same function (the shift is a constant
 //!   to the gradient, as softmax is shift-invariant), but the one exponential tensor serves
