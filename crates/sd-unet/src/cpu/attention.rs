@@ -442,6 +442,7 @@ pub(super) fn exp_in_place<S: Simd>(simd: S, row: &mut [f32], shift: f32) -> f32
 
 #[cfg(test)]
 mod tests {
+    use super::super::pseudo_random;
     use super::*;
 
     /// The textbook formula in f64.
@@ -478,18 +479,6 @@ mod tests {
         out
     }
 
-    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state as f32 / u32::MAX as f32) * 4.0 - 2.0
-            })
-            .collect()
-    }
-
     #[test]
     fn matches_the_textbook_formula_on_ragged_shapes() {
         // Queries and keys that are not multiples of the blocks or vectors; SD's head widths.
@@ -507,9 +496,9 @@ mod tests {
                 head_dim: d,
                 value_dim: dv,
             };
-            let q = pseudo_random(slices * queries * d, 1);
-            let k = pseudo_random(slices * keys * d, 2);
-            let v = pseudo_random(slices * keys * dv, 3);
+            let q = pseudo_random(slices * queries * d, 1, -2.0, 2.0);
+            let k = pseudo_random(slices * keys * d, 2, -2.0, 2.0);
+            let v = pseudo_random(slices * keys * dv, 3, -2.0, 2.0);
             let scale = 1.0 / (d as f32).sqrt();
             let (ours, _) = attention(&q, &k, &v, shape, scale);
             let wanted = reference(&q, &k, &v, shape, scale);

@@ -381,6 +381,7 @@ fn transpose_block(block: &[f32], width: usize, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::super::attention::attention;
+    use super::super::pseudo_random;
     use super::*;
 
     /// The gradients by the textbook formulas, in f64.
@@ -435,18 +436,6 @@ mod tests {
         [dq, dk, dvs]
     }
 
-    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state as f32 / u32::MAX as f32) * 4.0 - 2.0
-            })
-            .collect()
-    }
-
     /// The largest error relative to the largest reference magnitude.
     fn relative_error(ours: &[f32], wanted: &[f64]) -> f64 {
         let scale = wanted
@@ -479,10 +468,10 @@ mod tests {
                 head_dim: d,
                 value_dim: dv,
             };
-            let q = pseudo_random(slices * queries * d, 1);
-            let k = pseudo_random(slices * keys * d, 2);
-            let v = pseudo_random(slices * keys * dv, 3);
-            let d_out = pseudo_random(slices * queries * dv, 4);
+            let q = pseudo_random(slices * queries * d, 1, -2.0, 2.0);
+            let k = pseudo_random(slices * keys * d, 2, -2.0, 2.0);
+            let v = pseudo_random(slices * keys * dv, 3, -2.0, 2.0);
+            let d_out = pseudo_random(slices * queries * dv, 4, -2.0, 2.0);
             let scale = 1.0 / (d as f32).sqrt();
             let (out, lse) = attention(&q, &k, &v, shape, scale);
             let saved = SavedForward {

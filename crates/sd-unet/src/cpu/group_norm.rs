@@ -371,19 +371,8 @@ fn sum_of_squared_deviations<S: Simd>(simd: S, x: &[f32], mean: f32) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::pseudo_random;
     use super::*;
-
-    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state as f32 / u32::MAX as f32) * 8.0 - 3.0
-            })
-            .collect()
-    }
 
     /// The forward pass in f64: per group, normalise, scale, shift, SiLU.
     fn reference(x: &[f32], shape: GroupNormShape, affine: Affine<'_>, eps: f64) -> Vec<f64> {
@@ -438,9 +427,9 @@ mod tests {
     fn matches_the_f64_formula() {
         for shape in shapes() {
             for silu in [false, true] {
-                let x = pseudo_random(shape.batch * shape.channels * shape.spatial, 1);
-                let gamma = pseudo_random(shape.channels, 2);
-                let beta = pseudo_random(shape.channels, 3);
+                let x = pseudo_random(shape.batch * shape.channels * shape.spatial, 1, -3.0, 5.0);
+                let gamma = pseudo_random(shape.channels, 2, -3.0, 5.0);
+                let beta = pseudo_random(shape.channels, 3, -3.0, 5.0);
                 let affine = Affine {
                     gamma: &gamma,
                     beta: &beta,
@@ -459,10 +448,10 @@ mod tests {
     fn the_gradient_matches_finite_differences() {
         for shape in shapes() {
             for silu in [false, true] {
-                let x = pseudo_random(shape.batch * shape.channels * shape.spatial, 4);
-                let gamma = pseudo_random(shape.channels, 5);
-                let beta = pseudo_random(shape.channels, 6);
-                let d_out = pseudo_random(x.len(), 7);
+                let x = pseudo_random(shape.batch * shape.channels * shape.spatial, 4, -3.0, 5.0);
+                let gamma = pseudo_random(shape.channels, 5, -3.0, 5.0);
+                let beta = pseudo_random(shape.channels, 6, -3.0, 5.0);
+                let d_out = pseudo_random(x.len(), 7, -3.0, 5.0);
                 let affine = Affine {
                     gamma: &gamma,
                     beta: &beta,

@@ -31,3 +31,18 @@ pub(crate) fn values(tensor: &FlexTensor) -> &[f32] {
         .as_slice::<f32>()
         .expect("contiguous_f32 makes contiguous f32 tensors")
 }
+
+/// `n` deterministic pseudo-random values in `[low, high)` (xorshift32), for the kernels'
+/// tests.
+#[cfg(test)]
+pub(crate) fn pseudo_random(n: usize, seed: u32, low: f32, high: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            low + (state as f32 / u32::MAX as f32) * (high - low)
+        })
+        .collect()
+}
