@@ -232,21 +232,14 @@ fn on_cpu(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, scale: f64) -> Option<Ten
     {
         return None;
     }
-    let [batch, heads, queries, head_dim] = q.dims();
-    let [_, _, keys, value_dim] = v.dims();
+    let [batch, heads, queries, _] = q.dims();
+    let shape = AttentionShape::of(q.dims(), v.dims());
     let (q, k, v) = (q.to_data(), k.to_data(), v.to_data());
     let (Ok(q), Ok(k), Ok(v)) = (q.as_slice(), k.as_slice(), v.as_slice()) else {
         return None;
     };
-    let shape = AttentionShape {
-        slices: batch * heads,
-        queries,
-        keys,
-        head_dim,
-        value_dim,
-    };
     let (out, _) = attention(q, k, v, shape, scale as f32);
-    let out = TensorData::new(out, [batch, heads, queries, value_dim]);
+    let out = TensorData::new(out, [batch, heads, queries, shape.value_dim]);
     Some(Tensor::from_data(out, &device))
 }
 
@@ -324,7 +317,7 @@ fn geglu_with_burn(projected: Tensor<3>) -> Tensor<3> {
 fn cpu_kernels_take(device: &Device, dtype: DType) -> bool {
     #[cfg(feature = "flex")]
     {
-        !device.is_autodiff() && *device == Device::flex() && dtype == DType::F32
+        crate::cpu::kernels_take(device, dtype)
     }
     #[cfg(not(feature = "flex"))]
     {

@@ -23,11 +23,11 @@ pub(crate) fn group_norm(norm: &GroupNorm, x: Tensor<4>, then_silu: bool) -> Ten
 #[cfg(feature = "flex")]
 fn on_cpu(norm: &GroupNorm, x: &Tensor<4>, then_silu: bool) -> Option<Tensor<4>> {
     use burn::backend::Flex;
-    use burn::tensor::{DType, Device, TensorData};
+    use burn::tensor::{DType, TensorData};
 
     use crate::cpu::group_norm::{Affine, GroupNormShape, group_norm};
     use crate::cpu::tracked::tracked_group_norm;
-    use crate::cpu::{contiguous_f32, values};
+    use crate::cpu::{contiguous_f32, kernels_take, values};
 
     let (Some(gamma), Some(beta)) = (&norm.gamma, &norm.beta) else {
         return None;
@@ -46,7 +46,7 @@ fn on_cpu(norm: &GroupNorm, x: &Tensor<4>, then_silu: bool) -> Option<Tensor<4>>
     if device.is_autodiff() {
         return tracked_group_norm(x, &gamma, &beta, norm.num_groups, eps, then_silu);
     }
-    if device != Device::flex() {
+    if !kernels_take(&device, x.dtype()) {
         return None;
     }
     let floats = |t: Tensor<1>| t.into_data().convert::<f32>().try_into_vec::<f32>().ok();

@@ -36,6 +36,22 @@ pub(crate) struct AttentionShape {
     pub value_dim: usize,
 }
 
+impl AttentionShape {
+    /// The shape of an attention over `[batch, heads, queries, head_dim]` queries and
+    /// `[batch, heads, keys, value_dim]` values (batch and heads fold into slices).
+    pub fn of(q_dims: [usize; 4], v_dims: [usize; 4]) -> Self {
+        let [batch, heads, queries, head_dim] = q_dims;
+        let [_, _, keys, value_dim] = v_dims;
+        Self {
+            slices: batch * heads,
+            queries,
+            keys,
+            head_dim,
+            value_dim,
+        }
+    }
+}
+
 /// `softmax(q kᵀ · scale) v` for `q: [slices, queries, head_dim]`,
 /// `k: [slices, keys, head_dim]`, `v: [slices, keys, value_dim]`.
 ///

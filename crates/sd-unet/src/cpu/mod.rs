@@ -14,7 +14,13 @@ mod math;
 pub(crate) mod tracked;
 
 use burn::backend::flex::FlexTensor;
-use burn::tensor::DType;
+use burn::tensor::{DType, Device};
+
+/// Whether the inference kernels take tensors of `dtype` on `device`: f32 on burn's CPU
+/// backend (`flex`), outside autodiff (which goes through [`tracked`] instead).
+pub(crate) fn kernels_take(device: &Device, dtype: DType) -> bool {
+    !device.is_autodiff() && *device == Device::flex() && dtype == DType::F32
+}
 
 /// `tensor` as a contiguous f32 tensor (a cheap clone when it already is one).
 pub(crate) fn contiguous_f32(tensor: &FlexTensor) -> FlexTensor {

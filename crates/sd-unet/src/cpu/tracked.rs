@@ -77,15 +77,8 @@ fn attend<C: CheckpointStrategy>(
 where
     DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
 {
-    let [batch, heads, queries, head_dim] = q.dims();
-    let [_, _, keys, value_dim] = v.dims();
-    let shape = AttentionShape {
-        slices: batch * heads,
-        queries,
-        keys,
-        head_dim,
-        value_dim,
-    };
+    let [batch, heads, queries, _] = q.dims();
+    let shape = AttentionShape::of(q.dims(), v.dims());
     let q = q.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
     let k = k.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
     let v = v.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
@@ -101,7 +94,10 @@ where
         shape,
         scale,
     );
-    let out = FlexTensor::from_data(TensorData::new(out, [batch, heads, queries, value_dim]));
+    let out = FlexTensor::from_data(TensorData::new(
+        out,
+        [batch, heads, queries, shape.value_dim],
+    ));
     let output = match FlashAttention
         .prepare::<C>([q.node(), k.node(), v.node()])
         .compute_bound()
@@ -116,9 +112,7 @@ where
                 lse: Arc::new(lse),
                 shape,
                 scale,
-                q_dims: [batch, heads, queries, head_dim],
-                k_dims: [batch, heads, keys, head_dim],
-                v_dims: [batch, heads, keys, value_dim],
+                batch_heads: [batch, heads],
             };
             prep.finish(saved, out)
         }
@@ -141,9 +135,26 @@ struct Saved {
     lse: Arc<Vec<f32>>,
     shape: AttentionShape,
     scale: f32,
-    q_dims: [usize; 4],
-    k_dims: [usize; 4],
-    v_dims: [usize; 4],
+    batch_heads: [usize; 2],
+}
+
+impl Saved {
+    /// The dimensions of `q`, `k` and `v`.
+    fn dims(&self) -> [[usize; 4]; 3] {
+        let [batch, heads] = self.batch_heads;
+        let AttentionShape {
+            queries,
+            keys,
+            head_dim,
+            value_dim,
+            ..
+        } = self.shape;
+        [
+            [batch, heads, queries, head_dim],
+            [batch, heads, keys, head_dim],
+            [batch, heads, keys, value_dim],
+        ]
+    }
 }
 
 impl Backward<Flex, 3> for FlashAttention {
@@ -167,9 +178,9 @@ impl Backward<Flex, 3> for FlashAttention {
         let gradients =
             attention_backward(forward, values(&d_out), saved.shape, saved.scale, wanted);
         for (parent, gradient, dims) in [
-            (q_parent, gradients.q, saved.q_dims),
-            (k_parent, gradients.k, saved.k_dims),
-            (v_parent, gradients.v, saved.v_dims),
+            (q_parent, gradients.q, saved.dims()[0]),
+            (k_parent, gradients.k, saved.dims()[1]),
+            (v_parent, gradients.v, saved.dims()[2]),
         ] {
             if let (Some(parent), Some(gradient)) = (parent, gradient) {
                 let gradient = FlexTensor::from_data(TensorData::new(gradient, dims));
