@@ -8,6 +8,9 @@
 //!
 //! Prints one JSON array per input line: the ids without BOS/EOS, untruncated. Without
 //! `--model`, the bundled standard CLIP vocabulary (what every SD 1.x/2.x checkpoint uses).
+//! The text is cleaned as A1111 cleans it before tokenizing (`--normalization sd1`, the
+//! default: transformers' slow CLIPTokenizer with ftfy; `sd2`: OpenCLIP's tokenizer), or as
+//! transformers 5 / diffusers do (`transformers5`).
 
 use std::{
     io::{BufRead, Write},
@@ -15,7 +18,7 @@ use std::{
 };
 
 use clap::Parser;
-use sd_clip::ClipTokenizer;
+use sd_clip::{ClipTokenizer, TextNormalization};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +31,31 @@ struct Args {
     /// vocabulary cut to its embedding table. Default: the bundled CLIP vocabulary.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// The text clean-up before tokenizing: A1111's for SD 1.x models, A1111's (OpenCLIP's)
+    /// for SD 2.x models, or transformers 5's.
+    #[arg(long, value_enum, default_value_t = Normalization::Sd1)]
+    normalization: Normalization,
+}
+
+/// `--normalization` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Normalization {
+    /// A1111 on SD 1.x: transformers 4.30's slow CLIPTokenizer with ftfy.
+    Sd1,
+    /// A1111 on SD 2.x: OpenCLIP's SimpleTokenizer (ftfy, HTML unescaping).
+    Sd2,
+    /// transformers 5's CLIPTokenizer, as diffusers uses it (no ftfy).
+    Transformers5,
+}
+
+impl From<Normalization> for TextNormalization {
+    fn from(n: Normalization) -> Self {
+        match n {
+            Normalization::Sd1 => Self::A1111Sd1,
+            Normalization::Sd2 => Self::OpenClip,
+            Normalization::Transformers5 => Self::Transformers5,
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,7 +63,8 @@ fn main() -> anyhow::Result<()> {
     let tokenizer = match &args.model {
         Some(path) => ClipTokenizer::for_model(path)?,
         None => ClipTokenizer::standard()?,
-    };
+    }
+    .with_normalization(args.normalization.into());
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for line in std::io::stdin().lock().lines() {

@@ -187,6 +187,18 @@ def image_seeds():
     put("preprocess_image", "exif6.jpg", buf.getvalue())
 
 
+def tokenizer_seeds():
+    """Texts of every section of the tokenizer corpus (mojibake, entities, escapes, ...), each
+    behind a selector byte that cycles through the normalisations and vocabularies."""
+    corpus = json.loads((FIX / "tokenizer" / "a1111.json").read_text("utf-8"))
+    n = 0
+    for section, cases in corpus["sections"].items():
+        for case in cases[:: max(1, len(cases) // 4)][:4]:
+            data = case["text"].encode("utf-8")[:SEED_CAP - 1]
+            put("tokenizer", f"{section}-{n:03}", bytes([n % 8]) + data)
+            n += 1
+
+
 if __name__ == "__main__":
     prompt_seeds()
     pickle_and_torch_seeds()
@@ -195,5 +207,6 @@ if __name__ == "__main__":
     infotext_seeds()
     schedule_seeds()
     image_seeds()
+    tokenizer_seeds()
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"corpus: {sum(1 for p in OUT.rglob('*') if p.is_file())} files, {total} bytes")

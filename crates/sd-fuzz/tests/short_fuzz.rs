@@ -300,6 +300,7 @@ short_fuzz_tests! {
     infotext: 20_000,
     lr_schedule: 200_000,
     preprocess_image: 40_000,
+    tokenizer: 20_000,
 }
 
 /// Writes the seeds of the two PNG embedding targets that come from our own writer (the rest

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use burn::tensor::Device;
-use sd_clip::{ClipTextModel, ClipTokenizer, tokenizer::OPEN_CLIP_PAD_TOKEN};
+use sd_clip::{ClipTextModel, ClipTokenizer, TextNormalization, tokenizer::OPEN_CLIP_PAD_TOKEN};
 use sd_schedulers::Prediction;
 use sd_unet::UNet2DConditionModel;
 use sd_vae::AutoencoderKl;
@@ -274,6 +274,12 @@ fn assemble(
     device: &Device,
 ) -> Result<StableDiffusion> {
     let noise_schedule = architecture.noise_schedule.init()?;
+    // A1111 tokenizes SD 2.x prompts with OpenCLIP's tokenizer (its own text clean-up and
+    // special tokens), SD 1.x prompts with transformers' slow CLIPTokenizer + ftfy.
+    let tokenizer = match architecture.family {
+        ModelFamily::Sd2 => tokenizer.with_normalization(TextNormalization::OpenClip),
+        _ => tokenizer.with_normalization(TextNormalization::A1111Sd1),
+    };
     Ok(StableDiffusion {
         tokenizer,
         text_encoder,
