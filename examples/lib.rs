@@ -103,6 +103,17 @@ pub struct GenerationArgs {
     /// η of ancestral samplers (default: the sampler's own, 1).
     #[arg(long)]
     pub eta: Option<f64>,
+    /// "Resize seed from" width in pixels (A1111's `seed_resize_from_w`; 0: off). With
+    /// `--seed-resize-from-h`, the initial noise is drawn at that size and pasted centred.
+    #[arg(long, default_value_t = 0)]
+    pub seed_resize_from_w: u32,
+    /// "Resize seed from" height in pixels (A1111's `seed_resize_from_h`; 0: off).
+    #[arg(long, default_value_t = 0)]
+    pub seed_resize_from_h: u32,
+    /// A1111's "Eta noise seed delta" setting (ENSD; 0: off, NovelAI's is 31337): per-step
+    /// noise of ancestral samplers from generators seeded with seed + delta.
+    #[arg(long, default_value_t = 0)]
+    pub eta_noise_seed_delta: u64,
     /// A folder of textual-inversion embeddings, searched recursively; use them in the prompt
     /// by file name.
     #[arg(long)]
@@ -123,7 +134,8 @@ use std::ops::ControlFlow;
 
 use sd_textual_inversion::sd_core::{
     DeviceChoice, Generation, GenerationParams, LoadOptions, StableDiffusion,
-    conditioning::EmbeddingLookup, embeddings::EmbeddingDatabase, infotext, pipeline,
+    conditioning::EmbeddingLookup, embeddings::EmbeddingDatabase, infotext, noise::SeedResize,
+    pipeline,
 };
 
 impl GenerationArgs {
@@ -162,6 +174,13 @@ impl GenerationArgs {
             clip_skip: self.clip_skip,
             rng: self.rng.parse()?,
             eta: self.eta,
+            // A1111 turns the resize off unless both sides are positive.
+            seed_resize_from: (self.seed_resize_from_w > 0 && self.seed_resize_from_h > 0)
+                .then_some(SeedResize {
+                    width: self.seed_resize_from_w,
+                    height: self.seed_resize_from_h,
+                }),
+            eta_noise_seed_delta: self.eta_noise_seed_delta,
         })
     }
 

@@ -20,7 +20,9 @@ use sd_examples::{model_or_bundled, training_device};
 use sd_textual_inversion::create::create_embedding;
 use sd_textual_inversion::sd_core::conditioning::EmbeddingLookup;
 use sd_textual_inversion::sd_core::{
-    DeviceChoice, GenerationParams, StableDiffusion, embeddings::read_file, infotext,
+    DeviceChoice, GenerationParams, StableDiffusion,
+    embeddings::{file_sha256, read_file},
+    infotext,
 };
 use sd_textual_inversion::train::{
     CancelToken, SavedOptimizer, StopReason, TrainConfig, TrainEvent, Trainer, optimizer_path,
@@ -214,15 +216,19 @@ fn main() -> anyhow::Result<()> {
         &cancel,
     )?;
     bar.finish_and_clear();
-    match outcome.reason {
-        StopReason::Cancelled => eprintln!("interrupted: saved the embedding"),
-        StopReason::NaN { step } => eprintln!("stopped at step {step}: the loss is NaN"),
-        _ => {}
-    }
     for (path, reason) in &outcome.skipped {
         eprintln!("skipped {}: {reason}", path.display());
     }
     println!("{}", outcome.path.display());
+    match outcome.reason {
+        StopReason::Cancelled => eprintln!("interrupted: saved the embedding"),
+        // A failed run: say so and exit non-zero (the file keeps the last finite vectors).
+        StopReason::NaN { step } => anyhow::bail!(
+            "training stopped at step {step}: the loss is NaN; {} holds the last good vectors",
+            outcome.path.display()
+        ),
+        _ => {}
+    }
 
     if let Some(prompt) = &args.generate {
         // The same model for inference, off the autodiff device.
@@ -230,8 +236,13 @@ fn main() -> anyhow::Result<()> {
         let model = StableDiffusion::load(&model_path, &device)?;
         let mut lookup = EmbeddingLookup::new();
         let width = model.architecture().text_encoder.hidden_size;
+        // The saved file's shorthash, for the picture's `TI hashes` as A1111 writes it.
+        let shorthash = file_sha256(&outcome.path)?[..12].to_owned();
         lookup.register(
-            outcome.embedding.to_lookup_vectors(width)?,
+            outcome
+                .embedding
+                .to_lookup_vectors(width)?
+                .with_shorthash(shorthash),
             &model.tokenizer,
         )?;
         let params = GenerationParams {

@@ -181,15 +181,13 @@ fn database_matches_a1111() {
         db.summary()
             .starts_with("Textual inversion embeddings loaded(10): Half-F16, img-pixels-name")
     );
+    // The lookup carries each file's shorthash, for the `TI hashes` infotext entry.
+    let tokenizer = sd_clip::ClipTokenizer::standard().expect("vocabulary");
+    let lookup = db.lookup(&tokenizer).expect("lookup");
+    let id = lookup.id_of("realbenny-t1").expect("registered");
     assert_eq!(
-        db.ti_hashes(["realbenny-t1", "nope"]).as_deref(),
-        Some(
-            format!(
-                "realbenny-t1: {}",
-                &db.get("realbenny-t1").expect("e").sha256[..12]
-            )
-            .as_str()
-        )
+        lookup.get(id).and_then(|e| e.shorthash.as_deref()),
+        Some(&db.get("realbenny-t1").expect("e").sha256[..12])
     );
 
     // An SD 2.x model: only the 1024-wide file fits.

@@ -158,12 +158,10 @@ fn image_rng_for(case: &Value) -> ImageRng {
         )
         .with_eta_noise_seed_delta(case["eta_noise_seed_delta"].as_u64().expect("ensd"));
     if resize[0] > 0 && resize[1] > 0 {
-        rng = rng
-            .with_seed_resize(SeedResize {
-                width: resize[1] as u32,
-                height: resize[0] as u32,
-            })
-            .expect("valid resize");
+        rng = rng.with_seed_resize(SeedResize {
+            width: resize[1] as u32,
+            height: resize[0] as u32,
+        });
     }
     rng
 }
@@ -249,14 +247,24 @@ fn image_rng_rejects_bad_input() {
         ImageRng::new(RngSource::Cpu, [4, 0, 8], &[1]),
         Err(NoiseError::EmptyShape(_))
     ));
-    let rng = ImageRng::new(RngSource::Cpu, [4, 8, 8], &[1]).expect("valid shape");
-    assert!(matches!(
-        rng.with_seed_resize(SeedResize {
+}
+
+/// A resize side below 8 pixels gives an empty noise: nothing is pasted and the noise is the
+/// seed's own, as in A1111 (`4 // 8 == 0`).
+#[test]
+fn image_rng_resize_below_one_latent_pixel_keeps_the_seeds_noise() {
+    let plain = ImageRng::new(RngSource::Cpu, [4, 8, 8], &[1])
+        .expect("valid shape")
+        .first();
+    let resized = ImageRng::new(RngSource::Cpu, [4, 8, 8], &[1])
+        .expect("valid shape")
+        .with_subseeds(&[9], 0.5)
+        .with_seed_resize(SeedResize {
             width: 4,
-            height: 64
-        }),
-        Err(NoiseError::ResizeTooSmall { .. })
-    ));
+            height: 64,
+        })
+        .first();
+    assert_eq!(resized, plain);
 }
 
 /// `torch.manual_seed` keeps the low 32 bits; the scalar path carries its spare normal

@@ -29,6 +29,10 @@ pub struct TextualInversionVectors {
     pub n: usize,
     /// Width of each vector (768 for SD 1.x, 1024 for SD 2.x).
     pub dim: usize,
+    /// A1111's `shorthash` of the file the vectors came from (the first 12 hex digits of its
+    /// sha256), written into the `TI hashes` infotext entry; `None` for vectors not read
+    /// from a file (A1111 then leaves the embedding out of that entry).
+    pub shorthash: Option<String>,
 }
 
 impl TextualInversionVectors {
@@ -51,7 +55,14 @@ impl TextualInversionVectors {
             vectors,
             n,
             dim,
+            shorthash: None,
         })
+    }
+
+    /// The same vectors with the file's `shorthash` (see [`shorthash`](Self::shorthash)).
+    pub fn with_shorthash(mut self, shorthash: impl Into<String>) -> Self {
+        self.shorthash = Some(shorthash.into());
+        self
     }
 
     /// Vector `i`, `[dim]`. Panics if `i >= n`.

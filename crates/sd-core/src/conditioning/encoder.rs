@@ -10,8 +10,10 @@ use sd_clip::{ClipTextModel, ClipTokenizer, EmbeddingOverride};
 use super::{
     chunk::{CHUNK_TOKENS, Chunker, Emphasis, PromptChunk, TokenizedPrompt},
     embedding::{EmbeddingId, EmbeddingLookup},
+    emphasis::apply_emphasis,
     error::{ConditioningError, Result},
     flavour::ModelFlavour,
+    usage::EmbeddingUsage,
 };
 
 /// Encodes prompts the way A1111 does, over a tokenizer, a CLIP text model and the embeddings
@@ -38,6 +40,7 @@ pub struct PromptEncoder<'a> {
     clip_skip: usize,
     emphasis: Emphasis,
     comma_padding_backtrack: usize,
+    usage: Option<&'a EmbeddingUsage>,
 }
 
 impl<'a> PromptEncoder<'a> {
@@ -56,7 +59,15 @@ impl<'a> PromptEncoder<'a> {
             clip_skip: 1,
             emphasis: Emphasis::Original,
             comma_padding_backtrack: super::chunk::COMMA_PADDING_BACKTRACK,
+            usage: None,
         }
+    }
+
+    /// Records in `usage` the embeddings each text-model pass uses (each call of
+    /// [`encode_batch_with`](Self::encode_batch_with) is one pass), for A1111's `TI hashes`.
+    pub fn with_usage(mut self, usage: &'a EmbeddingUsage) -> Self {
+        self.usage = Some(usage);
+        self
     }
 
     /// A1111's "Clip skip" (`CLIP_stop_at_last_layers`): 1 is the last layer. Ignored for SD 2.x,
@@ -182,6 +193,10 @@ impl<'a> PromptEncoder<'a> {
             .map(|t| chunker.tokenize_line(t))
             .collect::<Result<Vec<_>>>()?;
         let chunk_count = lines.iter().map(|l| l.chunks.len()).max().unwrap_or(1);
+        if let Some(usage) = self.usage {
+            let chunks: Vec<&[PromptChunk]> = lines.iter().map(|l| l.chunks.as_slice()).collect();
+            usage.record(&chunks, chunk_count);
+        }
         let empty = chunker.empty_chunk();
         let zs = (0..chunk_count)
             .map(|i| {
@@ -222,9 +237,7 @@ impl<'a> PromptEncoder<'a> {
             self.flavour.effective_clip_skip(self.clip_skip),
         )?;
         let weights: Vec<f32> = batch.iter().flat_map(|c| c.weights).collect();
-        let weights =
-            Tensor::<3>::from_data(TensorData::new(weights, [b, CHUNK_TOKENS, 1]), &device);
-        Ok(apply_emphasis(self.emphasis, z, weights))
+        Ok(apply_emphasis(self.emphasis, z, &weights))
     }
 
     /// The token ids the model sees: for SD 2.x everything after each chunk's first EOS
@@ -272,21 +285,5 @@ impl<'a> PromptEncoder<'a> {
             }
         }
         Ok(overrides)
-    }
-}
-
-/// `sd_emphasis`: `z · weights`, and for "Original" then `· mean(z) / mean(z · weights)` over
-/// the whole batch.
-fn apply_emphasis(emphasis: Emphasis, z: Tensor<3>, weights: Tensor<3>) -> Tensor<3> {
-    match emphasis {
-        Emphasis::None | Emphasis::Ignore => z,
-        Emphasis::NoNorm => z * weights,
-        Emphasis::Original => {
-            let original_mean = z.clone().mean();
-            let z = z * weights;
-            let new_mean = z.clone().mean();
-            let ratio = (original_mean / new_mean).reshape([1, 1, 1]);
-            z * ratio
-        }
     }
 }

@@ -41,11 +41,13 @@
 
 mod chunk;
 mod embedding;
+mod emphasis;
 mod encoder;
 mod error;
 mod flavour;
 mod pad;
 mod schedule;
+mod usage;
 
 pub use chunk::{
     CHUNK_LENGTH, CHUNK_TOKENS, COMMA_PADDING_BACKTRACK, ChunkFix, Chunker, Emphasis, PromptChunk,
@@ -60,3 +62,4 @@ pub use schedule::{
     ComposableCond, CondSchedule, MultiCond, ScheduledCond, StepConds, reconstruct_cond_batch,
     stack_conds,
 };
+pub use usage::EmbeddingUsage;

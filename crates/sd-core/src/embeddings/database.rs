@@ -187,12 +187,9 @@ impl EmbeddingDatabase {
             };
             return self.skip(path, Some(embedding.name), reason);
         }
-        let sha256 = match std::fs::read(&path) {
-            Ok(bytes) => hex(&Sha256::digest(&bytes)),
-            Err(e) => {
-                let err = EmbeddingError::io(&path, e);
-                return self.skip(path, Some(embedding.name), SkipReason::Error(err));
-            }
+        let sha256 = match file_sha256(&path) {
+            Ok(hash) => hash,
+            Err(err) => return self.skip(path, Some(embedding.name), SkipReason::Error(err)),
         };
         // A1111's word_embeddings is a dict: a later file of the same name replaces it.
         if let Some(i) = self
@@ -275,25 +272,21 @@ impl EmbeddingDatabase {
         let mut lookup = EmbeddingLookup::new();
         for e in &self.embeddings {
             let width = self.expected_width.unwrap_or(e.embedding.vectors.dim);
-            lookup.register(e.embedding.to_lookup_vectors(width)?, tokenizer)?;
+            let vectors = e.embedding.to_lookup_vectors(width)?;
+            lookup.register(vectors.with_shorthash(e.shorthash()), tokenizer)?;
         }
         Ok(lookup)
     }
+}
 
-    /// The value of A1111's `TI hashes` infotext entry for the embeddings a prompt used:
-    /// `name: shorthash` joined by `, ` (`:` and `,` removed from names); `None` when none
-    /// of `used` is in the database.
-    pub fn ti_hashes<'a>(&self, used: impl IntoIterator<Item = &'a str>) -> Option<String> {
-        let parts: Vec<String> = used
-            .into_iter()
-            .filter_map(|name| self.get(name))
-            .map(|e| {
-                let name = e.embedding.name.replace([':', ','], "");
-                format!("{name}: {}", e.shorthash())
-            })
-            .collect();
-        (!parts.is_empty()).then(|| parts.join(", "))
-    }
+/// The sha256 of the file at `path`, lowercase hex: A1111's `Embedding.hash` (its first 12
+/// digits are the `shorthash` of `TI hashes`).
+///
+/// # Errors
+/// [`EmbeddingError::Io`] naming the file when it cannot be read.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| EmbeddingError::io(path, e))?;
+    Ok(hex(&Sha256::digest(&bytes)))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -33,7 +33,7 @@ mod embedding;
 mod error;
 pub mod formats;
 
-pub use database::{EmbeddingDatabase, LoadedEmbedding, SkipReason, SkippedFile};
+pub use database::{EmbeddingDatabase, LoadedEmbedding, SkipReason, SkippedFile, file_sha256};
 pub use detect::MAX_EMBEDDING_VALUES;
 pub use embedding::{Embedding, EmbeddingFormat, Vectors};
 pub use error::{EmbeddingError, Result};

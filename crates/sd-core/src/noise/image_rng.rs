@@ -23,7 +23,7 @@ const A1111_LATENT_FACTOR: u32 = 8;
 /// let r = SeedResize { width: 512, height: 768 };
 /// assert_eq!(r.width, 512);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SeedResize {
     /// Width in pixels (A1111's `seed_resize_from_w`).
     pub width: u32,
@@ -102,26 +102,20 @@ impl ImageRng {
 
     /// "Resize seed from": draw the noise at `resize` (pixels) and paste it centred.
     ///
-    /// # Errors
-    /// [`NoiseError::ResizeTooSmall`] if a side is below 8 pixels (empty latent).
+    /// Sides are divided by 8 rounding down, as A1111 does; a side below 8 pixels gives an
+    /// empty noise, so nothing is pasted and the noise is the seed's own (A1111 accepts such
+    /// sizes the same way, and still writes them into the infotext).
     ///
     /// ```
     /// use sd_core::noise::{ImageRng, RngSource, SeedResize};
     /// let r = ImageRng::new(RngSource::Cpu, [4, 8, 8], &[5])?
-    ///     .with_seed_resize(SeedResize { width: 32, height: 96 })?;
+    ///     .with_seed_resize(SeedResize { width: 32, height: 96 });
     /// assert_eq!(r.clone().first().len(), 4 * 8 * 8);
     /// # Ok::<(), sd_core::noise::NoiseError>(())
     /// ```
-    pub fn with_seed_resize(mut self, resize: SeedResize) -> Result<Self, NoiseError> {
-        if resize.width < A1111_LATENT_FACTOR || resize.height < A1111_LATENT_FACTOR {
-            return Err(NoiseError::ResizeTooSmall {
-                width: resize.width,
-                height: resize.height,
-                min: A1111_LATENT_FACTOR,
-            });
-        }
+    pub fn with_seed_resize(mut self, resize: SeedResize) -> Self {
         self.resize = Some(resize);
-        Ok(self)
+        self
     }
 
     /// A1111's "Eta noise seed delta" (ENSD): after `first()`, the per-step generators are

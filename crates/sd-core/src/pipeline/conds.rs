@@ -7,7 +7,8 @@ use super::cfg_denoiser::GuidanceConds;
 use super::params::GenerationParams;
 use crate::checkpoint::ModelFamily;
 use crate::conditioning::{
-    CondSchedule, EmbeddingLookup, ModelFlavour, MultiCond, PromptEncoder, reconstruct_cond_batch,
+    CondSchedule, EmbeddingLookup, EmbeddingUsage, ModelFlavour, MultiCond, PromptEncoder,
+    reconstruct_cond_batch,
 };
 use crate::error::Result;
 use crate::model::StableDiffusion;
@@ -16,6 +17,8 @@ use crate::model::StableDiffusion;
 pub(crate) struct ConditioningSchedule {
     cond: MultiCond,
     uncond: Vec<CondSchedule>,
+    /// A1111's `TI hashes` infotext value for the embeddings the prompts used.
+    pub(crate) ti_hashes: Option<String>,
 }
 
 impl ConditioningSchedule {
@@ -30,15 +33,21 @@ impl ConditioningSchedule {
             ModelFamily::Sd2 => ModelFlavour::Sd2,
             _ => ModelFlavour::Sd1,
         };
+        let usage = EmbeddingUsage::new();
         let encoder =
             PromptEncoder::new(&model.tokenizer, &model.text_encoder, embeddings, flavour)
-                .with_clip_skip(params.clip_skip);
+                .with_clip_skip(params.clip_skip)
+                .with_usage(&usage);
         let steps = Steps::new(total_steps as u32);
         let prompts = vec![params.prompt.as_str(); params.batch_size];
         let negatives = vec![params.negative_prompt.as_str(); params.batch_size];
+        // A1111's `setup_conds` order: the negative prompt first (it decides `TI hashes`).
+        let uncond = encoder.learned_conditioning(&negatives, &steps)?;
+        let cond = encoder.multicond_learned_conditioning(&prompts, &steps)?;
         Ok(Self {
-            cond: encoder.multicond_learned_conditioning(&prompts, &steps)?,
-            uncond: encoder.learned_conditioning(&negatives, &steps)?,
+            cond,
+            uncond,
+            ti_hashes: usage.ti_hashes(embeddings),
         })
     }
 

@@ -13,7 +13,9 @@ impl Generation {
     /// out (`Clip skip` only above 1, `RNG` only when not GPU, variation seed only with a
     /// strength, img2img's `Denoising strength` and inpainting's `Mask blur` / `Masked
     /// content` / `Mask mode`). `Version` is left out: A1111 reads it to switch on
-    /// compatibility behaviour for old versions of itself, which this is not.
+    /// compatibility behaviour for old versions of itself, which this is not. `Seed resize
+    /// from` and `ENSD` as A1111 writes them (`ENSD` only where the sampler uses it), and
+    /// `TI hashes` for the embeddings from files that the prompts used.
     pub fn parameters(&self, index: usize, model: &StableDiffusion) -> GenerationParameters {
         let p = &self.params;
         let spec = SamplerSpec::parse(&p.sampler, p.schedule.as_deref())
@@ -28,7 +30,7 @@ impl Generation {
                     .unwrap_or_else(|| p.sampler.clone()),
             ),
             schedule_type: spec.map(|s| s.schedule.label().to_owned()),
-            cfg_scale: Some(f64::from(p.cfg_scale)),
+            cfg_scale: Some(as_typed(p.cfg_scale)),
             seed: self.seeds.get(index).map(|&s| s as i64),
             width: Some(p.width),
             height: Some(p.height),
@@ -38,12 +40,26 @@ impl Generation {
             rng: (p.rng != RngSource::Gpu).then(|| p.rng.as_str().to_owned()),
             ..GenerationParameters::default()
         };
+        out.seed_resize_from = p.seed_resize_from.map(|r| (r.width, r.height));
+        // A1111's `is_sampler_using_eta_noise_seed_delta`: a non-zero η and a sampler whose
+        // options say `uses_ensd` (DDIM uses the delta with η > 0 but never writes it).
+        let uses_ensd = spec.is_some_and(|s| {
+            s.sampler.info().uses_ensd && p.eta.unwrap_or_else(|| s.sampler.default_eta()) != 0.0
+        });
+        if p.eta_noise_seed_delta != 0 && uses_ensd {
+            out.ensd = i64::try_from(p.eta_noise_seed_delta).ok();
+        }
         if p.subseed_strength != 0.0 {
             out.variation_seed = self.subseeds.get(index).map(|&s| s as i64);
-            out.variation_seed_strength = Some(f64::from(p.subseed_strength));
+            out.variation_seed_strength = Some(as_typed(p.subseed_strength));
         }
         if let Some(input) = &self.img2img {
             describe_img2img(&mut out, input);
+        }
+        // After the img2img entries, as A1111's `extra_generation_params` gets it in
+        // `setup_conds`.
+        if let Some(hashes) = &self.ti_hashes {
+            out.set_extra("TI hashes", hashes);
         }
         out
     }
@@ -54,8 +70,15 @@ impl Generation {
     }
 }
 
+/// The number a user typed to get this `f32`, as A1111 (which keeps Python floats) would
+/// write it: the shortest decimal that reads back to the same `f32` (`0.3`, not the widened
+/// `0.30000001192092896`).
+fn as_typed(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
+}
+
 fn describe_img2img(out: &mut GenerationParameters, input: &Img2ImgSettings) {
-    out.denoising_strength = Some(f64::from(input.denoising_strength));
+    out.denoising_strength = Some(as_typed(input.denoising_strength));
     if !input.masked {
         return;
     }
@@ -100,5 +123,20 @@ impl From<&Img2ImgInput> for Img2ImgSettings {
             inpainting_fill: input.inpainting_fill,
             inpainting_mask_invert: input.inpainting_mask_invert,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infotext::ui_number;
+
+    #[test]
+    fn f32_settings_are_written_as_typed() {
+        assert_eq!(ui_number(as_typed(0.3)), "0.3");
+        assert_eq!(ui_number(as_typed(7.0)), "7");
+        assert_eq!(ui_number(as_typed(7.3)), "7.3");
+        assert_eq!(ui_number(as_typed(0.75)), "0.75");
+        assert_eq!(ui_number(as_typed(1e-5)), "1e-05");
     }
 }

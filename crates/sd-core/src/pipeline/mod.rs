@@ -68,7 +68,8 @@ pub struct Generation {
     pub images: Vec<RgbImage>,
     /// The final latents before VAE decoding: `[batch, 4, height / 8, width / 8]`.
     pub latents: Tensor<4>,
-    /// The seed of each picture (`seed + i`, after a random seed was picked for −1).
+    /// The seed of each picture (`seed + i`, or `seed` for all with a variation strength, as
+    /// A1111; after a random seed was picked for −1).
     pub seeds: Vec<u64>,
     /// The variation seed of each picture.
     pub subseeds: Vec<u64>,
@@ -79,6 +80,9 @@ pub struct Generation {
     /// Whether the callback stopped the run early (the latents are then the last denoised
     /// estimate, as A1111 returns on interrupt).
     pub cancelled: bool,
+    /// A1111's `TI hashes` value (`name: shorthash, ...`) for the embeddings the prompts used
+    /// that came from files; `None` when there were none.
+    pub ti_hashes: Option<String>,
 }
 
 /// A progress callback: return `ControlFlow::Break(())` to stop.
@@ -124,7 +128,12 @@ impl StableDiffusion {
         validate(&params, self)?;
         let spec = SamplerSpec::parse(&params.sampler, params.schedule.as_deref())?;
         let batch = params.batch_size;
-        let seeds: Vec<u64> = (0..batch as u64).map(|i| params.seed as u64 + i).collect();
+        // A1111's `all_seeds`: `seed + i`, but one seed for the whole batch when a variation
+        // strength is set (the images then differ by their variation seeds only).
+        let seed_step = u64::from(params.subseed_strength == 0.0);
+        let seeds: Vec<u64> = (0..batch as u64)
+            .map(|i| params.seed as u64 + i * seed_step)
+            .collect();
         let subseeds: Vec<u64> = (0..batch as u64)
             .map(|i| params.subseed as u64 + i)
             .collect();
@@ -133,8 +142,12 @@ impl StableDiffusion {
             params.height as usize / 8,
             params.width as usize / 8,
         ];
-        let rng = ImageRng::new(params.rng, shape, &seeds)?
-            .with_subseeds(&subseeds, f64::from(params.subseed_strength));
+        let mut rng = ImageRng::new(params.rng, shape, &seeds)?
+            .with_subseeds(&subseeds, f64::from(params.subseed_strength))
+            .with_eta_noise_seed_delta(params.eta_noise_seed_delta);
+        if let Some(resize) = params.seed_resize_from {
+            rng = rng.with_seed_resize(resize);
+        }
         let mut noise_source =
             ImageNoise::new(rng, batch, self.device()).with_brownian_seeds(&seeds, params.rng);
         let noise = noise_source.draw();
@@ -147,6 +160,7 @@ impl StableDiffusion {
             params.steps
         };
         let conds = conds::ConditioningSchedule::build(self, &params, embeddings, total_steps)?;
+        let ti_hashes = conds.ti_hashes.clone();
         let mut provider = |step: usize| conds.at_step(step);
 
         let setup = match input {
@@ -248,6 +262,7 @@ impl StableDiffusion {
             params,
             img2img: input.map(Img2ImgSettings::from),
             cancelled,
+            ti_hashes,
         })
     }
 

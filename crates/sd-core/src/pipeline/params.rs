@@ -3,7 +3,7 @@
 use image::{GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use crate::noise::RngSource;
+use crate::noise::{RngSource, SeedResize};
 
 /// The settings of one txt2img run (and the shared part of img2img), named and defaulted as
 /// A1111's UI: 20 steps of "Euler a", CFG scale 7, 512×512, seed −1 (random).
@@ -34,7 +34,8 @@ pub struct GenerationParams {
     pub schedule: Option<String>,
     /// Classifier-free guidance scale.
     pub cfg_scale: f32,
-    /// Seed of the first image; image `i` of a batch uses `seed + i`. −1 picks one at random.
+    /// Seed of the first image; image `i` of a batch uses `seed + i` (every image `seed` when
+    /// a variation strength is set, as in A1111). −1 picks one at random.
     pub seed: i64,
     /// Variation seed (A1111's "subseed"); −1 picks one at random.
     pub subseed: i64,
@@ -52,6 +53,14 @@ pub struct GenerationParams {
     pub rng: RngSource,
     /// η of ancestral and SDE samplers (`None` = the sampler's default, 1).
     pub eta: Option<f64>,
+    /// "Resize seed from" (A1111's `seed_resize_from_w` × `seed_resize_from_h`): the initial
+    /// noise is drawn as for a picture of this size and pasted centred (cropped where larger),
+    /// so a seed keeps its composition at another size. `None` = off (A1111's 0 × 0).
+    pub seed_resize_from: Option<SeedResize>,
+    /// A1111's "Eta noise seed delta" setting (ENSD): after the initial noise, the per-step
+    /// noise of ancestral samplers (and DDIM with η > 0) comes from generators seeded with
+    /// `seed + delta` instead of continuing the seed's own. 0 = off; NovelAI's is 31337.
+    pub eta_noise_seed_delta: u64,
 }
 
 impl Default for GenerationParams {
@@ -72,6 +81,8 @@ impl Default for GenerationParams {
             clip_skip: 1,
             rng: RngSource::default(),
             eta: None,
+            seed_resize_from: None,
+            eta_noise_seed_delta: 0,
         }
     }
 }
