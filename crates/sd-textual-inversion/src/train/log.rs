@@ -32,7 +32,8 @@ pub struct RunFolder {
 }
 
 impl RunFolder {
-    /// The run folder for `name` under `log_dir`, dated today (UTC).
+    /// The run folder for `name` under `log_dir`, dated today in the local time zone (as
+    /// A1111's `datetime.now()`).
     pub fn new(log_dir: &Path, name: &str) -> Self {
         Self {
             root: log_dir.join(today()).join(name),
@@ -167,23 +168,18 @@ fn python_float(x: f64) -> String {
     }
 }
 
-/// Today's date, `YYYY-MM-DD` (UTC), without a date library: days since 1970 to a civil
-/// date (Howard Hinnant's algorithm).
+/// Today's date in the local time zone, `YYYY-MM-DD`: A1111's
+/// `datetime.datetime.now().strftime("%Y-%m-%d")` for the run folder.
 fn today() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    date_of(&chrono::Local::now())
+}
+
+/// The calendar date of `time` in its own time zone, `YYYY-MM-DD`.
+fn date_of<Tz: chrono::TimeZone>(time: &chrono::DateTime<Tz>) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    time.format("%Y-%m-%d").to_string()
 }
 
 #[cfg(test)]
@@ -203,5 +199,20 @@ mod tests {
         let d = today();
         assert_eq!(d.len(), 10);
         assert!(d.starts_with("20"), "{d}");
+    }
+
+    #[test]
+    fn the_date_is_the_local_one_not_utc() {
+        use chrono::{FixedOffset, TimeZone};
+        // 23:30 UTC on 6 December is already the 7th two hours east, still the 6th west.
+        let utc = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 6, 23, 30, 0)
+            .single()
+            .expect("valid");
+        let east = FixedOffset::east_opt(2 * 3600).expect("offset");
+        let west = FixedOffset::west_opt(5 * 3600).expect("offset");
+        assert_eq!(date_of(&utc.with_timezone(&east)), "2026-12-07");
+        assert_eq!(date_of(&utc.with_timezone(&west)), "2026-12-06");
+        assert_eq!(date_of(&utc), "2026-12-06");
     }
 }
