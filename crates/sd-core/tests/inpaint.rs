@@ -6,8 +6,10 @@
 
 use std::ops::ControlFlow;
 
-use burn::store::{ModuleStore, SafetensorsStore, bridge};
+mod common;
+
 use burn::tensor::{Device, Tensor, TensorData};
+use common::{ROOT, relative_error};
 use image::{GrayImage, RgbImage};
 use sd_core::conditioning::EmbeddingLookup;
 use sd_core::noise::RngSource;
@@ -17,8 +19,6 @@ use sd_core::pipeline::{
 };
 use sd_core::{GenerationParams, StableDiffusion};
 use serde::Deserialize;
-
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// Worst |ours − reference| over the reference's largest |value| (the bound).
 /// Measured: see `every_inpainting_case_matches_the_reference`'s report (≤ 3e-6).
@@ -49,19 +49,11 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(format!("{ROOT}/fixtures/pipeline/inpaint_cases.json"))
-        .expect("fixtures/pipeline/inpaint_cases.json");
-    serde_json::from_str(&text).expect("cases")
+    common::pipeline_cases("inpaint_cases.json")
 }
 
 fn fixture(key: &str) -> TensorData {
-    let mut store =
-        SafetensorsStore::from_file(format!("{ROOT}/fixtures/pipeline/inpaint.safetensors"));
-    let tensor = store
-        .get_tensor(key)
-        .expect("readable fixture")
-        .unwrap_or_else(|| panic!("fixture lacks {key}"));
-    bridge::to_data(tensor).expect("data")
+    common::pipeline_fixture("inpaint.safetensors", key)
 }
 
 fn values(key: &str) -> (Vec<f32>, Vec<usize>) {
@@ -94,13 +86,6 @@ fn rgb(key: &str) -> RgbImage {
         v.iter().map(|&x| x as u8).collect(),
     )
     .expect("rgb")
-}
-
-fn relative_error(ours: Tensor<4>, reference: Tensor<4>) -> f32 {
-    assert_eq!(ours.dims(), reference.dims());
-    let scale: f32 = reference.clone().abs().max().into_scalar();
-    let err: f32 = (ours - reference).abs().max().into_scalar();
-    err / scale.max(1e-12)
 }
 
 /// Largest per-channel difference and how many channel values differ at all.

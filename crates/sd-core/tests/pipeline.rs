@@ -4,15 +4,15 @@
 
 use std::ops::ControlFlow;
 
-use burn::store::{ModuleStore, SafetensorsStore, bridge};
+mod common;
+
 use burn::tensor::{Device, Tensor};
+use common::{ROOT, relative_error};
 use sd_core::conditioning::EmbeddingLookup;
 use sd_core::noise::RngSource;
 use sd_core::pipeline::{Generation, Img2ImgInput};
 use sd_core::{GenerationParams, LoadOptions, StableDiffusion};
 use serde::Deserialize;
-
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// Worst |ours − reference| over the reference's largest |value|. The bound is 1e-4.
 /// Measured: 1.5e-6 to 3.3e-6 on every case (latents and decoded pixels), both models.
@@ -38,26 +38,11 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(format!("{ROOT}/fixtures/pipeline/cases.json"))
-        .expect("fixtures/pipeline/cases.json");
-    serde_json::from_str(&text).expect("cases")
+    common::pipeline_cases("cases.json")
 }
 
 fn reference(key: &str) -> Tensor<4> {
-    let mut store =
-        SafetensorsStore::from_file(format!("{ROOT}/fixtures/pipeline/pipeline.safetensors"));
-    let tensor = store
-        .get_tensor(key)
-        .expect("readable fixture")
-        .unwrap_or_else(|| panic!("fixture lacks {key}"));
-    Tensor::from_data(bridge::to_data(tensor).expect("data"), &Device::default())
-}
-
-fn relative_error(ours: Tensor<4>, reference: Tensor<4>) -> f32 {
-    assert_eq!(ours.dims(), reference.dims());
-    let scale: f32 = reference.clone().abs().max().into_scalar();
-    let err: f32 = (ours - reference).abs().max().into_scalar();
-    err / scale.max(1e-12)
+    common::pipeline_tensor4("pipeline.safetensors", key)
 }
 
 /// The picture the reference starts img2img from (`init_image` in the script).

@@ -8,8 +8,10 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use burn::store::{ModuleStore, SafetensorsStore, bridge};
+mod common;
+
 use burn::tensor::{Device, Tensor};
+use common::{ROOT, relative_error};
 use sd_core::conditioning::EmbeddingLookup;
 use sd_core::embeddings::{Embedding, EmbeddingDatabase, Vectors, write_file};
 use sd_core::infotext::GenerationParameters;
@@ -17,8 +19,6 @@ use sd_core::noise::{RngSource, SeedResize};
 use sd_core::{GenerationParams, StableDiffusion};
 use serde::Deserialize;
 use serde_json::Value;
-
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// Worst |ours − reference| over the reference's largest |value|: the pipeline goldens'
 /// bound (tests/pipeline.rs).
@@ -50,26 +50,11 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let path = format!("{ROOT}/fixtures/pipeline/seed_options_cases.json");
-    let text = std::fs::read_to_string(&path).expect("seed_options_cases.json");
-    serde_json::from_str(&text).expect("cases")
+    common::pipeline_cases("seed_options_cases.json")
 }
 
 fn reference(key: &str) -> Tensor<4> {
-    let mut store =
-        SafetensorsStore::from_file(format!("{ROOT}/fixtures/pipeline/seed_options.safetensors"));
-    let tensor = store
-        .get_tensor(key)
-        .expect("readable fixture")
-        .unwrap_or_else(|| panic!("fixture lacks {key}"));
-    Tensor::from_data(bridge::to_data(tensor).expect("data"), &Device::default())
-}
-
-fn relative_error(ours: Tensor<4>, reference: Tensor<4>) -> f32 {
-    assert_eq!(ours.dims(), reference.dims());
-    let scale: f32 = reference.clone().abs().max().into_scalar();
-    let err: f32 = (ours - reference).abs().max().into_scalar();
-    err / scale.max(1e-12)
+    common::pipeline_tensor4("seed_options.safetensors", key)
 }
 
 fn params(case: &Case) -> GenerationParams {
