@@ -10,6 +10,22 @@ use crate::{
     text_model::ClipTextModel,
 };
 
+/// The largest `vocab_size` accepted: 20× CLIP's 49 408 (multilingual tokenizers reach
+/// 250 000), far below a table that would not fit in memory.
+pub const MAX_VOCAB_SIZE: usize = 1 << 20;
+/// The largest `hidden_size` accepted (real CLIP text encoders: 512 to 1280).
+pub const MAX_HIDDEN_SIZE: usize = 1 << 14;
+/// The largest `intermediate_size` accepted (real ones: 4 × the width, at most 5120).
+pub const MAX_INTERMEDIATE_SIZE: usize = 1 << 16;
+/// The most `num_hidden_layers` accepted (real ones: 12 to 32).
+pub const MAX_HIDDEN_LAYERS: usize = 256;
+/// The largest `max_position_embeddings` accepted (SD: 77; long-context CLIPs: 248).
+pub const MAX_POSITION_EMBEDDINGS: usize = 1 << 14;
+/// The most parameters (f32 elements) a text encoder may have: 2³² (16 GiB), six times
+/// OpenCLIP ViT-bigG's 695 M. Each field can be under its own cap while their product asks
+/// for terabytes; this refuses those before anything is allocated.
+pub const MAX_PARAMETERS: u128 = 1 << 32;
+
 /// The MLP activation (`hidden_act` in `config.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[non_exhaustive]
@@ -148,14 +164,259 @@ impl ClipTextConfig {
         })
     }
 
-    /// Width of one attention head.
+    /// Width of one attention head (0 for a config [`validate`](Self::validate) refuses).
     pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
+        self.hidden_size
+            .checked_div(self.num_attention_heads)
+            .unwrap_or(0)
+    }
+
+    /// Checks that a text encoder of this shape can be built and run: every size positive
+    /// and under its cap ([`MAX_HIDDEN_SIZE`] and the other `MAX_*` constants of this
+    /// module), the heads dividing the width, a finite layer-norm epsilon, and at most
+    /// [`MAX_PARAMETERS`] parameters in all. Nothing is allocated.
+    ///
+    /// # Errors
+    /// [`ClipError::Config`] naming the first field at fault and its value.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &'static str, message: String| Err(ClipError::Config { field, message });
+        for (field, value, max) in [
+            ("vocab_size", self.vocab_size, MAX_VOCAB_SIZE),
+            ("hidden_size", self.hidden_size, MAX_HIDDEN_SIZE),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                MAX_INTERMEDIATE_SIZE,
+            ),
+            (
+                "num_hidden_layers",
+                self.num_hidden_layers,
+                MAX_HIDDEN_LAYERS,
+            ),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                MAX_POSITION_EMBEDDINGS,
+            ),
+        ] {
+            if value == 0 || value > max {
+                return bad(field, format!("{value} is not in 1..={max}"));
+            }
+        }
+        let heads = self.num_attention_heads;
+        if heads == 0 || !self.hidden_size.is_multiple_of(heads) {
+            return bad(
+                "num_attention_heads",
+                format!(
+                    "{heads} heads do not divide hidden_size {}",
+                    self.hidden_size
+                ),
+            );
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps >= 0.0) {
+            return bad(
+                "layer_norm_eps",
+                format!(
+                    "{} is not a finite non-negative number",
+                    self.layer_norm_eps
+                ),
+            );
+        }
+        let parameters = self.parameter_count();
+        if parameters > MAX_PARAMETERS {
+            return bad(
+                "hidden_size",
+                format!(
+                    "the config describes {parameters} parameters (hidden_size {}, \
+                     intermediate_size {}, {} layers, vocab_size {}, \
+                     max_position_embeddings {}); at most {MAX_PARAMETERS} are accepted",
+                    self.hidden_size,
+                    self.intermediate_size,
+                    self.num_hidden_layers,
+                    self.vocab_size,
+                    self.max_position_embeddings
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The text model's parameter count, exact for transformers' `CLIPTextModel` (without
+    /// the projection), in a type no config can overflow.
+    pub fn parameter_count(&self) -> u128 {
+        let [vocab, hidden, inner, layers, positions] = [
+            self.vocab_size,
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_hidden_layers,
+            self.max_position_embeddings,
+        ]
+        .map(|v| v as u128);
+        // q, k, v, out projections with biases; two layer norms; fc1 and fc2 with biases.
+        let layer =
+            4 * (hidden * hidden + hidden) + 2 * 2 * hidden + 2 * hidden * inner + inner + hidden;
+        (vocab + positions) * hidden + layers * layer + 2 * hidden
     }
 
     /// A model with this shape and freshly initialised weights (load real ones with
-    /// [`crate::loader`]).
+    /// [`crate::loader`], which validates the config first).
+    ///
+    /// # Panics
+    /// On a config [`validate`](Self::validate) refuses (use [`try_init`](Self::try_init)
+    /// for a config from a file).
     pub fn init(&self, device: &Device) -> ClipTextModel {
         ClipTextModel::new(self, device)
+    }
+
+    /// [`init`](Self::init) after [`validate`](Self::validate).
+    ///
+    /// # Errors
+    /// [`ClipError::Config`] as [`validate`](Self::validate).
+    pub fn try_init(&self, device: &Device) -> Result<ClipTextModel> {
+        self.validate()?;
+        Ok(ClipTextModel::new(self, device))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(config: &ClipTextConfig) -> &'static str {
+        match config.validate() {
+            Err(ClipError::Config { field, .. }) => field,
+            other => panic!("{config:?} was not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_presets_and_transformers_defaults_are_valid() {
+        for config in [
+            ClipTextConfig::default(),
+            ClipTextConfig::sd15(),
+            ClipTextConfig::sd21(),
+        ] {
+            config.validate().expect("valid");
+        }
+        // transformers' count for openai/clip-vit-large-patch14's text model: 123 060 480.
+        assert_eq!(ClipTextConfig::sd15().parameter_count(), 123_060_480);
+    }
+
+    #[test]
+    fn head_counts_that_do_not_divide_the_width_are_refused() {
+        let tiny = ClipTextConfig {
+            hidden_size: 32,
+            intermediate_size: 128,
+            ..ClipTextConfig::sd15()
+        };
+        for heads in [0, 5, 64] {
+            let config = ClipTextConfig {
+                num_attention_heads: heads,
+                ..tiny.clone()
+            };
+            assert_eq!(field_of(&config), "num_attention_heads", "{heads}");
+            assert_eq!(
+                config.head_dim(),
+                32 / heads.max(1) * usize::from(heads != 0)
+            );
+        }
+    }
+
+    #[test]
+    fn zero_and_absurd_sizes_name_their_field() {
+        let sd15 = ClipTextConfig::sd15();
+        let cases = [
+            (
+                ClipTextConfig {
+                    vocab_size: 0,
+                    ..sd15.clone()
+                },
+                "vocab_size",
+            ),
+            (
+                ClipTextConfig {
+                    vocab_size: usize::MAX,
+                    ..sd15.clone()
+                },
+                "vocab_size",
+            ),
+            (
+                ClipTextConfig {
+                    hidden_size: 0,
+                    ..sd15.clone()
+                },
+                "hidden_size",
+            ),
+            (
+                ClipTextConfig {
+                    hidden_size: 1 << 40,
+                    ..sd15.clone()
+                },
+                "hidden_size",
+            ),
+            (
+                ClipTextConfig {
+                    intermediate_size: 0,
+                    ..sd15.clone()
+                },
+                "intermediate_size",
+            ),
+            (
+                ClipTextConfig {
+                    num_hidden_layers: 100_000_000,
+                    ..sd15.clone()
+                },
+                "num_hidden_layers",
+            ),
+            (
+                ClipTextConfig {
+                    max_position_embeddings: 0,
+                    ..sd15.clone()
+                },
+                "max_position_embeddings",
+            ),
+            (
+                ClipTextConfig {
+                    layer_norm_eps: f64::NAN,
+                    ..sd15.clone()
+                },
+                "layer_norm_eps",
+            ),
+            // Every field under its cap, the product 2^20 · 2^14 embedding rows over it.
+            (
+                ClipTextConfig {
+                    vocab_size: MAX_VOCAB_SIZE,
+                    hidden_size: MAX_HIDDEN_SIZE,
+                    num_attention_heads: 16,
+                    ..sd15.clone()
+                },
+                "hidden_size",
+            ),
+        ];
+        for (config, field) in cases {
+            assert_eq!(field_of(&config), field);
+        }
+        let err = ClipTextConfig {
+            vocab_size: 0,
+            ..sd15
+        }
+        .validate()
+        .expect_err("refused");
+        assert!(err.to_string().contains("`vocab_size`: 0"), "{err}");
+    }
+
+    #[test]
+    fn try_init_refuses_what_init_would_panic_on() {
+        let config = ClipTextConfig {
+            num_attention_heads: 0,
+            ..ClipTextConfig::sd15()
+        };
+        assert!(matches!(
+            config.try_init(&Device::default()),
+            Err(ClipError::Config {
+                field: "num_attention_heads",
+                ..
+            })
+        ));
     }
 }

@@ -7,6 +7,15 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClipError {
+    /// A configuration value this crate cannot build a text encoder from: zero or absurd
+    /// sizes, heads that do not divide the width, a model too large to be a real one.
+    #[error("unsupported text encoder config `{field}`: {message}")]
+    Config {
+        /// The `config.json` key at fault.
+        field: &'static str,
+        /// Its value and what is wrong with it.
+        message: String,
+    },
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {

@@ -10,6 +10,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::UNetError;
 
+/// The most down blocks (and up blocks) accepted (SD: 4; SDXL: 3).
+pub const MAX_BLOCKS: usize = 8;
+/// The most channels of any block accepted (SD: 1280).
+pub const MAX_CHANNELS: usize = 1 << 14;
+/// The most input or output channels accepted (SD: 4; inpainting: 9).
+pub const MAX_IO_CHANNELS: usize = 1024;
+/// The most resnets per block accepted (`layers_per_block`; SD: 2).
+pub const MAX_LAYERS_PER_BLOCK: usize = 64;
+/// The most transformer layers per block accepted (`transformer_layers_per_block`;
+/// SDXL: 10).
+pub const MAX_TRANSFORMER_LAYERS: usize = 256;
+/// The widest text context accepted (`cross_attention_dim`; SD 2.x: 1024, SDXL: 2048).
+pub const MAX_CROSS_ATTENTION_DIM: usize = 1 << 14;
+/// The widest time embedding accepted (`time_embedding_dim`; SD: 1280).
+pub const MAX_TIME_EMBEDDING_DIM: usize = 1 << 16;
+/// The largest `conv_in_kernel` / `conv_out_kernel` accepted (SD: 3).
+pub const MAX_KERNEL: usize = 15;
+/// The largest `downsample_padding` accepted (SD: 1).
+pub const MAX_DOWNSAMPLE_PADDING: usize = 8;
+/// The most parameters (f32 elements) a UNet may have, by
+/// [`UNetConfig::parameter_bound`]: 2³³ (32 GiB), eight times that bound for SD 1.5 (its
+/// real count is 860 M). Fields can each be under their cap while their product asks for
+/// terabytes; this refuses those before any module is built.
+pub const MAX_PARAMETERS: u128 = 1 << 33;
+
 /// A value given once for every block or as one value per block, as diffusers accepts for
 /// `attention_head_dim`, `only_cross_attention` and `transformer_layers_per_block`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,7 +332,7 @@ impl UNetConfig {
     /// Width of the time embedding: `time_embedding_dim`, or 4 × the first block's channels.
     pub fn time_embed_dim(&self) -> usize {
         self.time_embedding_dim
-            .unwrap_or(4 * self.block_out_channels.first().copied().unwrap_or(0))
+            .unwrap_or(4usize.saturating_mul(self.block_out_channels.first().copied().unwrap_or(0)))
     }
 
     /// How many times the down path halves the resolution (one per down block but the last).
@@ -315,8 +340,61 @@ impl UNetConfig {
         self.down_block_types.len().saturating_sub(1)
     }
 
+    /// An upper bound on the parameter count (within 1.5× of the real one for SD 1.x/2.x),
+    /// from the sizes alone, in a type no config can overflow: each block's resnets counted
+    /// at the widest neighbouring width with the up path's skip concatenation, its
+    /// transformers at `18c² + 2c·context` per layer plus projections.
+    ///
+    /// # Errors
+    /// [`UNetError::Config`] when a per-block list has the wrong length.
+    pub fn parameter_bound(&self) -> Result<u128, UNetError> {
+        let n = self.down_block_types.len();
+        let layers = self
+            .transformer_layers_per_block
+            .per_block(n, "transformer_layers_per_block")?;
+        let channels: Vec<u128> = self.block_out_channels.iter().map(|&c| c as u128).collect();
+        let time = self.time_embed_dim() as u128;
+        let context = self.cross_attention_dim as u128;
+        let resnet = |c: u128| 29 * c * c + time * c;
+        let transformer = |c: u128, depth: u128| 2 * c * c + depth * (18 * c * c + 2 * c * context);
+        let units = 2 * self.layers_per_block as u128 + 1;
+        let mut total = 0u128;
+        for (i, ((&c, &depth), kind)) in channels
+            .iter()
+            .zip(&layers)
+            .zip(&self.down_block_types)
+            .enumerate()
+        {
+            let widest = channels[i.saturating_sub(1)..(i + 2).min(channels.len())]
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(c);
+            total += units * resnet(widest) + 2 * 9 * c * c;
+            // Up block `n - 1 - i` works at this level's width.
+            let up_attention = self
+                .up_block_types
+                .get(n - 1 - i)
+                .is_some_and(|t| t.has_attention());
+            if kind.has_attention() || up_attention {
+                total += units * transformer(c, depth as u128);
+            }
+        }
+        let last = channels.last().copied().unwrap_or(0);
+        let last_depth = layers.last().copied().unwrap_or(0) as u128;
+        let first = channels.first().copied().unwrap_or(0);
+        let kernel = (self.conv_in_kernel.max(self.conv_out_kernel) as u128).pow(2);
+        total += 2 * resnet(last) + transformer(last, last_depth);
+        total += first * (self.in_channels + self.out_channels) as u128 * kernel;
+        total += time * (first + time);
+        Ok(total)
+    }
+
     /// Checks that the configuration describes a UNet this crate builds: the SD 1.x/2.x
-    /// family. Called by [`init`](Self::init).
+    /// family, every size positive and under its cap ([`MAX_CHANNELS`] and the other
+    /// `MAX_*` constants of this module), at most [`MAX_PARAMETERS`] parameters by
+    /// [`parameter_bound`](Self::parameter_bound). Nothing is allocated. Called by
+    /// [`init`](Self::init).
     pub fn validate(&self) -> Result<(), UNetError> {
         let unsupported =
             |field: &'static str, message: String| Err(UNetError::Config { field, message });
@@ -345,8 +423,80 @@ impl UNetConfig {
         if self.mid_block_type.is_none() {
             return unsupported("mid_block_type", "a UNet without middle block".into());
         }
-        if self.layers_per_block == 0 {
-            return unsupported("layers_per_block", "0".into());
+        if n > MAX_BLOCKS {
+            return unsupported(
+                "down_block_types",
+                format!("{n} down blocks; at most {MAX_BLOCKS} are accepted"),
+            );
+        }
+        if let Some(&c) = self
+            .block_out_channels
+            .iter()
+            .find(|&&c| c == 0 || c > MAX_CHANNELS)
+        {
+            return unsupported(
+                "block_out_channels",
+                format!("{c} channels are not in 1..={MAX_CHANNELS}"),
+            );
+        }
+        for (field, value, max) in [
+            ("in_channels", self.in_channels, MAX_IO_CHANNELS),
+            ("out_channels", self.out_channels, MAX_IO_CHANNELS),
+            (
+                "layers_per_block",
+                self.layers_per_block,
+                MAX_LAYERS_PER_BLOCK,
+            ),
+            (
+                "cross_attention_dim",
+                self.cross_attention_dim,
+                MAX_CROSS_ATTENTION_DIM,
+            ),
+            (
+                "time_embedding_dim",
+                self.time_embed_dim(),
+                MAX_TIME_EMBEDDING_DIM,
+            ),
+            ("conv_in_kernel", self.conv_in_kernel, MAX_KERNEL),
+            ("conv_out_kernel", self.conv_out_kernel, MAX_KERNEL),
+        ] {
+            if value == 0 || value > max {
+                return unsupported(field, format!("{value} is not in 1..={max}"));
+            }
+        }
+        // The sinusoidal timestep embedding is `block_out_channels[0]` wide: half sines,
+        // half cosines.
+        let first = self.block_out_channels[0];
+        if !first.is_multiple_of(2) {
+            return unsupported(
+                "block_out_channels",
+                format!(
+                    "the first block's {first} channels must be even (the timestep embedding's width)"
+                ),
+            );
+        }
+        if self.downsample_padding > MAX_DOWNSAMPLE_PADDING {
+            return unsupported(
+                "downsample_padding",
+                format!(
+                    "{} is not in 0..={MAX_DOWNSAMPLE_PADDING}",
+                    self.downsample_padding
+                ),
+            );
+        }
+        for (field, value) in [
+            ("freq_shift", self.freq_shift),
+            ("norm_eps", self.norm_eps),
+            ("mid_block_scale_factor", self.mid_block_scale_factor),
+            ("resnet_out_scale_factor", self.resnet_out_scale_factor),
+        ] {
+            let divides = field.ends_with("scale_factor");
+            if !value.is_finite()
+                || (divides && value == 0.0)
+                || (field == "norm_eps" && value < 0.0)
+            {
+                return unsupported(field, format!("{value} is out of range"));
+            }
         }
         if self.norm_num_groups == 0
             || self
@@ -376,8 +526,26 @@ impl UNetConfig {
         let layers = self
             .transformer_layers_per_block
             .per_block(n, "transformer_layers_per_block")?;
-        if layers.contains(&0) {
-            return unsupported("transformer_layers_per_block", "0".into());
+        if let Some(&l) = layers
+            .iter()
+            .find(|&&l| l == 0 || l > MAX_TRANSFORMER_LAYERS)
+        {
+            return unsupported(
+                "transformer_layers_per_block",
+                format!("{l} is not in 1..={MAX_TRANSFORMER_LAYERS}"),
+            );
+        }
+        let parameters = self.parameter_bound()?;
+        if parameters > MAX_PARAMETERS {
+            return unsupported(
+                "block_out_channels",
+                format!(
+                    "the config describes up to {parameters} parameters (channels {:?}, \
+                     {} resnets and {:?} transformer layers per block); at most \
+                     {MAX_PARAMETERS} are accepted",
+                    self.block_out_channels, self.layers_per_block, layers
+                ),
+            );
         }
         if !matches!(self.act_fn.as_str(), "silu" | "swish") {
             return unsupported("act_fn", self.act_fn.clone());
@@ -455,6 +623,189 @@ mod tests {
             vec![5, 10, 20, 20]
         );
         config.validate().expect("supported");
+    }
+
+    fn field_of(config: &UNetConfig) -> &'static str {
+        match config.validate() {
+            Err(UNetError::Config { field, .. }) => field,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_parameter_bound_is_close_above_the_real_count() {
+        // diffusers: sum(p.numel() for p in UNet2DConditionModel(**sd15).parameters()).
+        const SD15_PARAMETERS: u128 = 859_520_964;
+        for config in [
+            UNetConfig::sd15(),
+            UNetConfig::sd15_inpainting(),
+            UNetConfig::sd21(),
+        ] {
+            config.validate().expect("valid");
+            let bound = config.parameter_bound().expect("bound");
+            assert!(
+                (SD15_PARAMETERS..SD15_PARAMETERS * 8 / 5).contains(&bound),
+                "{bound}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_and_absurd_sizes_are_refused_before_any_allocation() {
+        let sd15 = UNetConfig::sd15;
+        let cases = [
+            (
+                UNetConfig {
+                    layers_per_block: 100_000_000,
+                    ..sd15()
+                },
+                "layers_per_block",
+            ),
+            (
+                UNetConfig {
+                    in_channels: 0,
+                    ..sd15()
+                },
+                "in_channels",
+            ),
+            (
+                UNetConfig {
+                    out_channels: usize::MAX,
+                    ..sd15()
+                },
+                "out_channels",
+            ),
+            (
+                UNetConfig {
+                    cross_attention_dim: 0,
+                    ..sd15()
+                },
+                "cross_attention_dim",
+            ),
+            (
+                UNetConfig {
+                    cross_attention_dim: 1 << 40,
+                    ..sd15()
+                },
+                "cross_attention_dim",
+            ),
+            (
+                UNetConfig {
+                    time_embedding_dim: Some(1 << 40),
+                    ..sd15()
+                },
+                "time_embedding_dim",
+            ),
+            (
+                UNetConfig {
+                    conv_in_kernel: 1_000_001,
+                    ..sd15()
+                },
+                "conv_in_kernel",
+            ),
+            (
+                UNetConfig {
+                    downsample_padding: 1 << 30,
+                    ..sd15()
+                },
+                "downsample_padding",
+            ),
+            (
+                UNetConfig {
+                    block_out_channels: vec![320, 640, 1 << 40, 1280],
+                    ..sd15()
+                },
+                "block_out_channels",
+            ),
+            (
+                UNetConfig {
+                    block_out_channels: vec![usize::MAX; 4],
+                    ..sd15()
+                },
+                "block_out_channels",
+            ),
+            (
+                UNetConfig {
+                    block_out_channels: vec![96, 640, 1280, 1280],
+                    norm_num_groups: 3,
+                    heads: PerBlock::All(1),
+                    ..sd15()
+                },
+                "norm_num_groups",
+            ),
+            (
+                UNetConfig {
+                    block_out_channels: vec![33, 66, 66, 66],
+                    norm_num_groups: 3,
+                    heads: PerBlock::All(3),
+                    ..sd15()
+                },
+                "block_out_channels",
+            ),
+            (
+                UNetConfig {
+                    heads: PerBlock::All(0),
+                    ..sd15()
+                },
+                "attention_head_dim",
+            ),
+            (
+                UNetConfig {
+                    heads: PerBlock::All(7),
+                    ..sd15()
+                },
+                "attention_head_dim",
+            ),
+            (
+                UNetConfig {
+                    heads: PerBlock::All(1 << 20),
+                    ..sd15()
+                },
+                "attention_head_dim",
+            ),
+            (
+                UNetConfig {
+                    transformer_layers_per_block: PerBlock::All(1 << 30),
+                    ..sd15()
+                },
+                "transformer_layers_per_block",
+            ),
+            (
+                UNetConfig {
+                    down_block_types: vec![DownBlockType::DownBlock2D; 100],
+                    up_block_types: vec![UpBlockType::UpBlock2D; 100],
+                    block_out_channels: vec![32; 100],
+                    ..sd15()
+                },
+                "down_block_types",
+            ),
+            (
+                UNetConfig {
+                    norm_eps: f64::NAN,
+                    ..sd15()
+                },
+                "norm_eps",
+            ),
+            (
+                UNetConfig {
+                    mid_block_scale_factor: 0.0,
+                    ..sd15()
+                },
+                "mid_block_scale_factor",
+            ),
+            // Every field under its cap; together 2^14-wide blocks with 64 resnets each.
+            (
+                UNetConfig {
+                    block_out_channels: vec![MAX_CHANNELS; 4],
+                    layers_per_block: MAX_LAYERS_PER_BLOCK,
+                    ..sd15()
+                },
+                "block_out_channels",
+            ),
+        ];
+        for (config, field) in cases {
+            assert_eq!(field_of(&config), field, "{config:?}");
+        }
     }
 
     #[test]

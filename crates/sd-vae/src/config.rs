@@ -17,6 +17,20 @@ const DOWN_BLOCK: &str = "DownEncoderBlock2D";
 /// The block type every decoder level must have.
 const UP_BLOCK: &str = "UpDecoderBlock2D";
 
+/// The most levels (`block_out_channels` entries) accepted (SD: 4).
+pub const MAX_LEVELS: usize = 8;
+/// The most channels of any level accepted (SD: 512).
+pub const MAX_CHANNELS: usize = 1 << 13;
+/// The most image or latent channels accepted (SD: 3 and 4; SD3/Flux latents: 16).
+pub const MAX_IO_CHANNELS: usize = 1024;
+/// The most resnets per level accepted (`layers_per_block`; SD: 2).
+pub const MAX_LAYERS_PER_BLOCK: usize = 64;
+/// The most parameters (f32 elements) a VAE may have, by
+/// [`AutoencoderKlConfig::parameter_bound`]: 2³¹ (8 GiB), twenty times SD's 84 M. Fields
+/// can each be under their cap while their product asks for terabytes; this refuses those
+/// before any module is built.
+pub const MAX_PARAMETERS: u128 = 1 << 31;
+
 /// Hyper-parameters of an [`AutoencoderKl`], with the field names of diffusers'
 /// `vae/config.json` so that `serde_json::from_str` reads a model folder's file directly.
 ///
@@ -145,7 +159,40 @@ impl AutoencoderKlConfig {
     /// How many times smaller the latent is than the image, per side: 2 per level but the
     /// last (8 for SD).
     pub fn downscale_factor(&self) -> usize {
-        1 << self.block_out_channels.len().saturating_sub(1)
+        let shift = self.block_out_channels.len().saturating_sub(1);
+        u32::try_from(shift)
+            .ok()
+            .and_then(|shift| 1usize.checked_shl(shift))
+            .unwrap_or(usize::MAX)
+    }
+
+    /// An upper bound on the parameter count (SD's VAE: 84 M, bound 123 M), from the sizes
+    /// alone, in a type no config can overflow: every resnet counted at the widest
+    /// neighbouring width, both convolutions and a shortcut.
+    pub fn parameter_bound(&self) -> u128 {
+        let channels: Vec<u128> = self.block_out_channels.iter().map(|&c| c as u128).collect();
+        let resnet = |c: u128| 19 * c * c;
+        let layers = self.layers_per_block as u128;
+        let mut total = 0u128;
+        for i in 0..channels.len() {
+            let widest = channels[i.saturating_sub(1)..(i + 2).min(channels.len())]
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(0);
+            // Encoder: `layers` resnets and a downsampler; decoder: one more resnet and an
+            // upsampler.
+            total += (2 * layers + 1) * resnet(widest) + 2 * 9 * widest * widest;
+        }
+        let last = channels.last().copied().unwrap_or(0);
+        let first = channels.first().copied().unwrap_or(0);
+        let latent = self.latent_channels as u128;
+        let io = (self.in_channels + self.out_channels) as u128;
+        // Two mid blocks of two resnets and an attention each; conv_in/out and the
+        // latent-side convolutions.
+        total += 2 * (2 * resnet(last) + 4 * last * last);
+        total += 9 * first * io + 9 * last * 3 * latent + 8 * latent * latent;
+        total
     }
 
     /// Checks that this crate can build the network the configuration describes.
@@ -183,8 +230,22 @@ impl AutoencoderKlConfig {
         if !matches!(self.act_fn.as_str(), "silu" | "swish") {
             return unsupported("act_fn", self.act_fn.clone(), "only silu");
         }
+        if levels > MAX_LEVELS {
+            return unsupported(
+                "block_out_channels",
+                format!("{levels} levels"),
+                "at most 8 levels (MAX_LEVELS) are accepted",
+            );
+        }
         if self.layers_per_block == 0 {
             return unsupported("layers_per_block", "0".into(), "needs at least one resnet");
+        }
+        if self.layers_per_block > MAX_LAYERS_PER_BLOCK {
+            return unsupported(
+                "layers_per_block",
+                self.layers_per_block.to_string(),
+                "at most 64 (MAX_LAYERS_PER_BLOCK) are accepted",
+            );
         }
         for (key, value) in [
             ("in_channels", self.in_channels),
@@ -195,6 +256,20 @@ impl AutoencoderKlConfig {
             if value == 0 {
                 return unsupported(key, "0".into(), "must be positive");
             }
+            if value > MAX_IO_CHANNELS {
+                return unsupported(
+                    key,
+                    value.to_string(),
+                    "at most 1024 (MAX_IO_CHANNELS) are accepted",
+                );
+            }
+        }
+        if let Some(&c) = self.block_out_channels.iter().find(|&&c| c > MAX_CHANNELS) {
+            return unsupported(
+                "block_out_channels",
+                c.to_string(),
+                "at most 8192 channels (MAX_CHANNELS) per level are accepted",
+            );
         }
         if let Some(&c) = self
             .block_out_channels
@@ -212,6 +287,22 @@ impl AutoencoderKlConfig {
                 "scaling_factor",
                 self.scaling_factor.to_string(),
                 "must be finite and non-zero",
+            );
+        }
+        if let Some(shift) = self.shift_factor
+            && !shift.is_finite()
+        {
+            return unsupported("shift_factor", shift.to_string(), "must be finite");
+        }
+        let parameters = self.parameter_bound();
+        if parameters > MAX_PARAMETERS {
+            return unsupported(
+                "block_out_channels",
+                format!(
+                    "{:?} with {} resnets per level ({parameters} parameters)",
+                    self.block_out_channels, self.layers_per_block
+                ),
+                "at most 2^31 parameters (MAX_PARAMETERS) are accepted",
             );
         }
         Ok(())
@@ -252,6 +343,94 @@ mod tests {
         assert_eq!(parsed, AutoencoderKlConfig::sd15());
         assert_eq!(parsed.scaling_factor, 0.18215);
         assert!(parsed.validate().is_ok());
+    }
+
+    fn key_of(config: &AutoencoderKlConfig) -> &'static str {
+        match config.validate() {
+            Err(VaeError::UnsupportedConfig { key, .. }) => key,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_parameter_bound_is_close_above_the_real_count() {
+        // diffusers: sum(p.numel() for p in AutoencoderKL(**sd15).parameters()).
+        const SD15_PARAMETERS: u128 = 83_653_863;
+        let bound = AutoencoderKlConfig::sd15().parameter_bound();
+        assert!(
+            (SD15_PARAMETERS..SD15_PARAMETERS * 2).contains(&bound),
+            "{bound}"
+        );
+    }
+
+    #[test]
+    fn zero_and_absurd_sizes_are_refused_before_any_allocation() {
+        let sd15 = AutoencoderKlConfig::sd15;
+        let levels = |n: usize| AutoencoderKlConfig {
+            down_block_types: vec![DOWN_BLOCK.to_owned(); n],
+            up_block_types: vec![UP_BLOCK.to_owned(); n],
+            block_out_channels: vec![32; n],
+            ..sd15()
+        };
+        let cases = [
+            (
+                AutoencoderKlConfig {
+                    layers_per_block: 100_000_000,
+                    ..sd15()
+                },
+                "layers_per_block",
+            ),
+            (
+                AutoencoderKlConfig {
+                    latent_channels: usize::MAX,
+                    ..sd15()
+                },
+                "latent_channels",
+            ),
+            (
+                AutoencoderKlConfig {
+                    in_channels: 1 << 40,
+                    ..sd15()
+                },
+                "in_channels",
+            ),
+            (
+                AutoencoderKlConfig {
+                    norm_num_groups: 0,
+                    ..sd15()
+                },
+                "norm_num_groups",
+            ),
+            (
+                AutoencoderKlConfig {
+                    block_out_channels: vec![128, 256, 1 << 40, 512],
+                    ..sd15()
+                },
+                "block_out_channels",
+            ),
+            // 65 levels: `1 << 64` in downscale_factor.
+            (levels(65), "block_out_channels"),
+            (
+                AutoencoderKlConfig {
+                    shift_factor: Some(f64::INFINITY),
+                    ..sd15()
+                },
+                "shift_factor",
+            ),
+            // Every field under its cap; together 8192-wide levels with 64 resnets each.
+            (
+                AutoencoderKlConfig {
+                    block_out_channels: vec![MAX_CHANNELS; 4],
+                    layers_per_block: MAX_LAYERS_PER_BLOCK,
+                    ..sd15()
+                },
+                "block_out_channels",
+            ),
+        ];
+        for (config, key) in cases {
+            assert_eq!(key_of(&config), key, "{config:?}");
+        }
+        assert_eq!(levels(65).downscale_factor(), usize::MAX);
     }
 
     #[test]

@@ -89,15 +89,17 @@ pub(crate) struct KeyTable {
 /// store) in the given layout, onto `device`, as f32.
 ///
 /// # Errors
-/// [`ClipError::Store`] when the store cannot be read; [`ClipError::Weights`] listing every
-/// missing and unused key and every shape mismatch; [`ClipError::BadShape`] for a fused
-/// tensor that cannot be split.
+/// [`ClipError::Config`] for a config [`ClipTextConfig::validate`] refuses (checked before
+/// anything is read or allocated); [`ClipError::Store`] when the store cannot be read;
+/// [`ClipError::Weights`] listing every missing and unused key and every shape mismatch;
+/// [`ClipError::BadShape`] for a fused tensor that cannot be split.
 pub fn load<S: ModuleStore>(
     config: &ClipTextConfig,
     store: &mut S,
     format: WeightFormat,
     device: &Device,
 ) -> Result<(ClipTextModel, LoadReport)> {
+    config.validate()?;
     let all = store
         .get_all_tensors()
         .map_err(|e| ClipError::Store(e.to_string()))?;

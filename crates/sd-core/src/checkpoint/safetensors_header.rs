@@ -218,10 +218,12 @@ impl SafetensorsHeader {
                 invalid(format!("tensor `{name}`: unknown dtype {}", entry.dtype))
             })?;
             let (start, end) = entry.data_offsets;
+            // The byte size must also fit this machine's `usize`: the store allocates it.
             let expected = entry
                 .shape
                 .iter()
-                .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d as u64));
+                .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d as u64))
+                .filter(|&bytes| usize::try_from(bytes).is_ok());
             if end < start || end > data_len || expected != Some(end - start) {
                 return Err(invalid(format!(
                     "tensor `{name}`: {:?} {:?} does not fit bytes {start}..{end} of {data_len}",
@@ -237,6 +239,7 @@ impl SafetensorsHeader {
                 },
             );
         }
+        check_layout(&tensors, data_len).map_err(invalid)?;
         Ok(Self {
             path: path.to_owned(),
             tensors,
@@ -244,6 +247,47 @@ impl SafetensorsHeader {
             data_start,
         })
     }
+}
+
+/// The rule of the `safetensors` library (`Metadata::validate` and `read_metadata`): taken in
+/// order of their offsets, the tensors tile the data section exactly, from its first byte to
+/// its last. Overlapping tensors would share (and silently corrupt) each other's weights; a
+/// gap or trailing bytes mean the header does not describe the file.
+fn check_layout(
+    tensors: &BTreeMap<String, TensorInfo>,
+    data_len: u64,
+) -> std::result::Result<(), String> {
+    let mut by_offset: Vec<(&(u64, u64), &String)> = tensors
+        .iter()
+        .map(|(name, info)| (&info.data_offsets, name))
+        .collect();
+    by_offset.sort_unstable();
+    let mut covered = 0u64;
+    let mut previous: Option<&String> = None;
+    for (&(start, end), name) in by_offset {
+        if start < covered {
+            let other = previous.map_or(String::new(), |p| format!(" `{p}`"));
+            return Err(format!(
+                "tensor `{name}`: bytes {start}..{end} overlap the tensor{other} before it \
+                 (which ends at {covered})"
+            ));
+        }
+        if start > covered {
+            return Err(format!(
+                "tensor `{name}`: bytes {start}..{end} leave a gap of {} bytes after byte \
+                 {covered}",
+                start - covered
+            ));
+        }
+        covered = end;
+        previous = Some(name);
+    }
+    if covered != data_len {
+        return Err(format!(
+            "the tensors cover {covered} bytes of the {data_len}-byte data section"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -277,6 +321,30 @@ mod tests {
     }
 
     #[test]
+    fn offsets_out_of_order_in_the_json_are_fine_when_they_tile_the_data() {
+        let (_t, p) = write(&file_with_header(
+            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},"b":{"dtype":"F16","shape":[0],"data_offsets":[0,0]},"c":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}}"#,
+            16,
+        ));
+        let h = SafetensorsHeader::read(&p).expect("valid");
+        assert_eq!(h.tensors.len(), 3);
+    }
+
+    #[test]
+    fn overlapping_tensors_are_named() {
+        let (_t, p) = write(&file_with_header(
+            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+            8,
+        ));
+        let err = SafetensorsHeader::read(&p).expect_err("overlap");
+        let message = err.to_string();
+        assert!(
+            message.contains("`b`") && message.contains("overlap"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn rejects_bad_files_with_the_path_in_the_message() {
         let cases: Vec<Vec<u8>> = vec![
             vec![],
@@ -299,6 +367,19 @@ mod tests {
             file_with_header(
                 r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}}"#,
                 16,
+            ),
+            // Overlapping, gapped, and short of the data: what the safetensors library refuses.
+            file_with_header(
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                12,
+            ),
+            file_with_header(
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}}"#,
+                20,
+            ),
+            file_with_header(
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                12,
             ),
         ];
         for bytes in cases {

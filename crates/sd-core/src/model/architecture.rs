@@ -33,6 +33,9 @@ pub struct ModelArchitecture {
     pub noise_schedule: NoiseScheduleConfig,
 }
 
+/// Tokens of one prompt chunk the text encoder must take: A1111's 75 plus BOS and EOS.
+const CHUNK_TOKENS: usize = 77;
+
 /// LDM key of the UNet's first convolution: `[model_channels, in_channels, 3, 3]`.
 const LDM_CONV_IN: &str = "model.diffusion_model.input_blocks.0.0.weight";
 /// LDM key of the first cross-attention's key projection: `[inner, context_dim]`.
@@ -115,7 +118,9 @@ impl ModelArchitecture {
     /// folder, or the config-only folder placed beside a single-file checkpoint.
     ///
     /// # Errors
-    /// [`CoreError::InvalidConfig`] naming the file that is missing or malformed.
+    /// [`CoreError::InvalidConfig`] naming the file that is missing or malformed; the
+    /// errors of [`validate`](Self::validate), naming the config file, for one that
+    /// describes no buildable model.
     pub fn from_config_dir(dir: &Path) -> Result<Self> {
         let invalid = |path: &Path, reason: String| CoreError::InvalidConfig {
             path: path.to_owned(),
@@ -166,7 +171,7 @@ impl ModelArchitecture {
             }
         };
         let sd = NoiseScheduleConfig::sd();
-        Ok(Self {
+        let architecture = Self {
             family,
             prediction,
             text_encoder,
@@ -180,7 +185,62 @@ impl ModelArchitecture {
                     .num_train_timesteps
                     .unwrap_or(sd.num_train_timesteps),
             },
-        })
+        };
+        architecture.validate(&text_path, &unet_path, &vae_path)?;
+        Ok(architecture)
+    }
+
+    /// Checks, before anything is allocated, that each network's config describes a model
+    /// that can be built (every size positive and under the caps of
+    /// [`ClipTextConfig::validate`], [`UNetConfig::validate`] and
+    /// [`AutoencoderKlConfig::validate`]), and that they fit together as Stable Diffusion:
+    /// the UNet attends to the text encoder's width, which takes a 77-token chunk. The paths
+    /// name the file each config came from (one yaml may describe all three).
+    ///
+    /// # Errors
+    /// [`CoreError::TextEncoder`] (source [`sd_clip::ClipError::Config`]),
+    /// [`CoreError::Unet`] ([`sd_unet::UNetError::Config`]) or [`CoreError::Vae`]
+    /// ([`sd_vae::VaeError::UnsupportedConfig`]) naming the config file and the field;
+    /// [`CoreError::InvalidConfig`] naming the UNet's or text encoder's config when they do
+    /// not fit together.
+    pub fn validate(&self, text_encoder: &Path, unet: &Path, vae: &Path) -> Result<()> {
+        self.text_encoder
+            .validate()
+            .map_err(|source| CoreError::TextEncoder {
+                path: text_encoder.to_owned(),
+                source,
+            })?;
+        self.unet.validate().map_err(|source| CoreError::Unet {
+            path: unet.to_owned(),
+            source,
+        })?;
+        self.vae.validate().map_err(|source| CoreError::Vae {
+            path: vae.to_owned(),
+            source,
+        })?;
+        let width = self.text_encoder.hidden_size;
+        if self.unet.cross_attention_dim != width {
+            return Err(CoreError::InvalidConfig {
+                path: unet.to_owned(),
+                reason: format!(
+                    "cross_attention_dim {} does not match the text encoder's hidden_size \
+                     {width} ({})",
+                    self.unet.cross_attention_dim,
+                    text_encoder.display()
+                ),
+            });
+        }
+        if self.text_encoder.max_position_embeddings < CHUNK_TOKENS {
+            return Err(CoreError::InvalidConfig {
+                path: text_encoder.to_owned(),
+                reason: format!(
+                    "max_position_embeddings {} is under the {CHUNK_TOKENS} tokens of a \
+                     prompt chunk",
+                    self.text_encoder.max_position_embeddings
+                ),
+            });
+        }
+        Ok(())
     }
 }
 

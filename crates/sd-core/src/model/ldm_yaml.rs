@@ -119,13 +119,16 @@ impl ModelArchitecture {
     /// # Errors
     /// [`CoreError::Io`] when the file cannot be read; [`CoreError::InvalidConfig`] naming
     /// the file and the field when it is not valid YAML, not an LDM config, or describes
-    /// something this crate does not build.
+    /// something this crate does not build; the errors of
+    /// [`validate`](Self::validate), naming the yaml, for sizes no real model has.
     pub fn from_ldm_yaml(path: &Path, shapes: &TensorShapes) -> Result<Self> {
         let text = read_yaml(path)?;
-        parse(&text, shapes).map_err(|reason| CoreError::InvalidConfig {
+        let architecture = parse(&text, shapes).map_err(|reason| CoreError::InvalidConfig {
             path: path.to_owned(),
             reason,
-        })
+        })?;
+        architecture.validate(path, path, path)?;
+        Ok(architecture)
     }
 
     /// [`from_ldm_yaml`](Self::from_ldm_yaml) on the text of a yaml.
@@ -181,10 +184,13 @@ impl ModelArchitecture {
     /// # Errors
     /// As [`from_ldm_yaml`](Self::from_ldm_yaml); errors name the path `<LDM yaml>`.
     pub fn from_ldm_yaml_str(yaml: &str, shapes: &TensorShapes) -> Result<Self> {
-        parse(yaml, shapes).map_err(|reason| CoreError::InvalidConfig {
+        let architecture = parse(yaml, shapes).map_err(|reason| CoreError::InvalidConfig {
             path: PathBuf::from(STR_SOURCE),
             reason,
-        })
+        })?;
+        let source = Path::new(STR_SOURCE);
+        architecture.validate(source, source, source)?;
+        Ok(architecture)
     }
 }
 
@@ -507,7 +513,8 @@ fn vae(
         out_channels: dd.require("out_ch")?.positive()?,
         down_block_types: vec![preset.down_block_types[0].clone(); levels],
         up_block_types: vec![preset.up_block_types[0].clone(); levels],
-        block_out_channels: ch_mult.iter().map(|m| ch * m).collect(),
+        // Saturating: an absurd width is refused by `validate`, not wrapped or panicked on.
+        block_out_channels: ch_mult.iter().map(|m| ch.saturating_mul(*m)).collect(),
         layers_per_block: dd.require("num_res_blocks")?.positive()?,
         latent_channels: z_channels,
         norm_num_groups: dd
@@ -585,11 +592,21 @@ fn unet(config: &Node<'_>, family: ModelFamily) -> Field<UNetConfig> {
     let channel_mult = p
         .get("channel_mult")
         .map_or(Ok(LDM_CHANNEL_MULT.to_vec()), |n| n.usize_list())?;
-    let block_out_channels: Vec<usize> = channel_mult.iter().map(|m| model_channels * m).collect();
+    let block_out_channels: Vec<usize> = channel_mult
+        .iter()
+        .map(|m| model_channels.saturating_mul(*m))
+        .collect();
     let attention_resolutions = p.require("attention_resolutions")?.usize_list()?;
     // As diffusers: level i works at downsampling factor 2^i and has attention when that
     // factor is listed; the up path mirrors it.
-    let factors: Vec<usize> = (0..block_out_channels.len()).map(|i| 1 << i).collect();
+    let factors: Vec<usize> = (0..block_out_channels.len())
+        .map(|i| {
+            u32::try_from(i)
+                .ok()
+                .and_then(|i| 1usize.checked_shl(i))
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
     let has_attention = |factor: &usize| attention_resolutions.contains(factor);
     let down_block_types = factors
         .iter()
@@ -698,7 +715,10 @@ fn check_conditioning(
 ) -> Field<()> {
     let (expected_key, expected_channels) = if inpainting {
         // latent, mask, masked-image latent
-        ("hybrid", 2 * vae.latent_channels + 1)
+        (
+            "hybrid",
+            vae.latent_channels.saturating_mul(2).saturating_add(1),
+        )
     } else {
         ("crossattn", vae.latent_channels)
     };

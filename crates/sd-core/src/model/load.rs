@@ -91,6 +91,7 @@ fn load_folder(
             path: config_dir.join("tokenizer"),
             source,
         })?;
+    check_tokenizer_fits(&tokenizer, &architecture, config_dir)?;
     let mut text = weights::open(&weights::component_file(folder, "text_encoder")?, limits)?;
     let text_encoder = load_text_encoder(
         &mut text,
@@ -191,7 +192,9 @@ fn single_file_tokenizer(
     if let Some(dir) = config_dir
         && (dir.join("tokenizer").is_dir())
     {
-        return ClipTokenizer::from_pretrained(dir).map_err(clip_error);
+        let tokenizer = ClipTokenizer::from_pretrained(dir).map_err(clip_error)?;
+        check_tokenizer_fits(&tokenizer, architecture, dir)?;
+        return Ok(tokenizer);
     }
     let tokenizer =
         ClipTokenizer::for_vocab_size(architecture.text_encoder.vocab_size).map_err(clip_error)?;
@@ -201,6 +204,27 @@ fn single_file_tokenizer(
             .map_err(clip_error),
         _ => Ok(tokenizer),
     }
+}
+
+/// A tokenizer with more tokens than the text encoder's embedding table would look up rows
+/// that do not exist: refused, naming the text encoder's config.
+fn check_tokenizer_fits(
+    tokenizer: &ClipTokenizer,
+    architecture: &ModelArchitecture,
+    config_dir: &Path,
+) -> Result<()> {
+    let rows = architecture.text_encoder.vocab_size;
+    if tokenizer.vocab_size() > rows {
+        return Err(CoreError::InvalidConfig {
+            path: config_dir.join("text_encoder").join("config.json"),
+            reason: format!(
+                "vocab_size {rows} is smaller than the tokenizer's {} tokens ({})",
+                tokenizer.vocab_size(),
+                config_dir.join("tokenizer").display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn load_text_encoder(
