@@ -9,7 +9,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use sd_examples::{GenerationArgs, progress_bar};
 use sd_textual_inversion::sd_core::{Img2ImgInput, pipeline::InpaintingFill};
@@ -51,12 +50,14 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let open = |path: &PathBuf| {
-        image::open(path).with_context(|| format!("{}: not a readable picture", path.display()))
-    };
-    let mut input = Img2ImgInput::new(open(&args.init_image)?.to_rgb8(), args.denoising_strength);
+    let gen_args = &args.generation;
+    // Every flag and file is checked before the model loads; the pictures go through the
+    // library's one loader (EXIF orientation, pixel cap, truncated files refused).
+    let params = gen_args.params()?;
+    gen_args.output_paths(params.batch_size)?;
+    let mut input = Img2ImgInput::open(&args.init_image, args.denoising_strength)?;
     if let Some(mask) = &args.mask {
-        input.mask = Some(Img2ImgInput::mask_from_image(&open(mask)?));
+        input.open_mask(mask)?;
     }
     input.mask_blur = args.mask_blur;
     input.inpainting_mask_invert = args.inpainting_mask_invert;
@@ -66,9 +67,8 @@ fn main() -> anyhow::Result<()> {
         MaskedContent::LatentNoise => InpaintingFill::LatentNoise,
         MaskedContent::LatentNothing => InpaintingFill::LatentNothing,
     };
-    let gen_args = &args.generation;
+    input.validate()?;
     let model = gen_args.load_model()?;
-    let params = gen_args.params()?;
     let embeddings = gen_args.embeddings(&model)?;
     let mut progress = progress_bar(params.steps);
     let generation = model.img2img(&params, &input, &embeddings, &mut progress)?;

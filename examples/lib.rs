@@ -121,11 +121,12 @@ pub struct GenerationArgs {
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Where to write the picture (PNG with A1111's `parameters`); batch item i > 0 goes to
-    /// `<stem>-<i>.png`.
+    /// Where to write the picture (PNG with A1111's `parameters`; the name must end in .png);
+    /// batch item i > 0 goes to `<stem>-<i>.png`.
     #[arg(long, default_value = "output.png")]
     pub output: PathBuf,
-    /// Also write the final latents (key `latents`, `[B, 4, H/8, W/8]`, f32) before decoding.
+    /// Also write the final latents (key `latents`, `[B, 4, H/8, W/8]`, f32) before decoding
+    /// (to a file that is not one of the pictures).
     #[arg(long)]
     pub save_latents: Option<PathBuf>,
 }
@@ -134,7 +135,10 @@ use std::ops::ControlFlow;
 
 use sd_textual_inversion::sd_core::{
     DeviceChoice, Generation, GenerationParams, LoadOptions, StableDiffusion,
-    conditioning::EmbeddingLookup, embeddings::EmbeddingDatabase, infotext, noise::SeedResize,
+    conditioning::EmbeddingLookup,
+    embeddings::{EmbeddingDatabase, SkipReason},
+    infotext,
+    noise::SeedResize,
     pipeline,
 };
 
@@ -153,12 +157,14 @@ impl GenerationArgs {
         Ok(StableDiffusion::load_with(&path, &options, &device)?)
     }
 
-    /// The library's parameters for these flags.
+    /// The library's parameters for these flags, checked ([`GenerationParams::validate`]:
+    /// every number in range, every float finite) before any model is loaded.
     ///
     /// # Errors
-    /// An unknown `--rng` name.
+    /// An unknown `--rng` name; a value out of range, named by its field (`cfg_scale` is
+    /// `--cfg-scale`).
     pub fn params(&self) -> anyhow::Result<GenerationParams> {
-        Ok(GenerationParams {
+        let params = GenerationParams {
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
             steps: self.steps,
@@ -181,7 +187,22 @@ impl GenerationArgs {
                     height: self.seed_resize_from_h,
                 }),
             eta_noise_seed_delta: self.eta_noise_seed_delta,
-        })
+        };
+        params.validate()?;
+        Ok(params)
+    }
+
+    /// The files `--output` (and `--save-latents`) will write for a batch of `batch`,
+    /// checked before anything runs ([`pipeline::output_paths`]).
+    ///
+    /// # Errors
+    /// An `--output` not named `.png`, or a `--save-latents` that is one of the pictures.
+    pub fn output_paths(&self, batch: usize) -> anyhow::Result<Vec<PathBuf>> {
+        Ok(pipeline::output_paths(
+            &self.output,
+            batch,
+            self.save_latents.as_deref(),
+        )?)
     }
 
     /// The embeddings `--embeddings-dir` holds (none without the flag), as A1111 loads its
@@ -196,6 +217,19 @@ impl GenerationArgs {
         let width = model.architecture().text_encoder.hidden_size;
         let database = EmbeddingDatabase::load_dirs(std::slice::from_ref(dir), Some(width));
         eprintln!("{}", database.summary());
+        // A1111 prints every file it could not load, with the reason (model preview
+        // pictures beside the embeddings are not embeddings: passed over quietly).
+        let skipped = database
+            .skipped()
+            .iter()
+            .filter(|s| !matches!(s.reason, SkipReason::Preview));
+        for skipped in skipped {
+            eprintln!(
+                "Skipping embedding {}: {}",
+                skipped.path.display(),
+                skipped.reason
+            );
+        }
         Ok(database.lookup(&model.tokenizer)?)
     }
 
@@ -205,19 +239,10 @@ impl GenerationArgs {
     /// # Errors
     /// When a file cannot be written.
     pub fn save(&self, generation: &Generation, model: &StableDiffusion) -> anyhow::Result<()> {
-        for (i, image) in generation.images.iter().enumerate() {
-            let path = if i == 0 {
-                self.output.clone()
-            } else {
-                let stem = self
-                    .output
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "output".into());
-                self.output.with_file_name(format!("{stem}-{i}.png"))
-            };
+        let paths = self.output_paths(generation.images.len())?;
+        for (i, (image, path)) in generation.images.iter().zip(&paths).enumerate() {
             let text = generation.infotext(i, model);
-            infotext::write_png_rgb8(&path, image.width(), image.height(), image.as_raw(), &text)?;
+            infotext::write_png_rgb8(path, image.width(), image.height(), image.as_raw(), &text)?;
             println!("{}", path.display());
         }
         if let Some(path) = &self.save_latents {

@@ -11,6 +11,7 @@ use std::io::{BufRead, Write};
 use anyhow::Context;
 use clap::Parser;
 use sd_prompt::{Prompt, Steps};
+use sd_textual_inversion::sd_core::limits::Limits;
 
 /// Evaluate A1111 prompts (emphasis, editing, alternation, AND, BREAK) for a step count.
 #[derive(Parser)]
@@ -40,6 +41,16 @@ fn print(out: &mut impl Write, text: &str, steps: &Steps) -> anyhow::Result<()> 
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The schedule has an entry per step: a billion steps is a mistake, refused up front.
+    let limits = Limits::default();
+    limits
+        .check_steps(u64::from(args.steps))
+        .context("--steps")?;
+    if let Some(hires) = args.hires_steps {
+        limits
+            .check_steps(u64::from(hires))
+            .context("--hires-steps")?;
+    }
     let steps = Steps {
         steps: args.steps,
         hires_steps: args.hires_steps,

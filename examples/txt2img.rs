@@ -21,8 +21,10 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse().generation;
-    let model = args.load_model()?;
+    // Every flag is checked before the model loads.
     let params = args.params()?;
+    args.output_paths(params.batch_size)?;
+    let model = args.load_model()?;
     let embeddings = args.embeddings(&model)?;
     let mut progress = progress_bar(params.steps);
     let generation = model.txt2img(&params, &embeddings, &mut progress)?;

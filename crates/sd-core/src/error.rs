@@ -104,6 +104,31 @@ pub enum CoreError {
     /// A seed or noise setting is invalid.
     #[error(transparent)]
     Noise(#[from] crate::noise::NoiseError),
+    /// A picture file (init image, mask) could not be opened: unreadable, not a picture,
+    /// truncated, or over the pixel cap.
+    #[error(transparent)]
+    Image(#[from] crate::image_file::ImageFileError),
+    /// NaN or infinity came out of a stage of generation (A1111's `NansException`: "A tensor
+    /// with all NaNs was produced in Unet"). A broken checkpoint (NaN weights), or settings
+    /// that overflow f32, cause it; the picture would be black.
+    #[error(
+        "NaN or infinite values were produced in {stage}: the checkpoint's weights or the \
+         settings are broken (the picture would be black)"
+    )]
+    NonFinite {
+        /// Where they arose: `"the prompt's conditioning"`, `"the negative prompt's
+        /// conditioning"`, `"the UNet (sampling)"`, `"the VAE (decoding)"`.
+        stage: &'static str,
+    },
+    /// An output file name that cannot be written as asked (a picture not named `.png`, the
+    /// latents file the same as a picture).
+    #[error("{}: {reason}", path.display())]
+    OutputPath {
+        /// The file.
+        path: PathBuf,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A device name that is not one of `cpu`, `wgpu`, `cuda`.
     #[error("unknown device `{0}`: expected cpu, wgpu or cuda")]
     UnknownDevice(String),

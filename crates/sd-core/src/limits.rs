@@ -6,6 +6,10 @@
 //! | [`Limits::max_tensor_bytes`] | 4 GiB ([`DEFAULT_MAX_TENSOR_BYTES`]) | the largest tensor of any Stable Diffusion checkpoint is SDXL's OpenCLIP-G token embedding, 49408 × 1280 values (253 MB in f32); whole SD 1.x checkpoints are 2–8 GB. 4 GiB is 16× the largest real tensor and still far below what a header can claim (2^60 bytes). |
 //! | [`Limits::max_image_pixels`] | 178 956 970 ([`DEFAULT_MAX_IMAGE_PIXELS`]) | Pillow's `DecompressionBombError` threshold, `2 · Image.MAX_IMAGE_PIXELS` (`MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3` = 89 478 485, `PIL/Image.py`): every picture A1111 opens, we open; a 20000 × 20000 PNG (a few hundred KB on disk, 1.2 GB decoded) is refused from its header. |
 //! | [`Limits::max_prompt_chars`] | 1 000 000 ([`sd_prompt::DEFAULT_MAX_PROMPT_CHARS`]) | A1111 has no limit; real prompts are a few thousand characters. The prompt parser lives in `sd-prompt` (which cannot depend on this crate): the cap is its [`sd_prompt::Prompt::parse_limited`] / [`sd_prompt::check_prompt_length`], which [`Limits::check_prompt`] calls. |
+//! | [`Limits::max_steps`] | 1000 ([`DEFAULT_MAX_STEPS`]) | A1111's UI slider stops at 150 and its API takes any number, but its timestep samplers (DDIM, PLMS, UniPC) fail above the model's 1000 training timesteps (`make_ddim_timesteps`: `1000 // steps` = 0), and no sampler improves past a few hundred. `--steps 18446744073709551615` would otherwise overflow the step arithmetic, and `10^9` allocate gigabytes of schedules. Also caps `prompt --steps`. |
+//! | [`Limits::max_batch_size`] | 64 ([`DEFAULT_MAX_BATCH_SIZE`]) | A1111's UI batch size stops at 8 (its API takes more); 64 is 8× that. The whole batch goes through the VAE at once. |
+//! | [`Limits::max_generation_pixels`] | 16 777 216 ([`DEFAULT_MAX_GENERATION_PIXELS`], 4096 × 4096) | A1111's width and height sliders stop at 2048; 4096² is what a hires-fix pass of 2048² × 2 makes. The VAE decoder holds 128 f32 channels at full size: 8 GiB per activation at 4096², 128 GiB at 16384². Also caps the "resize seed from" size. |
+//! | [`Limits::max_mask_blur`] | 256 ([`DEFAULT_MAX_MASK_BLUR`]) | A1111's "Mask blur" slider stops at 64; the Gaussian kernel has `2·⌊2.5·σ + 0.5⌋ + 1` taps, so `u32::MAX` would be a 21-billion-tap kernel. |
 //! | [`Limits::max_pickle_depth`] | 200 ([`crate::torch_file::MAX_DEPTH`]) | torch files nest a handful of levels (a `ParameterDict`'s state is five deep). The reader converts recursively, so the value is clamped to [`crate::torch_file::MAX_DEPTH`]: it can be lowered, never raised past what the stack safely holds. |
 //!
 //! Fixed caps that are part of a format rather than a policy, documented where they live:
@@ -43,6 +47,18 @@ pub const DEFAULT_MAX_TENSOR_BYTES: u64 = 4 << 30;
 /// `2 · 89 478 485` pixels.
 pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 2 * 89_478_485;
 
+/// Default of [`Limits::max_steps`] (see the module table).
+pub const DEFAULT_MAX_STEPS: usize = 1000;
+
+/// Default of [`Limits::max_batch_size`] (see the module table).
+pub const DEFAULT_MAX_BATCH_SIZE: usize = 64;
+
+/// Default of [`Limits::max_generation_pixels`]: 4096 × 4096 (see the module table).
+pub const DEFAULT_MAX_GENERATION_PIXELS: u64 = 4096 * 4096;
+
+/// Default of [`Limits::max_mask_blur`] (see the module table).
+pub const DEFAULT_MAX_MASK_BLUR: u32 = 256;
+
 /// Bytes per pixel the image decoder may allocate under [`Limits::image_decoder_limits`]:
 /// 16-bit RGBA, the widest layout the PNG and JPEG decoders produce.
 const DECODER_BYTES_PER_PIXEL: u64 = 8;
@@ -61,6 +77,14 @@ pub struct Limits {
     pub max_prompt_chars: usize,
     /// Deepest nesting of a pickle's containers (clamped to [`crate::torch_file::MAX_DEPTH`]).
     pub max_pickle_depth: usize,
+    /// Most sampling steps of one generation (or one prompt schedule).
+    pub max_steps: usize,
+    /// Most pictures of one generation.
+    pub max_batch_size: usize,
+    /// Largest picture generated, in pixels (width × height); also the "resize seed from" size.
+    pub max_generation_pixels: u64,
+    /// Largest inpainting mask blur radius, in pixels.
+    pub max_mask_blur: u32,
 }
 
 impl Default for Limits {
@@ -70,6 +94,10 @@ impl Default for Limits {
             max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
             max_prompt_chars: sd_prompt::DEFAULT_MAX_PROMPT_CHARS,
             max_pickle_depth: crate::torch_file::MAX_DEPTH,
+            max_steps: DEFAULT_MAX_STEPS,
+            max_batch_size: DEFAULT_MAX_BATCH_SIZE,
+            max_generation_pixels: DEFAULT_MAX_GENERATION_PIXELS,
+            max_mask_blur: DEFAULT_MAX_MASK_BLUR,
         }
     }
 }
@@ -150,6 +178,59 @@ impl Limits {
         )
     }
 
+    /// Checks a number of sampling steps.
+    ///
+    /// # Errors
+    /// [`LimitExceeded`] (`what`: `"steps"`) when `steps` is over [`Limits::max_steps`].
+    pub fn check_steps(&self, steps: u64) -> Result<(), LimitExceeded> {
+        check("steps", "max_steps", steps, self.max_steps as u64)
+    }
+
+    /// Checks a batch size.
+    ///
+    /// # Errors
+    /// [`LimitExceeded`] (`what`: `"batch_size"`) over [`Limits::max_batch_size`].
+    pub fn check_batch_size(&self, batch: u64) -> Result<(), LimitExceeded> {
+        check(
+            "batch_size",
+            "max_batch_size",
+            batch,
+            self.max_batch_size as u64,
+        )
+    }
+
+    /// Checks the size of a picture to generate (`what` names it: `"width × height"`, `"seed
+    /// resize width × height"`).
+    ///
+    /// # Errors
+    /// [`LimitExceeded`] when `width × height` is over [`Limits::max_generation_pixels`].
+    pub fn check_generation_pixels(
+        &self,
+        what: &'static str,
+        width: u32,
+        height: u32,
+    ) -> Result<(), LimitExceeded> {
+        check(
+            what,
+            "max_generation_pixels",
+            u64::from(width) * u64::from(height),
+            self.max_generation_pixels,
+        )
+    }
+
+    /// Checks an inpainting mask blur radius.
+    ///
+    /// # Errors
+    /// [`LimitExceeded`] (`what`: `"mask_blur"`) over [`Limits::max_mask_blur`].
+    pub fn check_mask_blur(&self, blur: u32) -> Result<(), LimitExceeded> {
+        check(
+            "mask_blur",
+            "max_mask_blur",
+            u64::from(blur),
+            u64::from(self.max_mask_blur),
+        )
+    }
+
     /// The `image` crate's decoder limits for these caps: no side longer than the pixel cap
     /// allows and at most [`Limits::max_image_pixels`] × 8 bytes (16-bit RGBA) of decoder
     /// allocations. Apply with `ImageReader::limits` before decoding; check the header's size
@@ -197,6 +278,10 @@ mod tests {
         assert_eq!(l.max_image_pixels, 178_956_970);
         assert_eq!(l.max_prompt_chars, 1_000_000);
         assert_eq!(l.max_pickle_depth, 200);
+        assert_eq!(l.max_steps, 1000);
+        assert_eq!(l.max_batch_size, 64);
+        assert_eq!(l.max_generation_pixels, 4096 * 4096);
+        assert_eq!(l.max_mask_blur, 256);
     }
 
     #[test]
@@ -214,6 +299,13 @@ mod tests {
         assert!(err.to_string().contains("max_image_pixels"), "{err}");
         assert!(l.check_prompt(&"é".repeat(1_000_000)).is_ok());
         assert!(l.check_prompt(&"a".repeat(1_000_001)).is_err());
+        assert!(l.check_steps(1000).is_ok());
+        let err = l.check_steps(u64::MAX).expect_err("over");
+        assert!(err.to_string().contains("steps"), "{err}");
+        assert!(l.check_batch_size(64).is_ok() && l.check_batch_size(65).is_err());
+        assert!(l.check_generation_pixels("size", 4096, 4096).is_ok());
+        assert!(l.check_generation_pixels("size", 16384, 16384).is_err());
+        assert!(l.check_mask_blur(256).is_ok() && l.check_mask_blur(u32::MAX).is_err());
         let mut deep = l;
         deep.max_pickle_depth = 1 << 20;
         assert_eq!(deep.pickle_depth(), crate::torch_file::MAX_DEPTH);

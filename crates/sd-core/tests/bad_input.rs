@@ -9,17 +9,26 @@
 //! `EmbeddingDatabase::load_dirs`, `StableDiffusion::load`, `TorchFile::open`,
 //! `SafetensorsHeader::read`, `read_png_parameters_file`) instead, so file names reach the
 //! messages.
+//!
+//! The generation rows (issue 22) feed `GenerationParams::validate`, `Img2ImgInput::open` /
+//! `open_mask` (the one picture loader, `sd_core::image_file`), `pipeline::output_paths`,
+//! and txt2img on the bundled tiny model with prompts or weights that overflow to NaN.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use sd_core::checkpoint::SafetensorsHeader;
+use sd_core::conditioning::{ConditioningError, EmbeddingLookup};
 use sd_core::embeddings::{EmbeddingDatabase, EmbeddingError, SkipReason, read_file};
+use sd_core::image_file::{self, ImageFileError};
 use sd_core::infotext::{InfotextError, parse_generation_parameters, read_png_parameters_file};
 use sd_core::limits::{LimitExceeded, Limits};
+use sd_core::pipeline::output_paths;
 use sd_core::sd_prompt::{self, IssueKind, Prompt, Steps};
 use sd_core::torch_file::{TorchFile, TorchFileError};
-use sd_core::{CoreError, DeviceChoice, LoadOptions, StableDiffusion};
+use sd_core::{
+    CoreError, DeviceChoice, GenerationParams, Img2ImgInput, LoadOptions, StableDiffusion,
+};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
@@ -758,6 +767,287 @@ fn rows() -> Vec<Row> {
                     .expect("no panic, no stack overflow");
             },
         },
+        // ------------------------------------------------- generation requests (issue 22)
+        Row {
+            name: "steps = usize::MAX (no file: refused by validation, names steps and its cap)",
+            run: |_| {
+                let e = invalid_params(|p| p.steps = usize::MAX);
+                assert_limit(&e, "max_steps", 1000);
+                assert!(e.to_string().contains("steps"), "{e}");
+            },
+        },
+        Row {
+            name: "steps = 10^9 (no file: over max_steps before any schedule is allocated)",
+            run: |_| {
+                let e = invalid_params(|p| p.steps = 1_000_000_000);
+                assert_limit(&e, "max_steps", 1000);
+            },
+        },
+        Row {
+            name: "16384×16384 picture (no file: over max_generation_pixels)",
+            run: |_| {
+                let e = invalid_params(|p| {
+                    p.width = 16_384;
+                    p.height = 16_384;
+                });
+                assert_limit(&e, "max_generation_pixels", 4096 * 4096);
+                assert!(e.to_string().contains("width × height"), "{e}");
+            },
+        },
+        Row {
+            name: "batch size = usize::MAX (no file: over max_batch_size)",
+            run: |_| {
+                let e = invalid_params(|p| p.batch_size = usize::MAX);
+                assert_limit(&e, "max_batch_size", 64);
+                assert!(e.to_string().contains("batch_size"), "{e}");
+            },
+        },
+        Row {
+            name: "seed resize from 4294967295×4294967295 (no file: over max_generation_pixels)",
+            run: |_| {
+                let e = invalid_params(|p| {
+                    p.seed_resize_from = Some(sd_core::noise::SeedResize {
+                        width: u32::MAX,
+                        height: u32::MAX,
+                    })
+                });
+                assert_limit(&e, "max_generation_pixels", 4096 * 4096);
+                assert!(e.to_string().contains("seed resize"), "{e}");
+            },
+        },
+        Row {
+            name: "subseed strength NaN (no file: a non-finite setting, named)",
+            run: |_| {
+                let e = invalid_params(|p| p.subseed_strength = f32::NAN);
+                assert_invalid(&e, "subseed_strength");
+            },
+        },
+        Row {
+            name: "CFG scale +inf and eta NaN / -inf (no file: non-finite settings, named)",
+            run: |_| {
+                assert_invalid(
+                    &invalid_params(|p| p.cfg_scale = f32::INFINITY),
+                    "cfg_scale",
+                );
+                assert_invalid(&invalid_params(|p| p.eta = Some(f64::NAN)), "eta");
+                assert_invalid(&invalid_params(|p| p.eta = Some(f64::NEG_INFINITY)), "eta");
+            },
+        },
+        Row {
+            name: "seed i64::MAX with a batch of 2 (no file: the second seed would wrap to -2^63)",
+            run: |_| {
+                let e = invalid_params(|p| {
+                    p.seed = i64::MAX;
+                    p.batch_size = 2;
+                });
+                assert_invalid(&e, "seed");
+                let e = invalid_params(|p| {
+                    p.subseed = i64::MAX - 1;
+                    p.batch_size = 3;
+                });
+                assert_invalid(&e, "subseed");
+                // The last seed that fits is fine.
+                small_params(|p| {
+                    p.seed = i64::MAX - 1;
+                    p.batch_size = 2;
+                })
+                .validate()
+                .expect("fits");
+            },
+        },
+        Row {
+            name: "denoising strength NaN and mask blur u32::MAX (no file: img2img validation)",
+            run: |_| {
+                let mut input = Img2ImgInput::new(image::RgbImage::new(8, 8), f32::NAN);
+                let e = input.validate().expect_err("NaN strength");
+                assert_invalid(&e, "denoising_strength");
+                input.denoising_strength = 0.5;
+                input.mask_blur = u32::MAX;
+                let e = input.validate().expect_err("huge blur");
+                assert_limit(&e, "max_mask_blur", 256);
+                assert!(e.to_string().contains("mask_blur"), "{e}");
+            },
+        },
+        Row {
+            name: "output named .jpg (PNG bytes would be written): refused, names the file",
+            run: |dir| {
+                let out = dir.join("picture.jpg");
+                let e = output_paths(&out, 1, None).expect_err("not .png");
+                assert!(matches!(e, CoreError::OutputPath { .. }), "{e:?}");
+                names_file(&e.to_string(), &out);
+            },
+        },
+        Row {
+            name: "latents file equal to a picture of the batch: refused, names the file",
+            run: |dir| {
+                let out = dir.join("o.png");
+                let e = output_paths(&out, 2, Some(&dir.join("./o-1.png"))).expect_err("same");
+                assert!(matches!(e, CoreError::OutputPath { .. }), "{e:?}");
+                assert!(e.to_string().contains("o-1.png"), "{e}");
+                output_paths(&out, 2, Some(&dir.join("o.safetensors"))).expect("apart");
+            },
+        },
+        Row {
+            name: "emphasis weight of 41 digits (1e40, inf as f32): refused before sampling",
+            run: |_| {
+                let prompt = format!("a (cat:1{}) on a mat", "0".repeat(40));
+                let e = generate_err(&bundled_checkpoint(), |p| p.prompt = prompt);
+                assert!(
+                    matches!(
+                        &e,
+                        CoreError::Conditioning(ConditioningError::WeightOutOfRange { text, .. })
+                            if text == "cat"
+                    ),
+                    "{e:?}"
+                );
+                assert!(e.to_string().contains("cat"), "{e}");
+            },
+        },
+        Row {
+            name: "1000 nested brackets in the negative prompt (1.1^1000 = inf as f32): refused",
+            run: |_| {
+                let negative = format!("{}cat{}", "(".repeat(1000), ")".repeat(1000));
+                let e = generate_err(&bundled_checkpoint(), |p| p.negative_prompt = negative);
+                assert!(
+                    matches!(
+                        e,
+                        CoreError::Conditioning(ConditioningError::WeightOutOfRange { .. })
+                    ),
+                    "{e:?}"
+                );
+                // `(cat:1e40)` is literal text in A1111's emphasis syntax (weights are digits
+                // and dots), so it generates.
+                generate_ok(|p| p.prompt = "(cat:1e40)".into());
+            },
+        },
+        Row {
+            name: "checkpoint with NaN UNet weights: NonFinite in the UNet, not a black picture",
+            run: |dir| {
+                let p = poisoned_checkpoint(dir, "model.diffusion_model.out.2.bias");
+                let e = generate_err(&p, |_| {});
+                assert!(
+                    matches!(e, CoreError::NonFinite { stage } if stage.contains("UNet")),
+                    "{e:?}"
+                );
+            },
+        },
+        Row {
+            name: "checkpoint with NaN text-encoder weights: NonFinite in the conditioning",
+            run: |dir| {
+                let p = poisoned_checkpoint(
+                    dir,
+                    "cond_stage_model.transformer.text_model.final_layer_norm.bias",
+                );
+                let e = generate_err(&p, |_| {});
+                assert!(
+                    matches!(e, CoreError::NonFinite { stage } if stage.contains("conditioning")),
+                    "{e:?}"
+                );
+            },
+        },
+        Row {
+            name: "checkpoint with NaN VAE decoder weights: NonFinite in the VAE",
+            run: |dir| {
+                let p = poisoned_checkpoint(dir, "first_stage_model.decoder.conv_out.bias");
+                let e = generate_err(&p, |_| {});
+                assert!(
+                    matches!(e, CoreError::NonFinite { stage } if stage.contains("VAE")),
+                    "{e:?}"
+                );
+            },
+        },
+        // ------------------------------------------------------ pictures (image_file)
+        Row {
+            name: "init image: a real JPEG cut in half (truncated, not grey rows)",
+            run: |dir| {
+                let jpeg = jpeg_bytes(64, 48, None);
+                let p = put(dir, "half.jpg", &jpeg[..jpeg.len() / 2]);
+                let e = Img2ImgInput::open(&p, 0.5).expect_err("truncated");
+                assert!(
+                    matches!(e, CoreError::Image(ImageFileError::Truncated { .. })),
+                    "{e:?}"
+                );
+                assert!(e.to_string().contains("truncated"), "{e}");
+                names_file(&e.to_string(), &p);
+                // The whole file opens.
+                let whole = put(dir, "whole.jpg", &jpeg);
+                Img2ImgInput::open(&whole, 0.5).expect("whole");
+            },
+        },
+        Row {
+            name: "mask: a JPEG missing only its last byte (the EOI marker cut)",
+            run: |dir| {
+                let jpeg = jpeg_bytes(32, 32, None);
+                let p = put(dir, "mask.jpg", &jpeg[..jpeg.len() - 1]);
+                let mut input = Img2ImgInput::new(image::RgbImage::new(8, 8), 0.5);
+                let e = input.open_mask(&p).expect_err("truncated");
+                assert!(
+                    matches!(e, CoreError::Image(ImageFileError::Truncated { .. })),
+                    "{e:?}"
+                );
+                names_file(&e.to_string(), &p);
+                // The same check on bytes in memory.
+                let e = image_file::open_limited_bytes(&jpeg[..jpeg.len() - 1], &p, 1 << 20)
+                    .expect_err("truncated");
+                assert!(matches!(e, ImageFileError::Truncated { .. }), "{e:?}");
+            },
+        },
+        Row {
+            name: "init image with EXIF orientation 6 (a phone photo): opened upright",
+            run: |dir| {
+                // Stored 64 wide, 48 high; orientation 6 = rotate 90° clockwise to view.
+                let p = put(dir, "phone.jpg", &jpeg_bytes(64, 48, Some(6)));
+                let input = Img2ImgInput::open(&p, 0.5).expect("opens");
+                assert_eq!(
+                    (input.init_image.width(), input.init_image.height()),
+                    (48, 64)
+                );
+                let mut input = input;
+                input.open_mask(&p).expect("mask opens");
+                let mask = input.mask.expect("mask");
+                assert_eq!((mask.width(), mask.height()), (48, 64));
+            },
+        },
+        Row {
+            name: "init image PNG declaring 20000×20000 pixels: refused from its header",
+            run: |dir| {
+                let p = put(dir, "bomb.png", &png_declaring(20_000, 20_000, &[]));
+                let e = Img2ImgInput::open(&p, 0.5).expect_err("bomb");
+                assert!(
+                    matches!(
+                        e,
+                        CoreError::Image(ImageFileError::TooLarge {
+                            width: 20_000,
+                            height: 20_000,
+                            ..
+                        })
+                    ),
+                    "{e:?}"
+                );
+                assert!(e.to_string().contains("max_image_pixels"), "{e}");
+                names_file(&e.to_string(), &p);
+            },
+        },
+        Row {
+            name: "mask that is not a picture, and a missing init image",
+            run: |dir| {
+                let p = put(dir, "mask.png", b"not a picture at all");
+                let mut input = Img2ImgInput::new(image::RgbImage::new(8, 8), 0.5);
+                let e = input.open_mask(&p).expect_err("garbage");
+                assert!(
+                    matches!(e, CoreError::Image(ImageFileError::Decode { .. })),
+                    "{e:?}"
+                );
+                names_file(&e.to_string(), &p);
+                let missing = dir.join("nowhere.png");
+                let e = Img2ImgInput::open(&missing, 0.5).expect_err("missing");
+                assert!(
+                    matches!(e, CoreError::Image(ImageFileError::Io { .. })),
+                    "{e:?}"
+                );
+                names_file(&e.to_string(), &missing);
+            },
+        },
         // --------------------------------------------------------------------- limits
         Row {
             name: "Limits config with an unknown field (no file: serde error)",
@@ -768,6 +1058,126 @@ fn rows() -> Vec<Row> {
             },
         },
     ]
+}
+
+/// Small, valid settings for the tiny model, changed by `edit`.
+fn small_params(edit: impl FnOnce(&mut GenerationParams)) -> GenerationParams {
+    let mut p = GenerationParams {
+        prompt: "a cat".into(),
+        steps: 2,
+        width: 64,
+        height: 64,
+        seed: 1,
+        subseed: 1,
+        ..GenerationParams::default()
+    };
+    edit(&mut p);
+    p
+}
+
+/// `small_params` edited, which validation must refuse.
+fn invalid_params(edit: impl FnOnce(&mut GenerationParams)) -> CoreError {
+    small_params(|_| {})
+        .validate()
+        .expect("the base settings are valid");
+    small_params(edit).validate().expect_err("refused")
+}
+
+fn assert_invalid(e: &CoreError, field: &str) {
+    assert!(
+        matches!(e, CoreError::InvalidRequest { name, .. } if *name == field),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains(field), "{e}");
+}
+
+fn assert_limit(e: &CoreError, field: &str, limit: u64) {
+    assert!(
+        matches!(e, CoreError::Limit(l) if l.field == field && l.limit == limit),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains(field), "{e}");
+}
+
+/// txt2img of `small_params` edited, on the checkpoint `path`: the error.
+fn generate_err(path: &Path, edit: impl FnOnce(&mut GenerationParams)) -> CoreError {
+    let device = DeviceChoice::Cpu.device().expect("cpu device");
+    let model = StableDiffusion::load(path, &device).expect("loads");
+    let params = small_params(edit);
+    match model.txt2img(&params, &EmbeddingLookup::new(), &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    }) {
+        Ok(_) => panic!("{} generated", path.display()),
+        Err(e) => e,
+    }
+}
+
+/// txt2img of `small_params` edited, on the bundled model: must succeed.
+fn generate_ok(edit: impl FnOnce(&mut GenerationParams)) {
+    let device = DeviceChoice::Cpu.device().expect("cpu device");
+    let model = StableDiffusion::load(bundled_checkpoint(), &device).expect("loads");
+    model
+        .txt2img(&small_params(edit), &EmbeddingLookup::new(), &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .expect("generates");
+}
+
+/// The bundled checkpoint (with its config folder) written into `dir`, with every value of
+/// tensor `key` (f16) set to NaN.
+fn poisoned_checkpoint(dir: &Path, key: &str) -> PathBuf {
+    let path = sd_core::bundled::TINY_SD1
+        .extract_to(dir)
+        .expect("bundled model");
+    let mut bytes = std::fs::read(&path).expect("bundled checkpoint");
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + header_len]).expect("header");
+    let entry = &header[key];
+    assert_eq!(entry["dtype"], "F16", "{key}");
+    let offsets = entry["data_offsets"].as_array().expect("offsets");
+    let (start, end) = (
+        8 + header_len + offsets[0].as_u64().expect("start") as usize,
+        8 + header_len + offsets[1].as_u64().expect("end") as usize,
+    );
+    for value in bytes[start..end].chunks_exact_mut(2) {
+        value.copy_from_slice(&half::f16::NAN.to_le_bytes());
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    path
+}
+
+/// A `width`×`height` JPEG of a gradient, with an EXIF orientation tag when given.
+fn jpeg_bytes(width: u32, height: u32, orientation: Option<u16>) -> Vec<u8> {
+    use image::ImageEncoder as _;
+    let picture = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, ((x ^ y) * 3) as u8])
+    });
+    let mut out = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+    if let Some(o) = orientation {
+        // A little-endian TIFF header and one IFD with one entry: Orientation (0x0112),
+        // SHORT, count 1, value `o`.
+        let mut tiff = b"II*\0".to_vec();
+        tiff.extend_from_slice(&8u32.to_le_bytes());
+        tiff.extend_from_slice(&1u16.to_le_bytes());
+        tiff.extend_from_slice(&0x0112u16.to_le_bytes());
+        tiff.extend_from_slice(&3u16.to_le_bytes());
+        tiff.extend_from_slice(&1u32.to_le_bytes());
+        tiff.extend_from_slice(&o.to_le_bytes());
+        tiff.extend_from_slice(&[0, 0]);
+        tiff.extend_from_slice(&0u32.to_le_bytes());
+        encoder.set_exif_metadata(tiff).expect("exif");
+    }
+    encoder
+        .write_image(
+            picture.as_raw(),
+            width,
+            height,
+            image::ExtendedColorType::Rgb8,
+        )
+        .expect("encode");
+    out
 }
 
 /// `prefix` + a byte that is not UTF-8 + the rest: Linux file names are bytes.

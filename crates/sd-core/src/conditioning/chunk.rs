@@ -197,8 +197,17 @@ impl<'a> Chunker<'a> {
                 continue;
             }
             let tokens = self.tokenizer.encode(&text)?;
-            // torch.asarray of Python floats: f32, rounded once.
+            // torch.asarray of Python floats: f32, rounded once. A weight past f32's range
+            // is infinity there, and NaN once the mean is restored: refused here instead.
+            let parsed_weight = weight;
             let weight = weight as f32;
+            let weighted = matches!(self.emphasis, Emphasis::Original | Emphasis::NoNorm);
+            if weighted && !weight.is_finite() {
+                return Err(ConditioningError::WeightOutOfRange {
+                    text: text.chars().take(60).collect(),
+                    weight: parsed_weight,
+                });
+            }
             let mut position = 0;
             while position < tokens.len() {
                 let token = tokens[position];

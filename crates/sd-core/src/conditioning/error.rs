@@ -54,6 +54,20 @@ pub enum ConditioningError {
         /// The embedding's index.
         id: usize,
     },
+    /// An emphasis weight that is no finite f32: `(cat:1e40)`, or a thousand nested
+    /// brackets (1.1¹⁰⁰⁰). A1111 rounds it to infinity and its UNet then raises
+    /// `NansException`; here the prompt is refused before encoding.
+    #[error(
+        "emphasis weight {weight:e} of {text:?} is out of range: it becomes {} as f32, and the \
+         picture would be NaN",
+        *weight as f32
+    )]
+    WeightOutOfRange {
+        /// The emphasised text (its first 60 characters).
+        text: String,
+        /// The parsed weight.
+        weight: f64,
+    },
     /// Nothing to encode (an empty batch).
     #[error("no texts to encode")]
     NoTexts,

@@ -44,6 +44,18 @@ impl ConditioningSchedule {
         // A1111's `setup_conds` order: the negative prompt first (it decides `TI hashes`).
         let uncond = encoder.learned_conditioning(&negatives, &steps)?;
         let cond = encoder.multicond_learned_conditioning(&prompts, &steps)?;
+        // NaN weights in the text encoder (or an overflow in it) would reach the sampler.
+        for entry in uncond.iter().flat_map(|s| &s.entries) {
+            super::ensure_finite(&entry.cond, "the negative prompt's conditioning")?;
+        }
+        let positive = cond
+            .batch
+            .iter()
+            .flatten()
+            .flat_map(|c| &c.schedule.entries);
+        for entry in positive {
+            super::ensure_finite(&entry.cond, "the prompt's conditioning")?;
+        }
         Ok(Self {
             cond,
             uncond,

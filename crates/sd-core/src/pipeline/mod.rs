@@ -25,9 +25,11 @@ mod img2img;
 mod infotext;
 mod latents_file;
 mod mask;
+mod output;
 mod params;
 mod pil_resize;
 mod sample;
+mod validate;
 
 use std::ops::ControlFlow;
 
@@ -41,6 +43,7 @@ pub use image_noise::ImageNoise;
 pub use infotext::Img2ImgSettings;
 pub use latents_file::{LATENTS_KEY, save_latents};
 pub use mask::{PreparedMask, apply_overlay, fill_masked, latent_keep_mask, prepare_mask};
+pub use output::output_paths;
 pub use params::{GenerationParams, Img2ImgInput, InpaintingFill};
 pub use pil_resize::{PilFilter, resize_gray, resize_rgb};
 pub use sample::Start;
@@ -124,8 +127,11 @@ impl StableDiffusion {
         embeddings: &EmbeddingLookup,
         progress: &mut ProgressCallback<'_>,
     ) -> Result<Generation> {
+        params.validate_for(self)?;
+        if let Some(input) = input {
+            input.validate()?;
+        }
         let params = resolve_seeds(params);
-        validate(&params, self)?;
         let spec = SamplerSpec::parse(&params.sampler, params.schedule.as_deref())?;
         let batch = params.batch_size;
         // A1111's `all_seeds`: `seed + i`, but one seed for the whole batch when a variation
@@ -239,6 +245,7 @@ impl StableDiffusion {
             if let Some(error) = denoiser.take_error() {
                 return Err(error);
             }
+            ensure_finite(&latents, "the UNet (sampling)")?;
             latents
         };
         // A1111 blends the final latent once more with the kept original.
@@ -277,6 +284,7 @@ impl StableDiffusion {
     /// When the pixels cannot be read back.
     pub fn decode_latents(&self, latents: Tensor<4>) -> Result<Vec<RgbImage>> {
         let pixels = self.vae.decode(self.vae.unscale_latents(latents));
+        ensure_finite(&pixels, "the VAE (decoding)")?;
         tensor_to_images(pixels)
     }
 }
@@ -303,35 +311,12 @@ fn random_seed() -> i64 {
     (hash % 4_294_967_294) as i64
 }
 
-fn validate(params: &GenerationParams, model: &StableDiffusion) -> Result<()> {
-    let invalid = |name, reason: String| Err(CoreError::InvalidRequest { name, reason });
-    for (name, side) in [("width", params.width), ("height", params.height)] {
-        if side == 0 || side % 8 != 0 {
-            return invalid(name, format!("{side} is not a positive multiple of 8"));
-        }
+/// A1111's `devices.test_for_nans`, for any NaN or infinity (not only all-NaN tensors): a
+/// picture with such values would be black where they are.
+pub(crate) fn ensure_finite<const D: usize>(tensor: &Tensor<D>, stage: &'static str) -> Result<()> {
+    if tensor.clone().is_finite().all().into_scalar::<bool>() {
+        Ok(())
+    } else {
+        Err(CoreError::NonFinite { stage })
     }
-    if params.steps == 0 {
-        return invalid("steps", "must be at least 1".into());
-    }
-    // The prompt parser is linear, but a pasted megabyte of text is a mistake, not a prompt.
-    let limits = crate::limits::Limits::default();
-    limits.check_prompt(&params.prompt)?;
-    limits.check_prompt(&params.negative_prompt)?;
-    if params.batch_size == 0 {
-        return invalid("batch size", "must be at least 1".into());
-    }
-    if !params.cfg_scale.is_finite() {
-        return invalid("CFG scale", format!("{} is not a number", params.cfg_scale));
-    }
-    if params.clip_skip == 0 || params.clip_skip > model.text_encoder.num_layers() {
-        return invalid(
-            "clip skip",
-            format!(
-                "{} is outside 1..={} (the text encoder's layers)",
-                params.clip_skip,
-                model.text_encoder.num_layers()
-            ),
-        );
-    }
-    Ok(())
 }

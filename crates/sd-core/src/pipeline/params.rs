@@ -139,6 +139,28 @@ impl Img2ImgInput {
         image.to_luma8()
     }
 
+    /// Plain img2img of the picture file `init_image`, opened by the one picture loader
+    /// ([`crate::image_file`]: EXIF orientation applied, the pixel cap, truncation refused),
+    /// at `denoising_strength`.
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Image`] naming the file.
+    pub fn open(init_image: &std::path::Path, denoising_strength: f32) -> crate::Result<Self> {
+        let picture = crate::image_file::open_rgb(init_image)?;
+        Ok(Self::new(picture, denoising_strength))
+    }
+
+    /// Reads the mask file `path` with the one picture loader (as [`Img2ImgInput::open`]) and
+    /// sets it as [`Img2ImgInput::mask_from_image`] reads a picture.
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Image`] naming the file.
+    pub fn open_mask(&mut self, path: &std::path::Path) -> crate::Result<()> {
+        let picture = crate::image_file::open(path)?;
+        self.mask = Some(Self::mask_from_image(&picture));
+        Ok(())
+    }
+
     /// Plain img2img of `init_image` at `denoising_strength` (A1111 default 0.75).
     pub fn new(init_image: RgbImage, denoising_strength: f32) -> Self {
         Self {

@@ -31,6 +31,14 @@ pub enum PreprocessError {
         #[source]
         source: image::ImageError,
     },
+    /// The file ends before its picture does (Pillow: "image file is truncated").
+    #[error("{}: image file is truncated (the {format} data ends before its end marker)", path.display())]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// The format (`"JPEG"`).
+        format: &'static str,
+    },
     /// The picture decoded to a colour type that cannot be converted to RGB.
     #[error("{}: unsupported colour type {color}", path.display())]
     UnsupportedColor {
@@ -78,4 +86,33 @@ pub enum PreprocessError {
         /// What is accepted.
         expected: &'static str,
     },
+}
+
+/// The shared loader's errors, as preprocessing has always reported them.
+impl From<sd_core::image_file::ImageFileError> for PreprocessError {
+    fn from(e: sd_core::image_file::ImageFileError) -> Self {
+        use sd_core::image_file::ImageFileError as E;
+        match e {
+            E::Io { path, source } => Self::Io { path, source },
+            E::Decode { path, source } => Self::Decode { path, source },
+            E::TooLarge {
+                path,
+                width,
+                height,
+                limit,
+            } => Self::TooLarge {
+                path,
+                width,
+                height,
+                limit,
+            },
+            E::Truncated { path, format } => Self::Truncated { path, format },
+            E::UnsupportedColor { path, color } => Self::UnsupportedColor { path, color },
+            // A variant added later: its message, under the decoder's error.
+            other => Self::Decode {
+                path: PathBuf::new(),
+                source: image::ImageError::IoError(std::io::Error::other(other.to_string())),
+            },
+        }
+    }
 }
