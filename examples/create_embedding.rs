@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use sd_examples::model_or_bundled;
-use sd_textual_inversion::create::create_embedding;
+use sd_textual_inversion::create::{check_vectors, create_embedding, sanitized_name};
 use sd_textual_inversion::sd_core::{DeviceChoice, StableDiffusion, embeddings::write_file};
 
 #[derive(Parser)]
@@ -37,16 +37,19 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let device = DeviceChoice::Cpu.device()?;
-    let model = StableDiffusion::load(model_or_bundled(args.model)?, &device)?;
-    let embedding = create_embedding(&model, &args.name, &args.init_text, args.vectors)?;
-    let path = args.output_dir.join(format!("{}.pt", embedding.name));
+    // Name, vector count and the file to write are checked before the model loads.
+    let name = sanitized_name(&args.name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    check_vectors(args.vectors).map_err(|e| anyhow::anyhow!("--vectors: {e}"))?;
+    let path = args.output_dir.join(format!("{name}.pt"));
     if path.exists() && !args.overwrite {
         anyhow::bail!(
             "{}: already exists (pass --overwrite to replace it)",
             path.display()
         );
     }
+    let device = DeviceChoice::Cpu.device()?;
+    let model = StableDiffusion::load(model_or_bundled(args.model)?, &device)?;
+    let embedding = create_embedding(&model, &args.name, &args.init_text, args.vectors)?;
     write_file(&path, &embedding)?;
     println!("{}", path.display());
     Ok(())

@@ -17,8 +17,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use sd_examples::{model_or_bundled, training_device};
-use sd_textual_inversion::create::create_embedding;
+use sd_textual_inversion::TrainError;
+use sd_textual_inversion::create::{check_vectors, create_embedding, sanitized_name};
 use sd_textual_inversion::sd_core::conditioning::EmbeddingLookup;
+use sd_textual_inversion::sd_core::sd_clip::ClipTokenizer;
 use sd_textual_inversion::sd_core::{
     DeviceChoice, GenerationParams, StableDiffusion,
     embeddings::{file_sha256, read_file},
@@ -105,6 +107,9 @@ struct Args {
     /// Weight the loss by PNG alpha.
     #[arg(long)]
     use_alpha_weight: bool,
+    /// Replace an existing `<embeddings-dir>/<name>.pt` (a resumed `--embedding` always may).
+    #[arg(long)]
+    overwrite: bool,
     /// Preview prompt (default: the batch's first caption).
     #[arg(long)]
     preview_prompt: Option<String>,
@@ -125,10 +130,27 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    run(Args::parse()).map_err(name_the_flag)
+}
+
+/// A library error about a setting, prefixed with the flag that sets it.
+fn name_the_flag(error: anyhow::Error) -> anyhow::Error {
+    let Some(setting) = error
+        .downcast_ref::<TrainError>()
+        .and_then(TrainError::setting)
+    else {
+        return error;
+    };
+    let flag = match setting {
+        "data_dir" => "--data".to_owned(),
+        other => format!("--{}", other.replace('_', "-")),
+    };
+    anyhow::anyhow!("{flag}: {error}")
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
     let device = training_device(&args.device, args.gradient_checkpointing)?;
     let model_path = model_or_bundled(args.model.clone())?;
-    let model = StableDiffusion::load(&model_path, &device)?;
     let bundled_data = args.data.is_none();
     let data = match &args.data {
         Some(d) => d.clone(),
@@ -140,9 +162,17 @@ fn main() -> anyhow::Result<()> {
     } else {
         512
     };
-    let embedding = match (&args.embedding, &args.name) {
-        (Some(path), _) => read_file(path).map(|(e, _)| e)?,
-        (None, Some(name)) => create_embedding(&model, name, &args.init_text, args.vectors)?,
+    // The embedding's name and step, known before the model loads.
+    let (loaded, name, initial_step) = match (&args.embedding, &args.name) {
+        (Some(path), _) => {
+            let (e, _) = read_file(path)?;
+            let (name, step) = (e.name.clone(), e.step.unwrap_or(0).max(0) as usize);
+            (Some(e), name, step)
+        }
+        (None, Some(name)) => {
+            check_vectors(args.vectors)?;
+            (None, sanitized_name(name)?, 0)
+        }
         (None, None) => anyhow::bail!("pass --embedding FILE or --name NAME"),
     };
     let preview = args.preview_prompt.clone().map(|prompt| GenerationParams {
@@ -171,12 +201,22 @@ fn main() -> anyhow::Result<()> {
         latent_sampling: args
             .latent_sampling
             .parse()
-            .map_err(|e: String| anyhow::anyhow!(e))?,
+            .map_err(|e: String| anyhow::anyhow!("--latent-sampling: {e}"))?,
         shuffle_tags: args.shuffle_tags,
         tag_dropout: args.tag_dropout,
         use_alpha_weight: args.use_alpha_weight,
         seed: args.seed,
+        overwrite: args.overwrite,
+        resume_from: args.embedding.clone(),
         ..TrainConfig::default()
+    };
+    // Every check that needs no model, with the standard CLIP vocabulary (the trainer checks
+    // again with the model's own): a bad flag fails before a checkpoint of gigabytes loads.
+    config.preflight(&name, initial_step, &ClipTokenizer::standard()?)?;
+    let model = StableDiffusion::load(&model_path, &device)?;
+    let embedding = match loaded {
+        Some(e) => e,
+        None => create_embedding(&model, &name, &args.init_text, args.vectors)?,
     };
     let mut trainer = Trainer::new(model, embedding, config)?;
     // Resume AdamW's state when it was saved beside the embedding.
@@ -209,6 +249,9 @@ fn main() -> anyhow::Result<()> {
             TrainEvent::NaN { step } => {
                 bar.println(format!("loss became NaN at step {step}: stopping"))
             }
+            TrainEvent::Diverged { step, learn_rate } => bar.println(format!(
+                "the update at step {step} (learning rate {learn_rate}) overflowed: stopping"
+            )),
             TrainEvent::Saved { path, .. } => bar.println(format!("saved {}", path.display())),
             TrainEvent::Preview { path, .. } => bar.println(format!("preview {}", path.display())),
             _ => {}
@@ -225,6 +268,11 @@ fn main() -> anyhow::Result<()> {
         // A failed run: say so and exit non-zero (the file keeps the last finite vectors).
         StopReason::NaN { step } => anyhow::bail!(
             "training stopped at step {step}: the loss is NaN; {} holds the last good vectors",
+            outcome.path.display()
+        ),
+        StopReason::Diverged { step } => anyhow::bail!(
+            "training stopped at step {step}: the optimizer's update overflowed (the loss was \
+             finite; is --learn-rate too large?); {} holds the last good vectors",
             outcome.path.display()
         ),
         _ => {}

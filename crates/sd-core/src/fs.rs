@@ -48,8 +48,13 @@ pub fn is_temporary(file_name: &str) -> bool {
 }
 
 /// Removes the temporary files that a killed process left in `dir` (not in its subfolders):
-/// those of [`write_atomic`] written by another process. Returns how many were removed.
-/// A missing folder has none.
+/// those of [`write_atomic`] whose writer is no longer running. A temporary of a live process
+/// (this one, or another run writing beside it) is kept: removing it would make that
+/// process's rename fail. Returns how many were removed. A missing folder has none.
+///
+/// Whether a process is alive is read from `/proc/<pid>` on Linux; where that cannot be
+/// known (no `/proc`, other systems) every temporary is kept: litter is harmless, deleting a
+/// live writer's file is not.
 ///
 /// # Errors
 /// [`CoreError::Io`] naming the folder or the file that could not be removed.
@@ -59,18 +64,48 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(CoreError::io(dir, e)),
     };
-    let own = format!(".{}.tmp", std::process::id());
     let mut removed = 0;
     for entry in entries {
         let entry = entry.map_err(|e| CoreError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if is_temporary(&name) && !name.ends_with(&own) {
+        let Some(pid) = temporary_pid(&name) else {
+            continue;
+        };
+        if process_is_dead(pid) {
             let path = entry.path();
-            std::fs::remove_file(&path).map_err(|e| CoreError::io(&path, e))?;
-            removed += 1;
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                // Its writer renamed or removed it meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CoreError::io(&path, e)),
+            }
         }
     }
     Ok(removed)
+}
+
+/// The writer's process id of a [`write_atomic`] temporary (`.<name>.<pid>.tmp`).
+fn temporary_pid(file_name: &str) -> Option<u32> {
+    if !is_temporary(file_name) {
+        return None;
+    }
+    let inner = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    inner.rsplit_once('.')?.1.parse().ok()
+}
+
+/// Whether process `pid` has certainly ended: `false` for this process, and whenever it
+/// cannot be told (see [`remove_stale_temporaries`]).
+fn process_is_dead(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
+    if cfg!(target_os = "linux") {
+        let proc = Path::new("/proc");
+        // Without a mounted /proc nothing can be told: keep everything.
+        proc.join("self").exists() && !proc.join(pid.to_string()).exists()
+    } else {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -92,17 +127,39 @@ mod tests {
     }
 
     #[test]
-    fn stale_temporaries_of_other_processes_are_removed() {
+    fn stale_temporaries_of_dead_processes_are_removed_live_ones_kept() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let stale = dir.path().join(".a.pt.1.tmp");
+        // A child that has exited and been reaped: its pid is dead (until reused, which
+        // would only keep the file).
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let dead_pid = child.id();
+        child.wait().expect("wait");
+        // A live process other than this one.
+        let mut live = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let stale = dir.path().join(format!(".a.pt.{dead_pid}.tmp"));
         let own = dir.path().join(format!(".b.pt.{}.tmp", std::process::id()));
+        let other_live = dir.path().join(format!(".c.pt.{}.tmp", live.id()));
         let kept = dir.path().join(".hidden");
-        for p in [&stale, &own, &kept] {
+        for p in [&stale, &own, &other_live, &kept] {
             std::fs::write(p, b"x").expect("write");
         }
-        assert_eq!(remove_stale_temporaries(dir.path()).expect("clean"), 1);
-        assert!(!stale.exists() && own.exists() && kept.exists());
+        let removed = remove_stale_temporaries(dir.path()).expect("clean");
+        let _ = live.kill();
+        let _ = live.wait();
+        if cfg!(target_os = "linux") && Path::new("/proc/self").exists() {
+            assert_eq!(removed, 1);
+            assert!(!stale.exists());
+        } else {
+            assert_eq!(removed, 0);
+        }
+        assert!(own.exists() && other_live.exists() && kept.exists());
         assert!(is_temporary(".loss.csv.42.tmp"));
+        assert_eq!(temporary_pid(".loss.csv.42.tmp"), Some(42));
         assert!(!is_temporary(".tmp") && !is_temporary("a.tmp") && !is_temporary("..1.tmp"));
     }
 }

@@ -7,6 +7,7 @@ use sd_core::embeddings::{Embedding, Vectors};
 use sd_core::sd_prompt::unicode::is_word;
 
 use crate::error::{Result, TrainError};
+use crate::train::MAX_VECTORS;
 
 /// The name A1111 keeps: characters that are letters or digits (Unicode, as Python's
 /// `str.isalnum`) or one of `. _ - ` and space; everything else is dropped.
@@ -22,24 +23,68 @@ pub fn sanitize_name(name: &str) -> String {
         .collect()
 }
 
+/// Checks a number of vectors per token: 1 to [`MAX_VECTORS`] (75, one prompt chunk; A1111's
+/// slider stops there too, and a longer embedding cannot be placed in a prompt).
+///
+/// # Errors
+/// [`TrainError::InvalidConfig`] for 0, [`TrainError::OverLimit`] above the cap.
+pub fn check_vectors(vectors: usize) -> Result<()> {
+    if vectors == 0 {
+        return Err(TrainError::InvalidConfig {
+            name: "vectors",
+            reason: "0: an embedding needs at least 1 vector per token".into(),
+        });
+    }
+    if vectors > MAX_VECTORS {
+        return Err(TrainError::OverLimit {
+            setting: "vectors",
+            value: vectors as u64,
+            limit: MAX_VECTORS as u64,
+            why: "an embedding must fit in one 75-token prompt chunk",
+        });
+    }
+    Ok(())
+}
+
+/// [`sanitize_name`], refused when nothing usable is left or the result cannot name a file
+/// (see [`check_embedding_name`](crate::train::check_embedding_name)): the name a created
+/// embedding gets, known before any model loads.
+///
+/// ```
+/// use sd_textual_inversion::create::sanitized_name;
+/// assert_eq!(sanitized_name("real benny/t1?")?, "real bennyt1");
+/// assert!(sanitized_name("..").is_err());
+/// assert!(sanitized_name("???").is_err());
+/// # Ok::<(), sd_textual_inversion::TrainError>(())
+/// ```
+///
+/// # Errors
+/// [`TrainError::InvalidEmbeddingName`].
+pub fn sanitized_name(name: &str) -> Result<String> {
+    let clean = sanitize_name(name);
+    if clean.trim().is_empty() {
+        return Err(TrainError::InvalidEmbeddingName {
+            name: name.to_owned(),
+            reason: "it has no letter, digit or one of `._- `",
+        });
+    }
+    crate::train::check_embedding_name(&clean)?;
+    Ok(clean)
+}
+
 /// The starting vectors of an embedding of `vectors` vectors: the token-embedding rows of
 /// `init_text`'s tokens (no BOS/EOS, not truncated), row `i` taken from token
 /// `⌊i · tokens / vectors⌋` so few tokens are stretched and many are subsampled, as A1111
 /// does; zeros when `init_text` is empty. Row-major `[vectors, hidden_size]`.
 ///
 /// # Errors
-/// [`TrainError::InvalidConfig`] for zero vectors; tokenizer errors.
+/// As [`check_vectors`]; tokenizer errors.
 pub fn initial_vectors(
     model: &StableDiffusion,
     init_text: &str,
     vectors: usize,
 ) -> Result<Vec<f32>> {
-    if vectors == 0 {
-        return Err(TrainError::InvalidConfig {
-            name: "vectors per token",
-            reason: "must be at least 1".into(),
-        });
-    }
+    check_vectors(vectors)?;
     let table = model.text_encoder.embeddings.token_embedding.weight.val();
     let [_, dim] = table.dims();
     if init_text.is_empty() {
@@ -75,20 +120,14 @@ pub fn initial_vectors(
 /// ```
 ///
 /// # Errors
-/// As [`initial_vectors`]; [`TrainError::InvalidConfig`] for a name with no usable character.
+/// As [`initial_vectors`] and [`sanitized_name`].
 pub fn create_embedding(
     model: &StableDiffusion,
     name: &str,
     init_text: &str,
     vectors: usize,
 ) -> Result<Embedding> {
-    let clean = sanitize_name(name);
-    if clean.trim().is_empty() {
-        return Err(TrainError::InvalidConfig {
-            name: "embedding name",
-            reason: format!("{name:?} has no letter, digit or one of `._- `"),
-        });
-    }
+    let clean = sanitized_name(name)?;
     let data = initial_vectors(model, init_text, vectors)?;
     let dim = data.len() / vectors;
     let vectors = Vectors::new(vectors, dim, data).map_err(sd_core::CoreError::from)?;

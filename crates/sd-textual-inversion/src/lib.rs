@@ -7,7 +7,7 @@ mod error;
 pub mod preprocess;
 pub mod train;
 
-pub use error::{Result, TrainError};
+pub use error::{PromptSite, Result, TrainError};
 
 /// The engine this crate trains for: checkpoints, conditioning, pipeline, embedding files.
 /// Re-exported so one `cargo add sd-textual-inversion` is enough.

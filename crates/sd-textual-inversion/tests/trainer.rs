@@ -194,8 +194,10 @@ fn cancelling_saves_and_resuming_continues_from_the_saved_step() {
     let (saved, _) = read_file(&outcome.path).expect("saved on cancel");
     assert_eq!(saved.step, Some(7));
 
-    // Resume from the file: steps continue at 8 and the run ends at 40.
+    // Resume from the file: steps continue at 8 and the run ends at 40; the run may replace
+    // the file it continues.
     let mut steps = Vec::new();
+    cfg.resume_from = Some(outcome.path.clone());
     let outcome = Trainer::new(self::model(), saved, cfg)
         .expect("trainer")
         .run(
@@ -224,20 +226,23 @@ fn a_diverging_run_stops_at_the_nan_and_keeps_the_last_good_vectors() {
     // A learning rate that overflows f32 within a step or two.
     cfg.learn_rate = "1e38".into();
     cfg.preview_every = 0;
-    let mut nan_at = None;
+    let mut stopped_at = None;
     let outcome = Trainer::new(model, embedding, cfg)
         .expect("trainer")
         .run(
-            &mut |event| {
-                if let TrainEvent::NaN { step } = event {
-                    nan_at = Some(*step);
+            &mut |event| match event {
+                TrainEvent::NaN { step } | TrainEvent::Diverged { step, .. } => {
+                    stopped_at = Some(*step)
                 }
+                _ => {}
             },
             &CancelToken::new(),
         )
         .expect("stops without an error");
-    let step = nan_at.expect("a NaN was reported");
-    assert_eq!(outcome.reason, StopReason::NaN { step });
+    let step = stopped_at.expect("a NaN or an overflow was reported");
+    // 1e38 / (1 − β₁) is past f32's range: the first update overflows, with a finite loss.
+    assert_eq!(outcome.reason, StopReason::Diverged { step });
+    assert_eq!(step, 1);
     assert!(outcome.embedding.vectors.data.iter().all(|v| v.is_finite()));
     let (saved, _) = read_file(&outcome.path).expect("last good embedding saved");
     assert!(saved.vectors.data.iter().all(|v| v.is_finite()));
@@ -314,6 +319,8 @@ fn run_with_options_on(
         seed,
         clip_skip: 2,
         csv_every: 1,
+        // Each repetition writes the same `options.pt` afresh.
+        overwrite: true,
         ..TrainConfig::default()
     };
     let mut run = OptionsRun {
@@ -416,7 +423,7 @@ fn a_negative_or_infinite_learning_rate_is_refused_before_training() {
             matches!(
                 err,
                 sd_textual_inversion::TrainError::InvalidConfig {
-                    name: "learning rate",
+                    name: "learn_rate",
                     ..
                 }
             ),

@@ -43,6 +43,7 @@ pub fn filename_caption(file_name: &str) -> String {
 
 /// The caption of the image at `path`: its `.txt` sidecar's content (UTF-8, `\r\n` and `\r`
 /// read as `\n` like Python's text mode) if the sidecar exists, else [`filename_caption`].
+/// A sidecar over the default prompt cap is refused (see [`caption_for_limited`]).
 ///
 /// ```no_run
 /// use sd_textual_inversion::dataset::caption::caption_for;
@@ -51,21 +52,66 @@ pub fn filename_caption(file_name: &str) -> String {
 /// ```
 ///
 /// # Errors
-/// [`DatasetError::Io`] if the sidecar exists but cannot be read as UTF-8 (A1111 fails too).
+/// [`DatasetError::Io`] if the sidecar exists but cannot be read as UTF-8 (A1111 fails too);
+/// [`DatasetError::CaptionTooLong`] over [`sd_core::limits::Limits::max_prompt_chars`].
 pub fn caption_for(path: &Path) -> Result<String, DatasetError> {
+    caption_for_limited(path, sd_core::limits::Limits::default().max_prompt_chars)
+}
+
+/// [`caption_for`] with a cap of `max_chars` characters on the sidecar. A1111 reads any
+/// length; a caption is part of every prompt, so one of a megabyte would make each step
+/// encode thousands of CLIP chunks (gigabytes of activations). A sidecar of more than
+/// `4 · max_chars` bytes is refused unread.
+///
+/// # Errors
+/// As [`caption_for`].
+pub fn caption_for_limited(path: &Path, max_chars: usize) -> Result<String, DatasetError> {
     let sidecar = sidecar_path(path);
-    if sidecar.exists() {
-        let text = std::fs::read_to_string(&sidecar).map_err(|source| DatasetError::Io {
-            path: sidecar,
-            source,
-        })?;
-        return Ok(text.replace("\r\n", "\n").replace('\r', "\n"));
+    let io = |path: &Path, source| DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(&sidecar) {
+        Ok(meta) => {
+            // UTF-8 spends at most 4 bytes per character.
+            let max_bytes = (max_chars as u64).saturating_mul(4);
+            if meta.len() > max_bytes {
+                return Err(DatasetError::CaptionTooLong {
+                    path: sidecar,
+                    chars: meta.len().div_ceil(4),
+                    limit: max_chars as u64,
+                });
+            }
+            let text = std::fs::read_to_string(&sidecar).map_err(|e| io(&sidecar, e))?;
+            let chars = text.chars().count();
+            if chars > max_chars {
+                return Err(DatasetError::CaptionTooLong {
+                    path: sidecar,
+                    chars: chars as u64,
+                    limit: max_chars as u64,
+                });
+            }
+            return Ok(text.replace("\r\n", "\n").replace('\r', "\n"));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&sidecar, e)),
     }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     Ok(filename_caption(&name))
+}
+
+/// The file a caption comes from: the `.txt` sidecar when there is one, else the picture
+/// itself (its name is the caption). For messages.
+pub fn caption_source(path: &Path) -> std::path::PathBuf {
+    let sidecar = sidecar_path(path);
+    if sidecar.exists() {
+        sidecar
+    } else {
+        path.to_path_buf()
+    }
 }
 
 /// Builds training prompts: A1111's `PersonalizedBase.create_text`.
@@ -129,7 +175,19 @@ impl CaptionBuilder {
     /// One prompt for an image whose caption is `filewords`. Draws, in A1111's order: the
     /// template line (`below(lines)`), one float per tag if drop-out is on, then the shuffle.
     pub fn create_text(&self, filewords: &str, rng: &mut impl RandomSource) -> String {
-        let line = self.template.choose(rng).to_string();
+        self.create_text_at(filewords, rng).1
+    }
+
+    /// [`create_text`](Self::create_text), with the index (0-based) of the template line it
+    /// used; the same draws.
+    pub fn create_text_at(&self, filewords: &str, rng: &mut impl RandomSource) -> (usize, String) {
+        let index = self.template.choose_index(rng);
+        let line = self
+            .template
+            .lines()
+            .get(index)
+            .cloned()
+            .unwrap_or_default();
         let mut tags: Vec<&str> = filewords.split(',').collect();
         if self.tag_drop_out != 0.0 {
             tags.retain(|_| rng.next_f64() > self.tag_drop_out);
@@ -137,6 +195,9 @@ impl CaptionBuilder {
         if self.shuffle_tags {
             shuffle(&mut tags, rng);
         }
-        Template::fill(&line, &self.placeholder, &tags.join(","))
+        (
+            index,
+            Template::fill(&line, &self.placeholder, &tags.join(",")),
+        )
     }
 }

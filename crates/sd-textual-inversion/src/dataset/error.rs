@@ -60,6 +60,21 @@ pub enum DatasetError {
     /// A zero batch size, group size or image dimension.
     #[error("{0} must be positive")]
     Zero(&'static str),
+    /// A caption sidecar longer than the prompt cap (`Limits::max_prompt_chars`): a caption
+    /// is part of every prompt built from it, and a megabyte of text is thousands of CLIP
+    /// chunks per step.
+    #[error(
+        "caption {path}: {chars} characters is over the limit of {limit} \
+         (`Limits::max_prompt_chars`)"
+    )]
+    CaptionTooLong {
+        /// The sidecar.
+        path: PathBuf,
+        /// Its length in characters (at least this many when it was refused by its size).
+        chars: u64,
+        /// The cap.
+        limit: u64,
+    },
     /// Reading a file failed.
     #[error("cannot read {path}: {source}")]
     Io {

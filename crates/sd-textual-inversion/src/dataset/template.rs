@@ -144,6 +144,14 @@ impl Template {
         choice(&self.lines, rng).map_or("", String::as_str)
     }
 
+    /// The index of the line [`choose`](Self::choose) picks, with the same draw.
+    pub fn choose_index(&self, rng: &mut impl RandomSource) -> usize {
+        if self.lines.is_empty() {
+            return 0;
+        }
+        rng.below(self.lines.len())
+    }
+
     /// A1111's substitution: `[filewords]` first, then `[name]` (so a caption containing
     /// `[name]` gets the trigger word too, as in A1111).
     pub fn fill(line: &str, name: &str, filewords: &str) -> String {

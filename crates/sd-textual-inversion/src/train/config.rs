@@ -3,10 +3,34 @@
 use std::path::PathBuf;
 
 use sd_core::GenerationParams;
+use sd_core::limits::Limits;
 use serde::{Deserialize, Serialize};
 
 pub use crate::dataset::batching::LatentSampling;
 pub use crate::dataset::schedule::{ClipGrad, ClipGradMode};
+
+/// Most optimizer steps of a run: 100 × A1111's default of 100 000. At ten steps a second
+/// (a fast GPU, SD 1.5 at 512²) that is 11 days; a larger number is a typo, and `u64::MAX`
+/// would overflow the step arithmetic.
+pub const MAX_STEPS: usize = 10_000_000;
+
+/// Longest training side in pixels: A1111's Train tab width and height sliders stop at 2048.
+/// The UNet's attention grows with the square of the latent pixels: at 100 000 × 64 one
+/// self-attention matrix alone is 12 500 × 8 latent pixels squared, 40 GB.
+pub const MAX_SIDE: u32 = 2048;
+
+/// Most pictures per batch: 8 × A1111's txt2img batch slider (as `Limits::max_batch_size`
+/// for generation). A training batch keeps every picture's UNet activations for the
+/// backward pass (1–3 GB each for SD 1.5 at 512²), so 64 is past any single accelerator.
+pub const MAX_BATCH_SIZE: usize = 64;
+
+/// Most batches per optimizer step. Accumulation costs time, not memory, and A1111 clamps it
+/// to pictures ÷ batch size: 10 000 is more pictures than any textual-inversion set.
+pub const MAX_GRADIENT_ACCUMULATION: usize = 10_000;
+
+/// Most vectors per token: one prompt chunk (75 tokens, A1111's slider maximum); a longer
+/// embedding cannot be placed in a prompt at all.
+pub const MAX_VECTORS: usize = sd_core::conditioning::CHUNK_LENGTH;
 
 /// A training run's settings. `Default` is A1111's Train tab.
 ///
@@ -72,6 +96,17 @@ pub struct TrainConfig {
     pub clip_skip: usize,
     /// Write the loss CSV every this many steps (A1111's `training_write_csv_every`).
     pub csv_every: usize,
+    /// Replace an existing trained `<embeddings_dir>/<name>.pt` (and its `.optim.json`)
+    /// written by another run. Without it such a file is only replaced by a run that continues
+    /// an embedding read from a file ([`resume_from`](Self::resume_from)), as A1111 does; an
+    /// untrained one (step 0, as "Create embedding" writes it) is always replaced.
+    pub overwrite: bool,
+    /// The file the embedding was read from, when this run continues it (`--embedding`):
+    /// the run then writes `<embeddings_dir>/<name>.pt` whether or not it exists (A1111
+    /// saves a resumed embedding there too).
+    pub resume_from: Option<PathBuf>,
+    /// Caps on captions (`max_prompt_chars`) and training pictures (`max_image_pixels`).
+    pub limits: Limits,
 }
 
 impl Default for TrainConfig {
@@ -99,6 +134,9 @@ impl Default for TrainConfig {
             seed: 0,
             clip_skip: 1,
             csv_every: 500,
+            overwrite: false,
+            resume_from: None,
+            limits: Limits::default(),
         }
     }
 }

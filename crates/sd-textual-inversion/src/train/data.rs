@@ -13,7 +13,7 @@ use sd_core::pipeline::{PilFilter, images_to_tensor, resize_rgb};
 use super::config::TrainConfig;
 use crate::dataset::alpha::alpha_weight_map;
 use crate::dataset::batching::LatentSampling;
-use crate::dataset::caption::{CaptionBuilder, caption_for};
+use crate::dataset::caption::{CaptionBuilder, caption_for_limited, caption_source};
 use crate::dataset::listing::list_candidates;
 use crate::dataset::rng::RandomSource;
 use crate::error::{Result, TrainError};
@@ -35,8 +35,11 @@ pub(crate) struct Item {
     pub path: PathBuf,
     /// Its caption (`[filewords]`).
     pub filewords: String,
-    /// The prompt fixed at load time, when captions do not vary per use.
-    pub fixed_text: Option<String>,
+    /// Where the caption came from: the `.txt` sidecar, or the picture (its name).
+    pub caption_source: PathBuf,
+    /// The prompt fixed at load time, when captions do not vary per use, with the index of
+    /// its template line.
+    pub fixed_text: Option<(usize, String)>,
     latent: Latent,
     /// Loss weights from the alpha channel: `[1, h, w]`.
     pub weight: Option<Tensor<3>>,
@@ -81,7 +84,7 @@ impl TrainingSet {
             // before decoding.
             let picture = match crate::preprocess::load::open_limited(
                 &path,
-                sd_core::limits::DEFAULT_MAX_IMAGE_PIXELS,
+                config.limits.max_image_pixels,
             ) {
                 Ok(p) => p,
                 Err(e) => {
@@ -111,10 +114,11 @@ impl TrainingSet {
             };
             let rgb: RgbImage = resize_rgb(&picture.to_rgb8(), w, h, PilFilter::Bicubic);
             let latent = encode(model, &rgb, config.latent_sampling, noise);
-            let filewords = caption_for(&path)?;
+            let filewords = caption_for_limited(&path, config.limits.max_prompt_chars)?;
             let fixed_text =
-                (!captions.varies_per_fetch()).then(|| captions.create_text(&filewords, rng));
+                (!captions.varies_per_fetch()).then(|| captions.create_text_at(&filewords, rng));
             items.push(Item {
+                caption_source: caption_source(&path),
                 path,
                 filewords,
                 fixed_text,
@@ -135,17 +139,17 @@ impl TrainingSet {
         Ok(Self { items, skipped })
     }
 
-    /// The prompt for item `i` this time.
+    /// The prompt for item `i` this time, with the index of its template line.
     pub(crate) fn text(
         &self,
         i: usize,
         captions: &CaptionBuilder,
         rng: &mut impl RandomSource,
-    ) -> String {
+    ) -> (usize, String) {
         let item = &self.items[i];
         match &item.fixed_text {
             Some(text) => text.clone(),
-            None => captions.create_text(&item.filewords, rng),
+            None => captions.create_text_at(&item.filewords, rng),
         }
     }
 

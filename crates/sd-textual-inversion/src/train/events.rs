@@ -50,10 +50,20 @@ pub enum TrainEvent {
         /// The prompt it shows.
         prompt: String,
     },
-    /// The loss was not a finite number: the run stops and keeps the last good vectors.
+    /// The loss (or its gradient) was not a finite number: the run stops and keeps the last
+    /// good vectors.
     NaN {
         /// The step that failed.
         step: usize,
+    },
+    /// The loss and gradient were finite but the optimizer's update made the vectors
+    /// infinite or NaN (a learning rate too large for f32): the run stops and keeps the last
+    /// good vectors.
+    Diverged {
+        /// The step that failed.
+        step: usize,
+        /// The learning rate of that update.
+        learn_rate: f64,
     },
 }
 
@@ -95,8 +105,13 @@ pub enum StopReason {
     Completed,
     /// The [`CancelToken`] stopped it.
     Cancelled,
-    /// The loss became NaN or infinite at this step.
+    /// The loss (or its gradient) became NaN or infinite at this step.
     NaN {
+        /// The failing step.
+        step: usize,
+    },
+    /// The optimizer's update at this step overflowed (see [`TrainEvent::Diverged`]).
+    Diverged {
         /// The failing step.
         step: usize,
     },

@@ -29,6 +29,8 @@ pub struct RunFolder {
     /// `<log_dir>/<date>/<name>`.
     pub root: PathBuf,
     rows: Vec<LossRow>,
+    /// The CSV's text from earlier runs, read at the first write.
+    earlier: Option<String>,
 }
 
 impl RunFolder {
@@ -38,6 +40,7 @@ impl RunFolder {
         Self {
             root: log_dir.join(today()).join(name),
             rows: Vec::new(),
+            earlier: None,
         }
     }
 
@@ -80,18 +83,23 @@ impl RunFolder {
         self.root.join("textual_inversion_loss.csv")
     }
 
-    /// Appends a row and rewrites the CSV (`step,epoch,epoch_step,loss,learn_rate`, A1111's
-    /// columns and its `{loss:.7f}`).
+    /// Appends a row to the CSV (`step,epoch,epoch_step,loss,learn_rate`, A1111's columns and
+    /// its `{loss:.7f}`). As A1111's `write_loss` (`open(..., "a+")`, a header only when the
+    /// file is new), the rows of earlier runs in this folder stay, a resumed run's rows
+    /// included: the file is their history, in the order written. The whole file is written
+    /// to a temporary and renamed, so a crash never leaves half a row.
     ///
     /// # Errors
-    /// When the file cannot be written.
+    /// When the file cannot be read or written.
     pub fn write_loss(&mut self, row: LossRow) -> Result<()> {
-        if let Some(existing) = self.load_existing_rows()? {
-            self.rows = existing;
+        if self.earlier.is_none() {
+            self.earlier = Some(self.read_earlier_rows()?);
         }
-        self.rows.retain(|r| r.step < row.step);
         self.rows.push(row);
-        let mut text = String::from("step,epoch,epoch_step,loss,learn_rate\n");
+        let mut text = self.earlier.clone().unwrap_or_default();
+        if text.is_empty() {
+            text.push_str("step,epoch,epoch_step,loss,learn_rate\n");
+        }
         for r in &self.rows {
             text.push_str(&format!(
                 "{},{},{},{:.7},{}\n",
@@ -106,32 +114,22 @@ impl RunFolder {
         Ok(())
     }
 
-    /// Rows already in the CSV of a resumed run (only on the first write).
-    fn load_existing_rows(&self) -> Result<Option<Vec<LossRow>>> {
-        if !self.rows.is_empty() {
-            return Ok(None);
+    /// The CSV as earlier runs left it (empty when there is none), ending with a newline.
+    fn read_earlier_rows(&self) -> Result<String> {
+        let path = self.loss_csv();
+        match std::fs::read_to_string(&path) {
+            Ok(mut text) => {
+                if !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                Ok(text)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(source) => Err(sd_core::CoreError::Io { path, source }.into()),
         }
-        let Ok(text) = std::fs::read_to_string(self.loss_csv()) else {
-            return Ok(None);
-        };
-        let rows = text
-            .lines()
-            .skip(1)
-            .filter_map(|line| {
-                let f: Vec<&str> = line.split(',').collect();
-                Some(LossRow {
-                    step: f.first()?.parse().ok()?,
-                    epoch: f.get(1)?.parse().ok()?,
-                    epoch_step: f.get(2)?.parse().ok()?,
-                    loss: f.get(3)?.parse().ok()?,
-                    learn_rate: f.get(4)?.parse().ok()?,
-                })
-            })
-            .collect();
-        Ok(Some(rows))
     }
 
-    /// The rows written so far.
+    /// The rows this run has written so far.
     pub fn rows(&self) -> &[LossRow] {
         &self.rows
     }

@@ -6,12 +6,17 @@ mod config;
 mod data;
 mod events;
 mod log;
+mod preflight;
 mod step;
 mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig, AdamWState};
-pub use config::{ClipGrad, ClipGradMode, LatentSampling, TrainConfig};
+pub use config::{
+    ClipGrad, ClipGradMode, LatentSampling, MAX_BATCH_SIZE, MAX_GRADIENT_ACCUMULATION, MAX_SIDE,
+    MAX_STEPS, MAX_VECTORS, TrainConfig,
+};
 pub use events::{CancelToken, StopReason, TrainEvent};
 pub use log::{LossRow, RunFolder};
+pub use preflight::{RunLock, check_embedding_name};
 pub use step::{StepBatch, StepResult, freeze, loss_and_grad};
 pub use trainer::{SavedOptimizer, TrainOutcome, Trainer, optimizer_path};

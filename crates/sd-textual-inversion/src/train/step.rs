@@ -116,6 +116,11 @@ pub fn loss_and_grad(
         None => sq,
     };
     let loss = sq.mean();
+    // No prompt of the batch holds the embedding: the loss does not depend on `param`, and
+    // burn's backward panics on an untracked tensor.
+    if !loss.is_tracked() {
+        return Err(TrainError::NoGradient);
+    }
     let grads = loss.backward();
     let loss_value: f32 = loss.into_scalar();
     let grad = param

@@ -17,12 +17,12 @@ use super::config::TrainConfig;
 use super::data::TrainingSet;
 use super::events::{CancelToken, StopReason, TrainEvent};
 use super::log::{LossRow, RunFolder};
+use super::preflight::{PromptCheck, RunLock};
 use super::step::{StepBatch, freeze, loss_and_grad};
+use crate::create::check_vectors;
 use crate::dataset::batching::{EpochPlan, GroupedBatchSampler};
 use crate::dataset::caption::CaptionBuilder;
 use crate::dataset::rng::{RandomSource, SplitMix64};
-use crate::dataset::schedule::LearnRateSchedule;
-use crate::dataset::template::Template;
 use crate::error::{Result, TrainError};
 
 /// How a run ended and what it left.
@@ -78,7 +78,8 @@ impl Trainer {
     ///
     /// # Errors
     /// [`TrainError::InvalidConfig`] for a model off an autodiff device or an embedding whose
-    /// width is not the text encoder's.
+    /// width is not the text encoder's; [`TrainError::OverLimit`] for an embedding of more
+    /// than [`MAX_VECTORS`](super::MAX_VECTORS) vectors.
     pub fn new(model: StableDiffusion, embedding: Embedding, config: TrainConfig) -> Result<Self> {
         if model.device().gradient_checkpointing_strategy().is_none() {
             return Err(TrainError::InvalidConfig {
@@ -97,6 +98,7 @@ impl Trainer {
                 ),
             });
         }
+        check_vectors(embedding.vectors.n)?;
         let optimizer = AdamW::new(AdamWConfig::default(), embedding.vectors.data.len());
         Ok(Self {
             model: freeze(model),
@@ -121,13 +123,20 @@ impl Trainer {
         &self.model
     }
 
-    /// Runs until the configured step, the end of the learning-rate schedule, a NaN loss or
-    /// `cancel`; then writes the embedding to `<embeddings_dir>/<name>.pt` (also on cancel
-    /// and NaN, with the last good vectors) and returns.
+    /// Runs until the configured step, the end of the learning-rate schedule, a NaN loss, an
+    /// update that overflows, or `cancel`; then writes the embedding to
+    /// `<embeddings_dir>/<name>.pt` (also on cancel and NaN, with the last good vectors) and
+    /// returns. An embedding already at or past the configured step is written unchanged, as
+    /// A1111 does.
+    ///
+    /// First it takes the run's locks ([`RunLock`]) and makes every check of
+    /// [`TrainConfig::preflight`] with the model's tokenizer, so a bad setting fails before the
+    /// pictures are encoded. During the run each prompt built from a caption whose tags are
+    /// shuffled or dropped is checked again ([`TrainError::EmbeddingNotInPrompt`]).
     ///
     /// # Errors
-    /// Unreadable data folder or template, invalid schedules, files that cannot be written,
-    /// network errors.
+    /// Those of [`TrainConfig::preflight`]; unreadable pictures folder, files that cannot be
+    /// written, network errors.
     pub fn run(
         mut self,
         events: &mut dyn FnMut(&TrainEvent),
@@ -137,12 +146,23 @@ impl Trainer {
         let name = self.embedding.name.clone();
         let steps = config.steps;
         let initial_step = self.embedding.step.unwrap_or(0).max(0) as usize;
+        // Before anything else: a second run of this embedding stops here, before it can
+        // touch the first one's files.
+        let _lock = RunLock::acquire(&config, &name)?;
+        let checked = config.check(&name, initial_step, &self.model.tokenizer)?;
         let final_path = config.embeddings_dir.join(format!("{name}.pt"));
         let mut folder = RunFolder::new(&config.log_dir, &name);
         // A run killed while writing leaves `.<file>.<pid>.tmp` files; the real files are
-        // whole (they are renamed into place), so the temporaries are only litter.
+        // whole (they are renamed into place), so the temporaries of dead processes are only
+        // litter.
         folder.remove_stale_temporaries()?;
         if initial_step >= steps {
+            // A1111's loop ends at once and saves the embedding as it is.
+            self.save(&final_path)?;
+            events(&TrainEvent::Saved {
+                step: initial_step,
+                path: final_path.clone(),
+            });
             return Ok(TrainOutcome {
                 embedding: self.embedding,
                 path: final_path,
@@ -151,35 +171,10 @@ impl Trainer {
                 skipped: Vec::new(),
             });
         }
-        let schedule =
-            LearnRateSchedule::parse(&config.learn_rate, steps as u64, initial_step as u64)?;
-        // A1111 parses these too, then torch's AdamW refuses them ("Invalid learning rate").
-        if let Some(bad) = schedule
-            .entries()
-            .iter()
-            .find(|e| !e.rate.is_finite() || e.rate < 0.0)
-        {
-            return Err(TrainError::InvalidConfig {
-                name: "learning rate",
-                reason: format!(
-                    "{} in `{}` is not a finite rate of 0 or more",
-                    bad.rate, config.learn_rate
-                ),
-            });
-        }
-        let mut scheduler = schedule.scheduler();
-        let mut clip_scheduler = match &config.clip_grad {
-            Some(text) => {
-                let clip: crate::dataset::schedule::ClipGrad = text.parse()?;
-                Some((
-                    clip.mode,
-                    clip.scheduler(steps as u64, initial_step as u64)?,
-                ))
-            }
-            None => None,
-        };
-        let template = Template::load(&config.template)?;
-        let captions = CaptionBuilder::new(template, &name)
+        let mut scheduler = checked.schedule.scheduler();
+        let mut clip_scheduler = checked.clip.map(|(mode, s)| (mode, s.scheduler()));
+        let template = checked.template;
+        let captions = CaptionBuilder::new(template.clone(), &name)
             .shuffle_tags(config.shuffle_tags)
             .tag_drop_out(f64::from(config.tag_dropout));
         let mut rng = SplitMix64::new(config.seed);
@@ -234,7 +229,15 @@ impl Trainer {
                 if let Some((_, s)) = clip_scheduler.as_mut() {
                     s.step(step as u64);
                 }
-                let batch = self.batch(&set, batch, &captions, &mut rng, &mut noise);
+                let prompts = PromptCheck {
+                    tokenizer: &self.model.tokenizer,
+                    lookup: &lookup,
+                    id,
+                    name: &name,
+                    template: &template,
+                    max_chars: config.limits.max_prompt_chars,
+                };
+                let batch = self.batch(&set, batch, &captions, &prompts, &mut rng, &mut noise)?;
                 let out = loss_and_grad(
                     &self.model,
                     &lookup,
@@ -263,10 +266,14 @@ impl Trainer {
                 self.optimizer
                     .step(&mut self.embedding.vectors.data, &grad_sum, learn_rate);
                 if self.embedding.vectors.data.iter().any(|v| !v.is_finite()) {
-                    // The update overflowed: keep the last good vectors.
+                    // The loss and gradient were finite; the update overflowed (a learning
+                    // rate too large for f32): keep the last good vectors.
                     self.embedding.vectors.data = before;
-                    events(&TrainEvent::NaN { step: step + 1 });
-                    reason = StopReason::NaN { step: step + 1 };
+                    events(&TrainEvent::Diverged {
+                        step: step + 1,
+                        learn_rate,
+                    });
+                    reason = StopReason::Diverged { step: step + 1 };
                     break 'training;
                 }
                 step += 1;
@@ -341,21 +348,25 @@ impl Trainer {
         )?)
     }
 
-    /// The micro-batch of dataset items `indices`: prompts, latents, fresh noise and
-    /// timesteps (uniform over the training timesteps, as ldm's `torch.randint`).
+    /// The micro-batch of dataset items `indices`: prompts (each checked to contain the
+    /// embedding), latents, fresh noise and timesteps (uniform over the training timesteps,
+    /// as ldm's `torch.randint`).
     fn batch(
         &self,
         set: &TrainingSet,
         indices: &[usize],
         captions: &CaptionBuilder,
+        prompts: &PromptCheck<'_>,
         rng: &mut SplitMix64,
         noise: &mut TorchCpuGenerator,
-    ) -> StepBatch {
+    ) -> Result<StepBatch> {
         let device = self.model.device();
-        let texts = indices
-            .iter()
-            .map(|&i| set.text(i, captions, rng))
-            .collect();
+        let mut texts = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let (line, text) = set.text(i, captions, rng);
+            prompts.check(line, Some(&set.items[i].caption_source), &text)?;
+            texts.push(text);
+        }
         let latents: Vec<Tensor<3>> = indices
             .iter()
             .map(|&i| set.latent(i, &self.model, noise))
@@ -370,13 +381,13 @@ impl Trainer {
             .iter()
             .map(|&i| set.items[i].weight.clone())
             .collect();
-        StepBatch {
+        Ok(StepBatch {
             texts,
             latents,
             noise,
             timesteps,
             weight: weights.map(|w| Tensor::stack::<4>(w, 0)),
-        }
+        })
     }
 
     /// Writes the embedding as it is now to `path` (A1111's `.pt`, with the checkpoint it was
@@ -479,7 +490,9 @@ pub fn optimizer_path(embedding: &Path) -> PathBuf {
 /// `clip_grad_value_` / `clip_grad_norm_` on the flat gradient.
 fn clip_gradient(grad: &mut [f32], mode: crate::dataset::schedule::ClipGradMode, limit: f64) {
     use crate::dataset::schedule::ClipGradMode;
-    let limit = limit as f32;
+    // The schedules are checked to be finite and non-negative; `max` also keeps a NaN from
+    // reaching `clamp`, which panics on it.
+    let limit = (limit as f32).max(0.0);
     match mode {
         ClipGradMode::Value => grad.iter_mut().for_each(|g| *g = g.clamp(-limit, limit)),
         ClipGradMode::Norm => {
