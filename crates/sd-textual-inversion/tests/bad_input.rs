@@ -236,6 +236,23 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            name: "an input whose output name is too long for the file system: skipped, the others written",
+            run: |dir| {
+                let input = dir.join("in");
+                std::fs::create_dir(&input).expect("mkdir");
+                // 250 bytes: a legal name, but `00000-0-<stem>.png` is 258.
+                let long = format!("{}.png", "l".repeat(246));
+                let long = put(&input, &long, &png(8, 8));
+                put(&input, "b-fine.png", &png(8, 8));
+                let report = run(&input, &PreprocessOptions::default());
+                assert_eq!(report.written.len(), 1, "{:?}", report.skipped);
+                let [skipped] = report.skipped.as_slice() else {
+                    panic!("{:?}", report.skipped)
+                };
+                assert_eq!(skipped.path.file_name(), long.file_name());
+            },
+        },
+        Row {
             name: "max_pixels configured down to 100: a 64×64 picture is refused",
             run: |dir| {
                 let p = put(dir, "small.png", &png(64, 64));

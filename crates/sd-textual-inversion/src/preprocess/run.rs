@@ -190,10 +190,19 @@ pub fn preprocess_with_progress(
 }
 
 /// Whether an I/O error concerns the output folder (fatal) rather than an input (skipped).
+/// An output name the file system refuses as too long comes from that one input's name
+/// (`00000-0-<its name>.png`): the input is skipped, the run goes on.
 fn error_is_output(error: &PreprocessError, dst: &Path) -> bool {
     match error {
-        PreprocessError::Io { path, .. } | PreprocessError::Encode { path, .. } => {
-            path.starts_with(dst)
+        PreprocessError::Io { path, source } => {
+            path.starts_with(dst) && source.kind() != std::io::ErrorKind::InvalidFilename
+        }
+        PreprocessError::Encode { path, source } => {
+            let name_too_long = matches!(
+                source,
+                image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::InvalidFilename
+            );
+            path.starts_with(dst) && !name_too_long
         }
         _ => false,
     }
