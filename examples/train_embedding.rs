@@ -23,7 +23,7 @@ use sd_textual_inversion::sd_core::conditioning::EmbeddingLookup;
 use sd_textual_inversion::sd_core::sd_clip::ClipTokenizer;
 use sd_textual_inversion::sd_core::{
     DeviceChoice, GenerationParams, StableDiffusion,
-    embeddings::{file_sha256, read_file},
+    embeddings::{file_shorthash, read_file},
     infotext,
 };
 use sd_textual_inversion::train::{
@@ -285,7 +285,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let mut lookup = EmbeddingLookup::new();
         let width = model.architecture().text_encoder.hidden_size;
         // The saved file's shorthash, for the picture's `TI hashes` as A1111 writes it.
-        let shorthash = file_sha256(&outcome.path)?[..12].to_owned();
+        let shorthash = file_shorthash(&outcome.path)?;
         lookup.register(
             outcome
                 .embedding

@@ -70,16 +70,17 @@ impl Codec {
         }
         static MAPS: OnceLock<Vec<HashMap<char, u8>>> = OnceLock::new();
         let maps = MAPS.get_or_init(|| {
-            (0..CHARMAP_HIGH.len())
-                .map(|i| {
-                    let codec = ALL[i];
-                    (0x80..=0xffu8)
-                        .chain([0x1a])
-                        .filter_map(|b| codec.decode_byte(b).map(|c| (c, b)))
-                        .filter(|&(c, _)| !c.is_ascii())
-                        .collect()
-                })
-                .collect()
+            // Indexed by the codec's discriminant, as `CHARMAP_HIGH` is: every codec ftfy
+            // tries, and strict Windows-1252.
+            let mut maps = vec![HashMap::new(); CHARMAP_HIGH.len()];
+            for codec in Codec::TRIED.into_iter().chain([Codec::Windows1252]) {
+                maps[codec as usize] = (0x80..=0xffu8)
+                    .chain([0x1a])
+                    .filter_map(|b| codec.decode_byte(b).map(|c| (c, b)))
+                    .filter(|&(c, _)| !c.is_ascii())
+                    .collect();
+            }
+            maps
         });
         maps[self as usize].get(&c).copied()
     }
@@ -100,20 +101,6 @@ impl Codec {
         bytes.iter().map(|&b| self.decode_byte(b)).collect()
     }
 }
-
-const ALL: [Codec; 11] = [
-    Codec::Latin1,
-    Codec::SloppyWindows1252,
-    Codec::SloppyWindows1251,
-    Codec::SloppyWindows1250,
-    Codec::SloppyWindows1253,
-    Codec::SloppyWindows1254,
-    Codec::SloppyWindows1257,
-    Codec::Iso8859_2,
-    Codec::MacRoman,
-    Codec::Cp437,
-    Codec::Windows1252,
-];
 
 /// ftfy's "utf-8-variants" decoder: UTF-8, plus CESU-8 surrogate pairs (six bytes
 /// `ED A0..AF 80..BF ED B0..BF 80..BF` for one supplementary character) and Java's `C0 80`

@@ -41,7 +41,7 @@ pub struct LoadedEmbedding {
 impl LoadedEmbedding {
     /// A1111's `shorthash`: the first 12 hex digits of the file's sha256.
     pub fn shorthash(&self) -> &str {
-        &self.sha256[..12.min(self.sha256.len())]
+        shorthash_of(&self.sha256)
     }
 }
 
@@ -287,6 +287,19 @@ impl EmbeddingDatabase {
 pub fn file_sha256(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| EmbeddingError::io(path, e))?;
     Ok(hex(&Sha256::digest(&bytes)))
+}
+
+/// A1111's `shorthash` of the file at `path`: the first 12 hex digits of its sha256.
+///
+/// # Errors
+/// As [`file_sha256`].
+pub fn file_shorthash(path: &Path) -> Result<String> {
+    Ok(shorthash_of(&file_sha256(path)?).to_owned())
+}
+
+/// The first 12 hex digits of a sha256.
+fn shorthash_of(sha256: &str) -> &str {
+    &sha256[..12.min(sha256.len())]
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -33,7 +33,9 @@ mod embedding;
 mod error;
 pub mod formats;
 
-pub use database::{EmbeddingDatabase, LoadedEmbedding, SkipReason, SkippedFile, file_sha256};
+pub use database::{
+    EmbeddingDatabase, LoadedEmbedding, SkipReason, SkippedFile, file_sha256, file_shorthash,
+};
 pub use detect::MAX_EMBEDDING_VALUES;
 pub use embedding::{Embedding, EmbeddingFormat, Vectors};
 pub use error::{EmbeddingError, Result};
