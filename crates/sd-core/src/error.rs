@@ -94,16 +94,16 @@ pub enum CoreError {
     Conditioning(#[from] crate::conditioning::ConditioningError),
     /// Generation parameters (infotext) or a PNG text chunk could not be read or written.
     #[error(transparent)]
-    Infotext(#[from] crate::infotext::InfotextError),
+    Infotext(#[from] sd_infotext::InfotextError),
     /// A PyTorch `.ckpt` / `.pt` file is corrupt, truncated, or asks to run code.
     #[error(transparent)]
-    TorchFile(#[from] crate::torch_file::TorchFileError),
+    TorchFile(#[from] sd_torch_file::TorchFileError),
     /// An embedding file could not be read or written.
     #[error(transparent)]
     Embedding(#[from] crate::embeddings::EmbeddingError),
     /// A seed or noise setting is invalid.
     #[error(transparent)]
-    Noise(#[from] crate::noise::NoiseError),
+    Noise(#[from] sd_noise::NoiseError),
     /// A picture file (init image, mask) could not be opened: unreadable, not a picture,
     /// truncated, or over the pixel cap.
     #[error(transparent)]
@@ -147,6 +147,16 @@ impl CoreError {
         Self::Io {
             path: path.into(),
             source,
+        }
+    }
+}
+
+/// The [`crate::fs`] helpers' error is an I/O error naming its file: [`CoreError::Io`].
+impl From<crate::fs::FsError> for CoreError {
+    fn from(e: crate::fs::FsError) -> Self {
+        Self::Io {
+            path: e.path,
+            source: e.source,
         }
     }
 }

@@ -1,17 +1,45 @@
-//! Writing files so that a crash never leaves half a file behind.
+//! Writing files so that a crash never leaves half a file behind, and sweeping up the
+//! temporaries a killed process left.
+//!
+//! The helpers return [`FsError`], an I/O error naming the file or folder; [`CoreError`]
+//! converts from it, so callers whose error is [`CoreError`] use `?`.
 
-use std::{io::Write, path::Path};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
 
-use crate::error::{CoreError, Result};
+use crate::error::CoreError;
+
+/// A file or folder the helpers of this module could not write, read or remove.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}", path = path.display())]
+#[non_exhaustive]
+pub struct FsError {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// What the operating system said.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl FsError {
+    fn new(path: &Path, source: std::io::Error) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
 
 /// Writes `bytes` to a temporary file beside `path`, flushes it to disk, then renames it over
 /// `path`. Readers see the old file or the new one, never a mix. Creates missing parent
 /// folders.
 ///
 /// # Errors
-/// [`CoreError::Io`] naming the file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e| CoreError::io(path, e);
+/// [`FsError`] naming the file.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    let io = |e| FsError::new(path, e);
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -29,12 +57,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::rename(&temp, path)
     })();
     if result.is_err() {
+        // The write already failed and is reported; a temporary that cannot be removed
+        // either is swept by `remove_stale_temporary_files` on a later run.
         let _ = std::fs::remove_file(&temp);
     }
     result.map_err(io)
 }
 
-/// Whether `file_name` is a temporary file of [`write_atomic`] (`.<name>.<pid>.tmp`).
+/// [`write_file_atomically`] with the error as a [`CoreError`], for callers that report
+/// [`CoreError`].
+///
+/// # Errors
+/// [`CoreError::Io`] naming the file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
+    Ok(write_file_atomically(path, bytes)?)
+}
+
+/// Whether `file_name` is a temporary file of [`write_file_atomically`] (`.<name>.<pid>.tmp`).
 pub fn is_temporary(file_name: &str) -> bool {
     let Some(inner) = file_name
         .strip_prefix('.')
@@ -48,7 +87,7 @@ pub fn is_temporary(file_name: &str) -> bool {
 }
 
 /// Removes the temporary files that a killed process left in `dir` (not in its subfolders):
-/// those of [`write_atomic`] whose writer is no longer running. A temporary of a live process
+/// those of [`write_file_atomically`] whose writer is no longer running. A temporary of a live process
 /// (this one, or another run writing beside it) is kept: removing it would make that
 /// process's rename fail. Returns how many were removed. A missing folder has none.
 ///
@@ -57,16 +96,16 @@ pub fn is_temporary(file_name: &str) -> bool {
 /// live writer's file is not.
 ///
 /// # Errors
-/// [`CoreError::Io`] naming the folder or the file that could not be removed.
-pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
+/// [`FsError`] naming the folder or the file that could not be removed.
+pub fn remove_stale_temporary_files(dir: &Path) -> Result<usize, FsError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(CoreError::io(dir, e)),
+        Err(e) => return Err(FsError::new(dir, e)),
     };
     let mut removed = 0;
     for entry in entries {
-        let entry = entry.map_err(|e| CoreError::io(dir, e))?;
+        let entry = entry.map_err(|e| FsError::new(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = temporary_pid(&name) else {
             continue;
@@ -77,14 +116,23 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
                 Ok(()) => removed += 1,
                 // Its writer renamed or removed it meanwhile.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(CoreError::io(&path, e)),
+                Err(e) => return Err(FsError::new(&path, e)),
             }
         }
     }
     Ok(removed)
 }
 
-/// The writer's process id of a [`write_atomic`] temporary (`.<name>.<pid>.tmp`).
+/// [`remove_stale_temporary_files`] with the error as a [`CoreError`], for callers that
+/// report [`CoreError`].
+///
+/// # Errors
+/// [`CoreError::Io`] naming the folder or the file that could not be removed.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<usize, CoreError> {
+    Ok(remove_stale_temporary_files(dir)?)
+}
+
+/// The writer's process id of a [`write_file_atomically`] temporary (`.<name>.<pid>.tmp`).
 fn temporary_pid(file_name: &str) -> Option<u32> {
     if !is_temporary(file_name) {
         return None;
@@ -94,7 +142,7 @@ fn temporary_pid(file_name: &str) -> Option<u32> {
 }
 
 /// Whether process `pid` has certainly ended: `false` for this process, and whenever it
-/// cannot be told (see [`remove_stale_temporaries`]).
+/// cannot be told (see [`remove_stale_temporary_files`]).
 fn process_is_dead(pid: u32) -> bool {
     if pid == std::process::id() {
         return false;

@@ -12,9 +12,7 @@ pub mod image_file;
 pub mod infotext;
 pub mod limits;
 pub mod model;
-pub mod noise;
 pub mod pipeline;
-pub mod torch_file;
 
 /// The burn release these crates are written against, re-exported so callers build tensors
 /// and devices with the same types.
@@ -25,10 +23,15 @@ pub use model::{LoadOptions, ModelArchitecture, StableDiffusion};
 pub use pipeline::{Generation, GenerationParams, Img2ImgInput};
 /// The CLIP tokenizer and text encoder.
 pub use sd_clip;
+/// A1111's seeds and noise: torch's CPU `randn`, Philox, per-image generators, the Brownian
+/// tree (the [`sd_noise`] crate).
+pub use sd_noise as noise;
 /// The A1111 prompt language.
 pub use sd_prompt;
 /// Noise schedules and samplers.
 pub use sd_schedulers;
+/// PyTorch `.pt` / `.ckpt` files read and written as data (the [`sd_torch_file`] crate).
+pub use sd_torch_file as torch_file;
 /// The denoising UNet.
 pub use sd_unet;
 /// The autoencoder.

@@ -10,7 +10,7 @@
 //! | [`Limits::max_batch_size`] | 64 ([`DEFAULT_MAX_BATCH_SIZE`]) | A1111's UI batch size stops at 8 (its API takes more); 64 is 8× that. The whole batch goes through the VAE at once. |
 //! | [`Limits::max_generation_pixels`] | 16 777 216 ([`DEFAULT_MAX_GENERATION_PIXELS`], 4096 × 4096) | A1111's width and height sliders stop at 2048; 4096² is what a hires-fix pass of 2048² × 2 makes. The VAE decoder holds 128 f32 channels at full size: 8 GiB per activation at 4096², 128 GiB at 16384². Also caps the "resize seed from" size. |
 //! | [`Limits::max_mask_blur`] | 256 ([`DEFAULT_MAX_MASK_BLUR`]) | A1111's "Mask blur" slider stops at 64; the Gaussian kernel has `2·⌊2.5·σ + 0.5⌋ + 1` taps, so `u32::MAX` would be a 21-billion-tap kernel. |
-//! | [`Limits::max_pickle_depth`] | 200 ([`crate::torch_file::MAX_DEPTH`]) | torch files nest a handful of levels (a `ParameterDict`'s state is five deep). The reader converts recursively, so the value is clamped to [`crate::torch_file::MAX_DEPTH`]: it can be lowered, never raised past what the stack safely holds. |
+//! | [`Limits::max_pickle_depth`] | 200 ([`sd_torch_file::MAX_DEPTH`]) | torch files nest a handful of levels (a `ParameterDict`'s state is five deep). The reader converts recursively, so the value is clamped to [`sd_torch_file::MAX_DEPTH`]: it can be lowered, never raised past what the stack safely holds. |
 //!
 //! Fixed caps that are part of a format rather than a policy, documented where they live:
 //! [`crate::checkpoint::MAX_HEADER_BYTES`] (a safetensors header, the reference
@@ -40,8 +40,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Default of [`Limits::max_tensor_bytes`]: 4 GiB (see the module table).
-pub const DEFAULT_MAX_TENSOR_BYTES: u64 = 4 << 30;
+/// Default of [`Limits::max_tensor_bytes`]: 4 GiB (see the module table), the torch-file
+/// reader's own default.
+pub const DEFAULT_MAX_TENSOR_BYTES: u64 = sd_torch_file::DEFAULT_MAX_TENSOR_BYTES;
 
 /// Default of [`Limits::max_image_pixels`]: Pillow's decompression-bomb error threshold,
 /// `2 · 89 478 485` pixels.
@@ -75,7 +76,7 @@ pub struct Limits {
     pub max_image_pixels: u64,
     /// Longest prompt, in characters (Unicode scalar values).
     pub max_prompt_chars: usize,
-    /// Deepest nesting of a pickle's containers (clamped to [`crate::torch_file::MAX_DEPTH`]).
+    /// Deepest nesting of a pickle's containers (clamped to [`sd_torch_file::MAX_DEPTH`]).
     pub max_pickle_depth: usize,
     /// Most sampling steps of one generation (or one prompt schedule).
     pub max_steps: usize,
@@ -93,7 +94,7 @@ impl Default for Limits {
             max_tensor_bytes: DEFAULT_MAX_TENSOR_BYTES,
             max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
             max_prompt_chars: sd_prompt::DEFAULT_MAX_PROMPT_CHARS,
-            max_pickle_depth: crate::torch_file::MAX_DEPTH,
+            max_pickle_depth: sd_torch_file::MAX_DEPTH,
             max_steps: DEFAULT_MAX_STEPS,
             max_batch_size: DEFAULT_MAX_BATCH_SIZE,
             max_generation_pixels: DEFAULT_MAX_GENERATION_PIXELS,
@@ -160,9 +161,9 @@ impl Limits {
     }
 
     /// The pickle nesting cap actually applied: [`Limits::max_pickle_depth`] clamped to
-    /// [`crate::torch_file::MAX_DEPTH`].
+    /// [`sd_torch_file::MAX_DEPTH`].
     pub fn pickle_depth(&self) -> usize {
-        self.max_pickle_depth.min(crate::torch_file::MAX_DEPTH)
+        self.max_pickle_depth.min(sd_torch_file::MAX_DEPTH)
     }
 
     /// Checks a pickle's nesting depth.
@@ -249,6 +250,17 @@ impl Limits {
     }
 }
 
+/// The torch-file reader's caps: [`Limits::max_tensor_bytes`] and
+/// [`Limits::max_pickle_depth`].
+impl From<&Limits> for sd_torch_file::TorchFileLimits {
+    fn from(limits: &Limits) -> Self {
+        let mut torch = Self::default();
+        torch.max_tensor_bytes = limits.max_tensor_bytes;
+        torch.max_pickle_depth = limits.max_pickle_depth;
+        torch
+    }
+}
+
 fn check(
     what: &'static str,
     field: &'static str,
@@ -308,7 +320,7 @@ mod tests {
         assert!(l.check_mask_blur(256).is_ok() && l.check_mask_blur(u32::MAX).is_err());
         let mut deep = l;
         deep.max_pickle_depth = 1 << 20;
-        assert_eq!(deep.pickle_depth(), crate::torch_file::MAX_DEPTH);
+        assert_eq!(deep.pickle_depth(), sd_torch_file::MAX_DEPTH);
     }
 
     #[test]

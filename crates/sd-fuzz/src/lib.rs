@@ -19,12 +19,12 @@
 //! | target | parser |
 //! |---|---|
 //! | [`prompt`] | `sd_prompt`: `AND` split, subprompt parser, schedules, emphasis |
-//! | [`pickle`] | `sd_core::torch_file::unpickle`, and the pickle writer |
-//! | [`torch_zip`] | `sd_core::torch_file::TorchFile::from_bytes` (zip and legacy), tensors, `.pt` embeddings |
+//! | [`pickle`] | `sd_torch_file::unpickle`, and the pickle writer |
+//! | [`torch_zip`] | `sd_torch_file::TorchFile::from_bytes` (zip and legacy), tensors, `.pt` embeddings |
 //! | [`safetensors_header`] | safetensors files as embeddings, and `TorchFile::to_safetensors` output |
 //! | [`embedding_png_text`] | PNG embeddings: the `sd-ti-embedding` text chunk |
 //! | [`embedding_png_pixels`] | PNG embeddings: A1111's pixel data blocks |
-//! | [`infotext()`] | `sd_core::infotext`: the infotext parser and the PNG text chunks |
+//! | [`infotext()`] | `sd_infotext`: the infotext parser and the PNG text chunks |
 //! | [`lr_schedule`] | `sd_textual_inversion::dataset::schedule`: learning-rate and clip-grad schedules |
 //! | [`preprocess_image`] | image decoding of `sd_textual_inversion::preprocess::load` |
 //! | [`tokenizer`] | `sd_clip::normalize` (ftfy's `fix_text`, `html.unescape`, the A1111 front-ends) and `ClipTokenizer::encode` |
@@ -35,10 +35,10 @@ use sd_core::embeddings::{
     self, Embedding,
     formats::png_pixels::{self, RgbImage},
 };
-use sd_core::infotext::{self, GenerationParameters};
-use sd_core::torch_file::{PickleValue, TorchFile, TorchWriter, WriteOptions};
+use sd_infotext::{self as infotext, GenerationParameters};
 use sd_prompt::{Ast, Node, Prompt, Steps, parse_attention, split_and};
 use sd_textual_inversion::dataset::schedule::{ClipGrad, LearnRateSchedule};
+use sd_torch_file::{PickleValue, TorchFile, TorchWriter, WriteOptions};
 
 /// Largest tensor (bytes) whose data a target reads back. Reading is bounded by the input's
 /// own size anyway (except expanded views, which the reader caps at 256 MiB); the cap keeps
@@ -138,7 +138,7 @@ pub fn prompt(data: &[u8]) {
     let _ = parse_attention(&text);
 }
 
-/// The pickle machine (`sd_core::torch_file::unpickle`): the input is one pickle stream.
+/// The pickle machine (`sd_torch_file::unpickle`): the input is one pickle stream.
 ///
 /// Asserts: it returns `Ok` or a typed error, never panics (hostile opcodes, memo indices,
 /// lengths claiming gigabytes, deep nesting are all errors). Round trip: when the value is
@@ -146,7 +146,7 @@ pub fn prompt(data: &[u8]) {
 /// it, the archive it writes reads back to the same value.
 pub fn pickle(data: &[u8]) {
     let label = Path::new("fuzz.pkl");
-    let Ok(value) = sd_core::torch_file::unpickle(data, label) else {
+    let Ok(value) = sd_torch_file::unpickle(data, label) else {
         return;
     };
     if !is_plain(&value) {
@@ -440,7 +440,7 @@ fn clean_layout(img: &RgbImage) -> bool {
         && (0..img.width).filter(|&x| black(x)).count() == 2
 }
 
-/// Infotexts (`sd_core::infotext`). Even first byte: the rest, read as UTF-8 (lossily), is an
+/// Infotexts (`sd_infotext`). Even first byte: the rest, read as UTF-8 (lossily), is an
 /// infotext for `parse_generation_parameters` and `GenerationParameters::parse` /
 /// `to_infotext`. Odd first byte: the rest is a PNG (CRCs fixed by the harness when the
 /// byte is `1 mod 4`) for `read_png_text` and `read_png_parameters`.

@@ -337,13 +337,9 @@ fn make_embedding_seeds() {
         let out = png_pixels::insert_data(&picture, &compressed, &style);
         assert!(out.width <= 64, "the target reads widths up to 64");
         // The seed must be one the reader decodes, or it seeds nothing.
-        let png = sd_core::infotext::encode_png_rgb8(
-            out.width as u32,
-            out.height as u32,
-            &out.pixels,
-            &[],
-        )
-        .expect("png");
+        let png =
+            sd_infotext::encode_png_rgb8(out.width as u32, out.height as u32, &out.pixels, &[])
+                .expect("png");
         if sd_core::embeddings::read_bytes(path, png).is_err() {
             continue;
         }

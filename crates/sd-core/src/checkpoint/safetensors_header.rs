@@ -164,7 +164,7 @@ impl SafetensorsHeader {
     }
 
     /// Reads and validates the header of a safetensors image held in memory (a `.ckpt`
-    /// converted by [`TorchFile::to_safetensors`](crate::torch_file::TorchFile::to_safetensors));
+    /// converted by [`TorchFile::to_safetensors`](sd_torch_file::TorchFile::to_safetensors));
     /// `path` names it in errors.
     ///
     /// # Errors

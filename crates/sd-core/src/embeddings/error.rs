@@ -18,7 +18,7 @@ pub enum EmbeddingError {
     },
     /// A torch file (`.pt`, `.bin`) is corrupt, truncated or names code.
     #[error(transparent)]
-    TorchFile(#[from] crate::torch_file::TorchFileError),
+    TorchFile(#[from] sd_torch_file::TorchFileError),
     /// A `.safetensors` file is truncated or malformed.
     #[error("{path}: not a valid safetensors file: {reason}", path = path.display())]
     Safetensors {

@@ -12,7 +12,7 @@
 //! | PNG pixel encoding (A1111's data blocks beside the picture) | ✓ | ✓ |
 //!
 //! Tensors may be f16, bf16, f32 or f64. Pickles are parsed as data by
-//! [`crate::torch_file`]; nothing in a file runs.
+//! [`sd_torch_file`]; nothing in a file runs.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), sd_core::embeddings::EmbeddingError> {

@@ -50,7 +50,7 @@ pub(crate) fn open(path: &Path, limits: &Limits) -> Result<WeightsFile> {
 }
 
 fn open_torch(path: &Path, limits: &Limits) -> Result<WeightsFile> {
-    let file = crate::torch_file::TorchFile::open_with_limits(path, limits)?;
+    let file = sd_torch_file::TorchFile::open_with_limits(path, limits)?;
     let tensors = file.state_dict()?;
     let shapes = tensors
         .iter()

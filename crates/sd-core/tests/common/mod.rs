@@ -1,5 +1,5 @@
-//! What the end-to-end pipeline tests share: their fixtures in `fixtures/pipeline/` and how
-//! they compare latents.
+//! What the end-to-end pipeline tests share: their fixtures in `fixtures/pipeline/` (and
+//! `fixtures/noise/`) and how they compare latents.
 
 #![allow(dead_code)] // Each test binary uses its own part.
 
@@ -18,7 +18,12 @@ pub fn pipeline_cases<T: serde::de::DeserializeOwned>(file: &str) -> T {
 
 /// Tensor `key` of `fixtures/pipeline/<file>` (safetensors).
 pub fn pipeline_fixture(file: &str, key: &str) -> TensorData {
-    let mut store = SafetensorsStore::from_file(format!("{ROOT}/fixtures/pipeline/{file}"));
+    fixture_tensor(&format!("pipeline/{file}"), key)
+}
+
+/// Tensor `key` of `fixtures/<file>` (safetensors).
+pub fn fixture_tensor(file: &str, key: &str) -> TensorData {
+    let mut store = SafetensorsStore::from_file(format!("{ROOT}/fixtures/{file}"));
     let tensor = store
         .get_tensor(key)
         .expect("readable fixture")

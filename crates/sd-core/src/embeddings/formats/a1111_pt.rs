@@ -1,5 +1,5 @@
 //! Torch files (`.pt`, `.bin`): A1111's `Embedding.save` dict and diffusers'
-//! `learned_embeds.bin`, read through the safe pickle reader of [`crate::torch_file`] and
+//! `learned_embeds.bin`, read through the safe pickle reader of [`sd_torch_file`] and
 //! written with its [`TorchWriter`].
 
 use std::path::Path;
@@ -9,7 +9,7 @@ use crate::embeddings::{
     embedding::Embedding,
     error::{EmbeddingError, Result},
 };
-use crate::torch_file::{PickleValue, TensorRef, TorchFile, TorchWriter, WriteOptions};
+use sd_torch_file::{PickleValue, TensorRef, TorchFile, TorchWriter, WriteOptions};
 
 /// The token id A1111 writes in `string_to_token` (`{"*": 265}`, the id of `*` in CLIP's
 /// vocabulary).

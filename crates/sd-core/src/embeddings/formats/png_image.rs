@@ -15,7 +15,7 @@ use crate::embeddings::{
         png_text::{self, TEXT_CHUNK_KEY},
     },
 };
-use crate::infotext::{encode_png_rgb8, read_png_text};
+use sd_infotext::{encode_png_rgb8, read_png_text};
 
 /// Size of the flat preview used when none is given (A1111's previews are the model's
 /// 512×512 samples).

@@ -14,7 +14,7 @@ use crate::embeddings::{
     error::{EmbeddingError, Result},
     formats::a1111_pt::A1111_STAR_TOKEN,
 };
-use crate::infotext::py_float_repr;
+use sd_infotext::py_float_repr;
 
 /// The PNG text chunk keyword A1111 stores the embedding under.
 pub const TEXT_CHUNK_KEY: &str = "sd-ti-embedding";
@@ -114,7 +114,7 @@ pub(crate) fn from_base64(path: &Path, text: &str) -> Result<(RawData, Option<St
 
 /// A string as Python's `json.dumps` writes it (`ensure_ascii=True`).
 fn py_json_str(s: &str, out: &mut String) {
-    out.push_str(&crate::infotext::json_dumps(s, true));
+    out.push_str(&sd_infotext::json_dumps(s, true));
 }
 
 /// A float as Python's `json.dumps` writes it (`float.__repr__`, `NaN`, `Infinity`).
