@@ -83,10 +83,11 @@ impl ModelArchitecture {
     /// - **Text encoder.** The yaml names a class, not a size: the width, depth, MLP width,
     ///   vocabulary and positions come from `shapes` (`cond_stage_model.transformer.*` for SD
     ///   1.x; `cond_stage_model.model.*` for SD 2.x, less its last layer since SD 2.x
-    ///   conditions on the penultimate one), over [`ClipTextConfig::sd15`] /
-    ///   [`ClipTextConfig::sd21`]. No shape tells the head count: a width other than the
-    ///   preset's gets CLIP's 64-wide heads (`width / 64`), or a single head when the width is
-    ///   not a multiple of 64. A text encoder with other heads cannot be described by a yaml:
+    ///   conditions on the penultimate one), over
+    ///   [`ClipTextConfig::sd15`](sd_clip::ClipTextConfig::sd15) /
+    ///   [`ClipTextConfig::sd21`](sd_clip::ClipTextConfig::sd21). No shape tells the head
+    ///   count: a width other than the preset's gets CLIP's 64-wide heads (`width / 64`), or a
+    ///   single head when the width is not a multiple of 64. A text encoder with other heads cannot be described by a yaml:
     ///   use a config folder.
     /// - **`layer`.** `cond_stage_config.params.layer` is the family's default CLIP layer:
     ///   SD 2.x yamls say `"penultimate"`, which this crate always uses for OpenCLIP (A1111's
