@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InfotextError {
-    /// Reading or writing a file failed.
+    /// Reading a file failed (or, through `sd-core`'s `infotext::write_png_rgb8`, writing one).
     #[error("{path}: {source}")]
     Io {
         /// The file.
