@@ -20,7 +20,7 @@ c) full `sample_dpmpp_2m_sde` (midpoint and Heun), `sample_dpmpp_sde` and `sampl
    of every noise-sampler call. The runs are float32 torch, as in A1111.
 
 Usage:
-    /work/venv/bin/python tools/brownian_reference.py [--out fixtures/noise]
+    tools/.venv/bin/python tools/brownian_reference.py [--out fixtures/noise]
 
 Output: <out>/brownian.safetensors (float32 tensors) and <out>/brownian.json (the cases).
 """

@@ -9,7 +9,7 @@ provide the options those two files read (randn_source, eta_noise_seed_delta) an
 CPU device.
 
 Usage (regenerates fixtures/noise/ byte for byte on an x86-64 AVX2 CPU with torch 2.x):
-    /work/venv/bin/python tools/noise_reference.py --a1111 /path/to/stable-diffusion-webui
+    tools/.venv/bin/python tools/noise_reference.py --a1111 /path/to/stable-diffusion-webui
 
 Output: fixtures/noise/index.json (one entry per case) and fixtures/noise/values.bin
 (little-endian float32, the entries' `values` slices back to back). Big tensors store
