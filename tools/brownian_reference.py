@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference data for sd-core's Brownian tree (crates/sd-core/src/noise/brownian/):
+"""Reference data for sd-noise's Brownian tree (crates/sd-noise/src/brownian/):
 k-diffusion's `BrownianTreeNoiseSampler` over torchsde's `BrownianTree`, as A1111 uses it for
 its SDE samplers (`Sampler.create_noise_sampler`: `BrownianTreeNoiseSampler(x, sigma_min,
 sigma_max, seed=<the batch's seeds>)`, sigma_min/max = `sigmas[sigmas > 0].min(), sigmas.max()`).

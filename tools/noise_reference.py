@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference noise for crates/sd-core/src/noise (fixtures/noise/).
+"""Reference noise for the sd-noise crate (crates/sd-noise, fixtures/noise/).
 
 Runs the real things: `torch.randn` on the CPU (torch's MT19937 + AVX2 Box-Muller) and
 AUTOMATIC1111's own `modules/rng_philox.py` and `modules/rng.py` (ImageRNG, slerp),

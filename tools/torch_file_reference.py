@@ -9,7 +9,7 @@ opcode bytes and is NEVER loaded here.
 Usage (from the repository root):
     tools/.venv/bin/python tools/torch_file_reference.py            # (re)write the fixtures
     tools/.venv/bin/python tools/torch_file_reference.py --verify-rust
-        # after `cargo test -p sd-core --test torch_file -- --ignored write_rust_fixture`:
+        # after `cargo test -p sd-torch-file --test torch_file -- --ignored write_rust_fixture`:
         # torch.load(weights_only=True) the file our Rust writer produced and compare values.
 
 Values are reproducible (fixed seeds); the zip bytes are not byte-for-byte reproducible because
