@@ -1,5 +1,5 @@
 //! Prints what A1111 makes of prompts: the AND split, the schedule of each subprompt and the
-//! emphasis of each scheduled text, one JSON object per prompt (see docs/DESIGN section 4).
+//! emphasis of each scheduled text, one JSON object per prompt (the format: docs/prompt-syntax.md).
 //!
 //! ```text
 //! cargo run --example prompt -- --steps 20 --prompt "a [cat:dog:0.5]"

@@ -3,9 +3,9 @@
 work, alternately in one session, and prints a markdown table of medians and ratios.
 
     cargo build --release --example bench
-    /work/venv/bin/python tools/bench_compare.py \\
-        --single-file /work/fullsize/sd15-random.safetensors \\
-        --folder /work/fullsize/sd15-random [--rounds 2] [--reps 1] [--works unet-b2,vae-decode]
+    tools/.venv/bin/python tools/bench_compare.py \\
+        --single-file $SD_FULLSIZE_DIR/sd15-random.safetensors \\
+        --folder $SD_FULLSIZE_DIR/sd15-random [--rounds 2] [--reps 1] [--works unet-b2,vae-decode]
         [--json bench.json]
 
 Each round runs every selected work once per side, each in its own process (so every peak

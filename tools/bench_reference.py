@@ -2,7 +2,7 @@
 """The PyTorch side of `examples/bench.rs`: the same work, the same shapes, the same weights,
 the same JSON line (plus `gflop`).
 
-    /work/venv/bin/python tools/bench_reference.py --model /path/sd15-random \\
+    tools/.venv/bin/python tools/bench_reference.py --model $SD_FULLSIZE_DIR/sd15-random \\
         --work unet --batch 2 [--width 512 --height 512 --reps 3 --threads N]
 
 `--model` is a diffusers folder (fp16 or fp32 weights; every network is cast to fp32);

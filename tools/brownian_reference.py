@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference data for sd-core's Brownian tree (crates/sd-core/src/noise/brownian/):
+"""Reference data for sd-noise's Brownian tree (crates/sd-noise/src/brownian/):
 k-diffusion's `BrownianTreeNoiseSampler` over torchsde's `BrownianTree`, as A1111 uses it for
 its SDE samplers (`Sampler.create_noise_sampler`: `BrownianTreeNoiseSampler(x, sigma_min,
 sigma_max, seed=<the batch's seeds>)`, sigma_min/max = `sigmas[sigmas > 0].min(), sigmas.max()`).
@@ -20,7 +20,7 @@ c) full `sample_dpmpp_2m_sde` (midpoint and Heun), `sample_dpmpp_sde` and `sampl
    of every noise-sampler call. The runs are float32 torch, as in A1111.
 
 Usage:
-    /work/venv/bin/python tools/brownian_reference.py [--out fixtures/noise]
+    tools/.venv/bin/python tools/brownian_reference.py [--out fixtures/noise]
 
 Output: <out>/brownian.safetensors (float32 tensors) and <out>/brownian.json (the cases).
 """

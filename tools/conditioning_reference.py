@@ -41,7 +41,7 @@ sd_hijack.py b55127bbd4071c89f3a322b561ff28668ed2eac2, textual_inversion.py
 72632242f7d612c7cb1c1b0b9f86ffcbfeb4e1e8), torch 2.15.0, transformers 5.23.0, lark 1.x.
 
 Usage:
-    /work/venv/bin/python tools/conditioning_reference.py --a1111 /path/to/stable-diffusion-webui \\
+    tools/.venv/bin/python tools/conditioning_reference.py --a1111 /path/to/stable-diffusion-webui \\
         [--out fixtures/conditioning]
 
 Writes `cases.json` (inputs, and A1111's chunks: tokens, weights, fixes, token counts) and

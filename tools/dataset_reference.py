@@ -18,10 +18,10 @@ Two jobs:
    alpha-channel loss weights of `use_weight`.
 
 Regenerate (byte-for-byte reproducible: fixed seeds, sorted keys):
-    /work/venv/bin/python tools/dataset_reference.py --a1111 /tmp/a1111 \
+    tools/.venv/bin/python tools/dataset_reference.py --a1111 /path/to/stable-diffusion-webui \
         --out fixtures/dataset/reference.json
-    /work/venv/bin/python tools/dataset_reference.py --rinongal /tmp/rinongal \
-        --a1111-templates /tmp/a1111/textual_inversion_templates \
+    tools/.venv/bin/python tools/dataset_reference.py --rinongal /path/to/textual_inversion/ldm/data \
+        --a1111-templates /path/to/stable-diffusion-webui/textual_inversion_templates \
         --templates-out crates/sd-textual-inversion/templates
 """
 

@@ -30,8 +30,8 @@ writes verify.json.
 
 Usage (repository root; the --a1111 folder holds A1111's modules/textual_inversion/
 {textual_inversion.py, image_embedding.py} and modules/safe.py, unchanged):
-    /work/venv/bin/python tools/embedding_reference.py --a1111 /work/a1111-ti
-    /work/venv/bin/python tools/embedding_reference.py --a1111 /work/a1111-ti --verify
+    tools/.venv/bin/python tools/embedding_reference.py --a1111 /path/to/stable-diffusion-webui
+    tools/.venv/bin/python tools/embedding_reference.py --a1111 /path/to/stable-diffusion-webui --verify
 
 Reproducible byte for byte (fixed seeds; checked by running it twice with torch 2.15, Pillow 13),
 except dir/legacy.pt, whose legacy-format storage keys come from Python object ids, and so its

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference noise for crates/sd-core/src/noise (fixtures/noise/).
+"""Reference noise for the sd-noise crate (crates/sd-noise, fixtures/noise/).
 
 Runs the real things: `torch.randn` on the CPU (torch's MT19937 + AVX2 Box-Muller) and
 AUTOMATIC1111's own `modules/rng_philox.py` and `modules/rng.py` (ImageRNG, slerp),
@@ -9,7 +9,7 @@ provide the options those two files read (randn_source, eta_noise_seed_delta) an
 CPU device.
 
 Usage (regenerates fixtures/noise/ byte for byte on an x86-64 AVX2 CPU with torch 2.x):
-    /work/venv/bin/python tools/noise_reference.py --a1111 /path/to/stable-diffusion-webui
+    tools/.venv/bin/python tools/noise_reference.py --a1111 /path/to/stable-diffusion-webui
 
 Output: fixtures/noise/index.json (one entry per case) and fixtures/noise/values.bin
 (little-endian float32, the entries' `values` slices back to back). Big tensors store

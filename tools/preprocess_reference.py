@@ -17,7 +17,7 @@ script stubs `modules.shared`, `modules.paths`, `modules.deepbooru`, `modules.im
 `cv2` (OpenCV is not installed here: `goodFeaturesToTrack` finds no corners, so the reference
 focal crops use the entropy point alone, with edges weight 0 to say so; faces weight 0).
 
-    /work/venv/bin/python tools/preprocess_reference.py --a1111 /work/scratch/a1111
+    tools/.venv/bin/python tools/preprocess_reference.py --a1111 /path/to/a1111-excerpts
 
 Byte-for-byte reproducible for a given Pillow/numpy (Pillow 13.0.0, numpy 1.26.4 here).
 """
@@ -99,7 +99,9 @@ def install_stubs(a1111):
 
 
 def make_inputs(folder):
-    """Small deterministic pictures covering the cases DESIGN.md section 7 lists."""
+    """Small deterministic pictures covering the odd inputs preprocessing must take: wide,
+    tall and panorama shapes, caption sidecars, grayscale, RGBA, an EXIF rotation, a corrupt
+    file, a CMYK JPEG and a flat picture."""
     rng = np.random.RandomState(1234)
     os.makedirs(folder)
 

@@ -10,7 +10,7 @@ Version used for the committed fixtures: stable-diffusion-webui commit
 28bd8e142d5f77b71ae8d7d7140b5da1b3a49906 (v1.10.x; the grammar with `[WHITESPACE]` around the
 `when` number, empty alternatives and the hires-fix/old-scheduling `when` rules), Python 3.11.7
 (Unicode 14.0.0 for `\\s`, `\\w`, `\\d`), and lark 1.1.2, the version A1111 pins
-(`pip install --target /tmp/lark112 lark==1.1.2`, then `--lark-path /tmp/lark112`), run under
+(`pip install --target DIR lark==1.1.2`, then `--lark-path DIR`), run under
 twelve hash seeds (see `reference` below for why).
 
 Usage:

@@ -20,7 +20,7 @@ tiny-sd2 (v-prediction). Inputs (init vectors, latents, noise, timesteps, prompt
 output (loss, gradient, vectors after each step) go to `fixtures/ti_step/`.
 
 Usage:
-    /work/venv/bin/python tools/ti_step_reference.py --a1111 /path/to/stable-diffusion-webui
+    tools/.venv/bin/python tools/ti_step_reference.py --a1111 /path/to/stable-diffusion-webui
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ which hold f16/bf16/f32 values exactly) and as a safetensors file written by the
 opcode bytes and is NEVER loaded here.
 
 Usage (from the repository root):
-    /work/venv/bin/python tools/torch_file_reference.py            # (re)write the fixtures
-    /work/venv/bin/python tools/torch_file_reference.py --verify-rust
-        # after `cargo test -p sd-core --test torch_file -- --ignored write_rust_fixture`:
+    tools/.venv/bin/python tools/torch_file_reference.py            # (re)write the fixtures
+    tools/.venv/bin/python tools/torch_file_reference.py --verify-rust
+        # after `cargo test -p sd-torch-file --test torch_file -- --ignored write_rust_fixture`:
         # torch.load(weights_only=True) the file our Rust writer produced and compare values.
 
 Values are reproducible (fixed seeds); the zip bytes are not byte-for-byte reproducible because
