@@ -43,7 +43,7 @@ pub enum SamplerKind {
     /// "PLMS" (A1111's `plms`).
     Plms,
     /// "UniPC" (A1111's `unipc` over its `uni_pc.py`), with A1111's UniPC settings
-    /// ([`SamplerOptions::unipc`]).
+    /// ([`SamplerOptions::unipc`](crate::SamplerOptions::unipc)).
     UniPc,
 }
 
