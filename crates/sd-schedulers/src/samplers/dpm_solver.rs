@@ -22,7 +22,7 @@ struct EpsCache {
     eps_r2: Option<Tensor<4>>,
 }
 
-/// The model's result at σ(t) as ε, k-diffusion's `DPMSolver.eps`.
+/// ε of the model at some t (k-diffusion's `DPMSolver.eps`), or why sampling stopped.
 type Eps<E> = Result<Tensor<4>, Stop<E>>;
 
 fn eps_at<E>(ctx: &mut Ctx<'_, E>, x: &Tensor<4>, t: f32) -> Eps<E> {
