@@ -143,7 +143,7 @@ impl StableDiffusion {
             self,
             &params,
             embeddings,
-            prompt_schedule_steps(spec, params.steps),
+            conditioning_steps(spec, params.steps),
         )?;
         let setup = match input {
             Some(input) => Some(self.prepare_img2img(input, &params, &seeds)?),
@@ -332,7 +332,7 @@ struct Guidance {
 
 /// A1111 schedules prompts over model evaluations: twice the steps for second-order samplers
 /// (`SamplerData.total_steps`).
-fn prompt_schedule_steps(spec: SamplerSpec, steps: usize) -> usize {
+fn conditioning_steps(spec: SamplerSpec, steps: usize) -> usize {
     if spec.sampler.info().second_order {
         steps * 2
     } else {
