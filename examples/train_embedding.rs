@@ -259,8 +259,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         &cancel,
     )?;
     bar.finish_and_clear();
-    for (path, reason) in &outcome.skipped {
-        eprintln!("skipped {}: {reason}", path.display());
+    for skipped in &outcome.skipped {
+        eprintln!("skipped {}: {}", skipped.path.display(), skipped.error);
     }
     println!("{}", outcome.path.display());
     match outcome.reason {

@@ -7,6 +7,7 @@
 
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 
+use crate::error::{Result, SchedulerError};
 use crate::noise_schedule::NoiseSchedule;
 
 /// `√ᾱ_t` and `√(1−ᾱ_t)` per batch item, as `[batch, 1, 1, 1]` tensors on `device`.
@@ -68,19 +69,22 @@ pub fn velocity(
 /// Draws `batch` training timesteps uniformly from `[0, N)` with burn's generator on
 /// `device` (LDM's `torch.randint(0, num_timesteps, (batch,))`; the stream is burn's, not
 /// torch's).
+///
+/// # Errors
+/// [`SchedulerError::ReadBack`] when the device cannot hand the draw back.
 pub fn sample_timesteps(
     ns: &NoiseSchedule,
     batch: usize,
     device: &burn::tensor::Device,
-) -> Vec<usize> {
+) -> Result<Vec<usize>> {
     let n = ns.num_train_timesteps();
     let t: Tensor<1, Int> = Tensor::random([batch], Distribution::Uniform(0.0, n as f64), device);
     let v: Vec<i64> = t
         .into_data()
         .convert::<i64>()
         .try_to_vec()
-        .unwrap_or_default();
-    v.into_iter()
+        .map_err(SchedulerError::ReadBack)?;
+    Ok(v.into_iter()
         .map(|x| (x.max(0) as usize).min(n - 1))
-        .collect()
+        .collect())
 }

@@ -8,42 +8,65 @@
 
 use burn::tensor::Tensor;
 
+use crate::error::SchedulerError;
 use crate::noise_schedule::NoiseSchedule;
 
 /// A model seen as a denoiser of `(x, σ)`.
 ///
 /// `x` is the noisy latent in k-diffusion's variance-exploding scale (`x = x₀ + σ·ε`), σ the
 /// same for the whole batch; the result is the model's estimate of `x₀`, the same shape.
-/// Any `FnMut(Tensor<4>, f32) -> Tensor<4>` is a `Denoiser`.
+///
+/// An evaluation may fail (a network refusing its input): the sampler then stops at once and
+/// [`SamplerKind::sample`](crate::SamplerKind::sample) returns the error. Any
+/// `FnMut(Tensor<4>, f32) -> Tensor<4>` is a `Denoiser` that never fails; its `Error` is
+/// [`SchedulerError`], so sampling with it returns this crate's [`Result`](crate::Result).
 pub trait Denoiser {
+    /// Why an evaluation failed: the caller's own error type. Sampling returns it, so it
+    /// must also hold the sampler's own refusals (`From<SchedulerError>`).
+    type Error;
+
     /// Denoises `x` at noise level `sigma`.
     ///
     /// # Shapes
     /// - `x`: `[batch, channels, height, width]`
     /// - returns: the same shape
-    fn denoise(&mut self, x: Tensor<4>, sigma: f32) -> Tensor<4>;
+    ///
+    /// # Errors
+    /// Whatever stopped the model; the sampler takes no further step.
+    fn denoise(&mut self, x: Tensor<4>, sigma: f32) -> Result<Tensor<4>, Self::Error>;
 }
 
 impl<F: FnMut(Tensor<4>, f32) -> Tensor<4>> Denoiser for F {
-    fn denoise(&mut self, x: Tensor<4>, sigma: f32) -> Tensor<4> {
-        self(x, sigma)
+    type Error = SchedulerError;
+
+    fn denoise(&mut self, x: Tensor<4>, sigma: f32) -> Result<Tensor<4>, SchedulerError> {
+        Ok(self(x, sigma))
     }
 }
 
 /// A network evaluated at a (fractional) training timestep: the UNet with its conditioning
-/// and guidance, as k-diffusion's `get_eps` / `get_v` calls it.
+/// and guidance, as k-diffusion's `get_eps` / `get_v` calls it. Like [`Denoiser`], it may
+/// fail with an error of its own, and a closure is one that never fails.
 pub trait TimestepModel {
+    /// Why an evaluation failed.
+    type Error;
+
     /// The network's raw output (ε or v) for the scaled input `x_in` at timestep `t`.
     ///
     /// # Shapes
     /// - `x_in`: `[batch, channels, height, width]`
     /// - returns: the same shape
-    fn forward(&mut self, x_in: Tensor<4>, t: f32) -> Tensor<4>;
+    ///
+    /// # Errors
+    /// Whatever stopped the network.
+    fn forward(&mut self, x_in: Tensor<4>, t: f32) -> Result<Tensor<4>, Self::Error>;
 }
 
 impl<F: FnMut(Tensor<4>, f32) -> Tensor<4>> TimestepModel for F {
-    fn forward(&mut self, x_in: Tensor<4>, t: f32) -> Tensor<4> {
-        self(x_in, t)
+    type Error = SchedulerError;
+
+    fn forward(&mut self, x_in: Tensor<4>, t: f32) -> Result<Tensor<4>, SchedulerError> {
+        Ok(self(x_in, t))
     }
 }
 
@@ -128,17 +151,19 @@ impl<'a, M: TimestepModel> DiscreteDenoiser<'a, M> {
 }
 
 impl<M: TimestepModel> Denoiser for DiscreteDenoiser<'_, M> {
-    fn denoise(&mut self, x: Tensor<4>, sigma: f32) -> Tensor<4> {
+    type Error = M::Error;
+
+    fn denoise(&mut self, x: Tensor<4>, sigma: f32) -> Result<Tensor<4>, M::Error> {
         let s = match self.prediction {
             Prediction::Epsilon => Scalings::epsilon(sigma),
             Prediction::V => Scalings::v(sigma),
         };
         let t = self.schedule.sigma_to_t(sigma);
-        let out = self.model.forward(x.clone().mul_scalar(s.c_in), t);
-        match self.prediction {
+        let out = self.model.forward(x.clone().mul_scalar(s.c_in), t)?;
+        Ok(match self.prediction {
             // k-diffusion: input + eps * c_out (c_skip is 1, so no multiply).
             Prediction::Epsilon => x + out.mul_scalar(s.c_out),
             Prediction::V => out.mul_scalar(s.c_out) + x.mul_scalar(s.c_skip),
-        }
+        })
     }
 }

@@ -36,6 +36,9 @@ pub enum SchedulerError {
     /// A noise schedule that cannot be built (e.g. betas outside (0, 1)).
     #[error("invalid noise schedule: {0}")]
     InvalidNoiseSchedule(String),
+    /// Values drawn on the device could not be read back.
+    #[error("reading a tensor back from the device: {0}")]
+    ReadBack(#[source] burn::tensor::DataError),
 }
 
 /// The crate's `Result`.

@@ -106,7 +106,10 @@ pub fn initial_vectors(
         .select(0, index)
         .into_data()
         .try_to_vec::<f32>()
-        .map_err(|e| TrainError::Network(format!("reading the token embeddings: {e:?}")))
+        .map_err(|source| TrainError::ReadBack {
+            what: "the token embeddings",
+            source,
+        })
 }
 
 /// A new embedding, as A1111's "Create embedding": the sanitised `name`, `vectors` vectors

@@ -15,9 +15,18 @@ pub enum TrainError {
     /// The data folder, a caption, a template or a schedule string is unusable.
     #[error(transparent)]
     Dataset(#[from] crate::dataset::DatasetError),
-    /// A network refused its input at run time.
+    /// The UNet refused its input at run time.
     #[error("network: {0}")]
-    Network(String),
+    Network(#[from] sd_core::sd_unet::UNetError),
+    /// A tensor could not be read back from the device.
+    #[error("reading {what} back: {source}")]
+    ReadBack {
+        /// What was read (`"the gradient"`, `"the token embeddings"`).
+        what: &'static str,
+        /// burn's error.
+        #[source]
+        source: burn::tensor::DataError,
+    },
     /// The training prompts never name the embedding, so it gets no gradient.
     #[error("the training prompts never contain the embedding's name: nothing to learn")]
     NoGradient,
@@ -117,14 +126,27 @@ pub enum TrainError {
         path: PathBuf,
     },
     /// An output folder (`embeddings_dir`, `log_dir`) that cannot be created or written.
-    #[error("{setting} {path} is not a writable folder: {reason}")]
+    #[error("{setting} {path} is not a writable folder: {action}: {source}")]
     OutputDir {
         /// The setting (`embeddings_dir` or `log_dir`).
         setting: &'static str,
-        /// The folder (or the file in its place).
+        /// The folder, the file in its place, or the file that could not be written in it.
         path: PathBuf,
-        /// What failed.
-        reason: String,
+        /// What was tried (`"cannot create it"`, `"cannot lock it"`, ...).
+        action: &'static str,
+        /// The operating system's answer.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON file of the run (the optimizer state, the settings) could not be serialised;
+    /// nothing was written in its place.
+    #[error("{path}: cannot write as JSON: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The serialiser's error.
+        #[source]
+        source: serde_json::Error,
     },
     /// The dataset folder has no usable picture.
     #[error("{path}: no training pictures ({reason})")]

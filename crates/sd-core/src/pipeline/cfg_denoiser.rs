@@ -45,7 +45,6 @@ pub struct CfgDenoiser<'a> {
     mask: Option<LatentMask>,
     mask_before_denoising: bool,
     step: usize,
-    error: Option<CoreError>,
 }
 
 impl<'a> CfgDenoiser<'a> {
@@ -67,7 +66,6 @@ impl<'a> CfgDenoiser<'a> {
             mask: None,
             mask_before_denoising: false,
             step: 0,
-            error: None,
         }
     }
 
@@ -85,23 +83,24 @@ impl<'a> CfgDenoiser<'a> {
         self
     }
 
-    /// The first error a model evaluation hit, if any (the sampler cannot carry errors, so
-    /// the denoiser keeps it and returns its input unchanged from then on).
-    pub fn take_error(&mut self) -> Option<CoreError> {
-        self.error.take()
-    }
-
-    /// Whether an evaluation has failed.
-    pub fn failed(&self) -> bool {
-        self.error.is_some()
-    }
-
+    /// A1111's `CFGDenoiser.forward` for one model evaluation, step by step: the step's
+    /// conditioning, the mask blended into the input, one UNet pass over every positive part
+    /// and the negative prompt, their guided combination, the mask blended into the output.
     fn guided(&mut self, x: Tensor<4>, sigma: f32) -> Result<Tensor<4>> {
         let GuidanceConds { conds, uncond } = (self.conds)(self.step)?;
-        let unblended = x.clone();
-        let x = match (&self.mask, self.mask_before_denoising) {
-            // The timestep samplers' latent is in the variance-preserving scale; this
-            // denoiser sees it multiplied by √(1 + σ²), and so must the clean latent.
+        let blended = self.blend_input(x.clone(), sigma);
+        let rows = cond_rows(&conds, blended.dims()[0])?;
+        let out = self.denoise_cond_uncond(&blended, &conds, &uncond, &rows, sigma)?;
+        let denoised = self.combine(&out, &conds, rows.len(), blended.dims()[0]);
+        debug_assert_eq!(denoised.dims(), blended.dims());
+        Ok(self.blend_output(x, blended, denoised))
+    }
+
+    /// With "mask before denoising" (the timestep samplers), the kept original replaces the
+    /// input outside the mask. The timestep samplers' latent is in the variance-preserving
+    /// scale; this denoiser sees it multiplied by √(1 + σ²), and so must the clean latent.
+    fn blend_input(&self, x: Tensor<4>, sigma: f32) -> Tensor<4> {
+        match (&self.mask, self.mask_before_denoising) {
             (Some(mask), true) => {
                 let keep = mask.keep.clone();
                 let nmask = keep.clone().neg().add_scalar(1.0);
@@ -109,47 +108,39 @@ impl<'a> CfgDenoiser<'a> {
                 mask.init_latent.clone().mul_scalar(scale) * keep + x * nmask
             }
             _ => x,
-        };
-        let [batch, channels, height, width] = x.dims();
-        if conds.conds_list.len() != batch {
-            return Err(CoreError::InvalidRequest {
-                name: "conditioning",
-                reason: format!("{} prompts for {batch} images", conds.conds_list.len()),
-            });
         }
-        // A1111 puts each image once per AND subprompt, then the whole batch again for the
-        // negative prompt.
-        let mut rows: Vec<usize> = Vec::new();
-        for (image, list) in conds.conds_list.iter().enumerate() {
-            rows.extend(std::iter::repeat_n(image, list.len()));
-        }
-        let select = |t: &Tensor<4>, rows: &[usize]| -> Tensor<4> {
-            Tensor::cat(
-                rows.iter()
-                    .map(|&r| t.clone().narrow(0, r, 1))
-                    .collect::<Vec<_>>(),
-                0,
-            )
-        };
-        let cond_x = select(&x, &rows);
+    }
+
+    /// The UNet's denoised estimate for every positive part (`rows` of `x`) followed by the
+    /// whole batch under the negative prompt: `[rows + batch, c, h, w]`.
+    fn denoise_cond_uncond(
+        &self,
+        x: &Tensor<4>,
+        conds: &StepConds,
+        uncond: &Tensor<3>,
+        rows: &[usize],
+        sigma: f32,
+    ) -> Result<Tensor<4>> {
+        let [batch, ..] = x.dims();
+        let cond_x = select_rows(x, rows);
         let scalings = match self.prediction {
             Prediction::Epsilon => Scalings::epsilon(sigma),
             Prediction::V => Scalings::v(sigma),
             _ => Scalings::epsilon(sigma),
         };
         let t = self.schedule.sigma_to_t(sigma);
-        let image_cond_rows = self.image_cond.as_ref().map(|c| select(c, &rows));
         let [_, cond_tokens, _] = conds.tensor.dims();
         let [_, uncond_tokens, _] = uncond.dims();
-        let all_rows: Vec<usize> = rows.iter().copied().chain(0..batch).collect();
-        let out = if cond_tokens == uncond_tokens {
+        if cond_tokens == uncond_tokens {
+            let all_rows: Vec<usize> = rows.iter().copied().chain(0..batch).collect();
             let x_in = Tensor::cat(vec![cond_x, x.clone()], 0);
             let context = Tensor::cat(vec![conds.tensor.clone(), uncond.clone()], 0);
-            let image_cond = self.image_cond.as_ref().map(|c| select(c, &all_rows));
-            self.denoise_batch(x_in, context, image_cond, t, scalings)?
+            let image_cond = self.image_cond.as_ref().map(|c| select_rows(c, &all_rows));
+            self.denoise_batch(x_in, context, image_cond, t, scalings)
         } else {
             // A1111 (without "pad prompt/negative prompt to same length") runs the two
             // halves separately when their chunk counts differ.
+            let image_cond_rows = self.image_cond.as_ref().map(|c| select_rows(c, rows));
             let cond_out =
                 self.denoise_batch(cond_x, conds.tensor.clone(), image_cond_rows, t, scalings)?;
             let uncond_out = self.denoise_batch(
@@ -159,9 +150,20 @@ impl<'a> CfgDenoiser<'a> {
                 t,
                 scalings,
             )?;
-            Tensor::cat(vec![cond_out, uncond_out], 0)
-        };
-        let n_cond = rows.len();
+            Ok(Tensor::cat(vec![cond_out, uncond_out], 0))
+        }
+    }
+
+    /// Classifier-free guidance (A1111's `combine_denoised`): per image, the negative
+    /// prompt's estimate plus each AND part's difference from it, times its weight and the
+    /// CFG scale. `out` holds the `n_cond` positive rows, then the `batch` negative ones.
+    fn combine(
+        &self,
+        out: &Tensor<4>,
+        conds: &StepConds,
+        n_cond: usize,
+        batch: usize,
+    ) -> Tensor<4> {
         let uncond = out.clone().narrow(0, n_cond, batch);
         let mut images = Vec::with_capacity(batch);
         for (image, list) in conds.conds_list.iter().enumerate() {
@@ -174,9 +176,13 @@ impl<'a> CfgDenoiser<'a> {
             }
             images.push(denoised);
         }
-        let denoised = Tensor::cat(images, 0);
-        debug_assert_eq!(denoised.dims(), [batch, channels, height, width]);
-        Ok(match &self.mask {
+        Tensor::cat(images, 0)
+    }
+
+    /// The mask applied to the result: the kept original outside it (k-diffusion samplers),
+    /// or — when the input was blended — the estimate shifted back to the sampler's own `x`.
+    fn blend_output(&self, x: Tensor<4>, blended: Tensor<4>, denoised: Tensor<4>) -> Tensor<4> {
+        match &self.mask {
             Some(mask) if !self.mask_before_denoising => {
                 let keep = mask.keep.clone();
                 let nmask = keep.clone().neg().add_scalar(1.0);
@@ -186,9 +192,9 @@ impl<'a> CfgDenoiser<'a> {
             // unblended x (`pred_x0 = (x − √(1−ᾱ)·ε) / √ᾱ`). The sampler recovers ε as
             // (x − D) / σ from the x it passed in, so hand it D shifted by the blend:
             // x − (x_blended − D_blended).
-            Some(_) => unblended - (x - denoised),
+            Some(_) => x - (blended - denoised),
             None => denoised,
-        })
+        }
     }
 
     /// k-diffusion's discrete denoiser on a batch: `c_skip·x + c_out·F(c_in·x, t)`.
@@ -223,18 +229,38 @@ impl<'a> CfgDenoiser<'a> {
 }
 
 impl Denoiser for CfgDenoiser<'_> {
-    fn denoise(&mut self, x: Tensor<4>, sigma: f32) -> Tensor<4> {
-        if self.error.is_some() {
-            return x;
-        }
-        let result = self.guided(x.clone(), sigma);
+    type Error = CoreError;
+
+    /// One guided evaluation; an error (conditioning, UNet) stops the sampler at once.
+    fn denoise(&mut self, x: Tensor<4>, sigma: f32) -> Result<Tensor<4>> {
+        let denoised = self.guided(x, sigma)?;
         self.step += 1;
-        match result {
-            Ok(denoised) => denoised,
-            Err(e) => {
-                self.error = Some(e);
-                x
-            }
-        }
+        Ok(denoised)
     }
+}
+
+/// The row of each positive part: A1111 puts each image once per AND subprompt, then the
+/// whole batch again for the negative prompt.
+fn cond_rows(conds: &StepConds, batch: usize) -> Result<Vec<usize>> {
+    if conds.conds_list.len() != batch {
+        return Err(CoreError::InvalidRequest {
+            name: "conditioning",
+            reason: format!("{} prompts for {batch} images", conds.conds_list.len()),
+        });
+    }
+    let mut rows: Vec<usize> = Vec::new();
+    for (image, list) in conds.conds_list.iter().enumerate() {
+        rows.extend(std::iter::repeat_n(image, list.len()));
+    }
+    Ok(rows)
+}
+
+/// The images `rows` of `t`, in that order (repeats allowed).
+fn select_rows(t: &Tensor<4>, rows: &[usize]) -> Tensor<4> {
+    Tensor::cat(
+        rows.iter()
+            .map(|&r| t.clone().narrow(0, r, 1))
+            .collect::<Vec<_>>(),
+        0,
+    )
 }

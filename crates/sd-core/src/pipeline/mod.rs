@@ -120,6 +120,9 @@ impl StableDiffusion {
         self.generate(params, Some(input), embeddings, progress)
     }
 
+    /// A1111's `process_images` for one batch, step by step: check the request, draw the
+    /// seeds and the first noise, encode the prompts, prepare the init picture, sample with
+    /// the guided UNet, blend the kept original back and decode.
     fn generate(
         &self,
         params: &GenerationParams,
@@ -133,129 +136,30 @@ impl StableDiffusion {
         }
         let params = resolve_seeds(params);
         let spec = SamplerSpec::parse(&params.sampler, params.schedule.as_deref())?;
-        let batch = params.batch_size;
-        // A1111's `all_seeds`: `seed + i`, but one seed for the whole batch when a variation
-        // strength is set (the images then differ by their variation seeds only).
-        let seed_step = u64::from(params.subseed_strength == 0.0);
-        let seeds: Vec<u64> = (0..batch as u64)
-            .map(|i| params.seed as u64 + i * seed_step)
-            .collect();
-        let subseeds: Vec<u64> = (0..batch as u64)
-            .map(|i| params.subseed as u64 + i)
-            .collect();
-        let shape = [
-            self.unet_latent_channels(),
-            params.height as usize / 8,
-            params.width as usize / 8,
-        ];
-        let mut rng = ImageRng::new(params.rng, shape, &seeds)?
-            .with_subseeds(&subseeds, f64::from(params.subseed_strength))
-            .with_eta_noise_seed_delta(params.eta_noise_seed_delta);
-        if let Some(resize) = params.seed_resize_from {
-            rng = rng.with_seed_resize(resize);
-        }
-        let mut noise_source =
-            ImageNoise::new(rng, batch, self.device()).with_brownian_seeds(&seeds, params.rng);
+        let (seeds, subseeds) = batch_seeds(&params);
+        let mut noise_source = self.image_noise(&params, &seeds, &subseeds)?;
         let noise = noise_source.draw();
-
-        // A1111 schedules prompts over model evaluations: twice the steps for second-order
-        // samplers (`SamplerData.total_steps`).
-        let total_steps = if spec.sampler.info().second_order {
-            params.steps * 2
-        } else {
-            params.steps
-        };
-        let conds = conds::ConditioningSchedule::build(self, &params, embeddings, total_steps)?;
-        let ti_hashes = conds.ti_hashes.clone();
-        let mut provider = |step: usize| conds.at_step(step);
-
+        let conds = conds::ConditioningSchedule::build(
+            self,
+            &params,
+            embeddings,
+            conditioning_steps(spec, params.steps),
+        )?;
         let setup = match input {
             Some(input) => Some(self.prepare_img2img(input, &params, &seeds)?),
             None => None,
         };
-        let image_cond = (self.architecture().unet.in_channels == 9).then(|| {
-            self.inpainting_image_cond(
-                setup
-                    .as_ref()
-                    .map(|(_, mask, image)| (image, mask.as_ref())),
-                &params,
-            )
-        });
-        let start = match (&setup, input) {
-            (Some((setup, ..)), Some(input)) => Start::Image {
-                latent: Box::new(setup.init_latent.clone()),
-                strength: input.denoising_strength,
-            },
-            _ => Start::Noise,
+        let guidance = self.guidance(setup.as_ref(), input, &params);
+        let latent_mask = guidance.latent_mask.clone();
+        let sampling = Sampling {
+            spec,
+            params: &params,
+            conds: &conds,
+            noise,
+            noise_source: &mut noise_source,
         };
-        let latent_mask = setup.as_ref().and_then(|(setup, ..)| {
-            setup.keep.clone().map(|keep| LatentMask {
-                init_latent: setup.init_latent.clone(),
-                keep,
-            })
-        });
-        let options = SamplerOptions {
-            eta: params.eta,
-            // UniPC starts img2img at A1111's `t_start` rather than at the first timestep.
-            img2img: matches!(start, Start::Image { .. }),
-            ..SamplerOptions::default()
-        };
-        let steps = params.steps;
-        let mut callback = |info: &StepInfo<'_>| {
-            progress(&Progress {
-                step: info.step,
-                total_steps: steps,
-                info,
-            })
-        };
-        let mut cancelled = false;
-        let latents = {
-            let mut denoiser = CfgDenoiser::new(
-                &self.unet,
-                self.noise_schedule(),
-                self.architecture().prediction,
-                &mut provider,
-                params.cfg_scale,
-            );
-            if let Some(cond) = image_cond {
-                denoiser = denoiser.with_image_cond(cond);
-            }
-            if let Some(mask) = latent_mask.clone() {
-                // A1111 blends the timestep samplers' input, the k-diffusion samplers' output.
-                denoiser = denoiser.with_mask(mask, spec.sampler.is_timestep_sampler());
-            }
-            let mut wrapped = |info: &StepInfo<'_>| {
-                let flow = callback(info);
-                if flow.is_break() {
-                    cancelled = true;
-                }
-                flow
-            };
-            let latents = sample::run(
-                &mut denoiser,
-                self.noise_schedule(),
-                spec,
-                steps,
-                start,
-                noise,
-                &mut noise_source,
-                &options,
-                &mut wrapped,
-            )?;
-            if let Some(error) = denoiser.take_error() {
-                return Err(error);
-            }
-            ensure_finite(&latents, "the UNet (sampling)")?;
-            latents
-        };
-        // A1111 blends the final latent once more with the kept original.
-        let latents = match &latent_mask {
-            Some(mask) => {
-                let nmask = mask.keep.clone().neg().add_scalar(1.0);
-                latents * nmask + mask.init_latent.clone() * mask.keep.clone()
-            }
-            None => latents,
-        };
+        let (latents, cancelled) = self.sample_latents(sampling, guidance, progress)?;
+        let latents = keep_original(latents, latent_mask.as_ref());
         let images = self.decode_latents(latents.clone())?;
         let images = match &setup {
             Some((setup, ..)) => img2img::overlay_all(images, &setup.overlay),
@@ -266,11 +170,130 @@ impl StableDiffusion {
             latents,
             seeds,
             subseeds,
-            params,
             img2img: input.map(Img2ImgSettings::from),
             cancelled,
-            ti_hashes,
+            ti_hashes: conds.ti_hashes.clone(),
+            params,
         })
+    }
+
+    /// The image generators of the batch (A1111's `ImageRNG`) with the variation seeds,
+    /// "Eta noise seed delta" and "Resize seed from" of `params`.
+    fn image_noise(
+        &self,
+        params: &GenerationParams,
+        seeds: &[u64],
+        subseeds: &[u64],
+    ) -> Result<ImageNoise> {
+        let shape = [
+            self.unet_latent_channels(),
+            params.height as usize / 8,
+            params.width as usize / 8,
+        ];
+        let mut rng = ImageRng::new(params.rng, shape, seeds)?
+            .with_subseeds(subseeds, f64::from(params.subseed_strength))
+            .with_eta_noise_seed_delta(params.eta_noise_seed_delta);
+        if let Some(resize) = params.seed_resize_from {
+            rng = rng.with_seed_resize(resize);
+        }
+        Ok(ImageNoise::new(rng, params.batch_size, self.device())
+            .with_brownian_seeds(seeds, params.rng))
+    }
+
+    /// Where sampling starts and what the guided UNet sees besides the prompts: the init
+    /// latent and strength of img2img, the extra channels of a 9-channel inpainting UNet, the
+    /// latent mask of the kept original.
+    fn guidance(
+        &self,
+        setup: Option<&(img2img::Img2ImgSetup, Option<PreparedMask>, RgbImage)>,
+        input: Option<&Img2ImgInput>,
+        params: &GenerationParams,
+    ) -> Guidance {
+        let image_cond = (self.architecture().unet.in_channels == 9).then(|| {
+            self.inpainting_image_cond(setup.map(|(_, mask, image)| (image, mask.as_ref())), params)
+        });
+        let start = match (setup, input) {
+            (Some((setup, ..)), Some(input)) => Start::Image {
+                latent: Box::new(setup.init_latent.clone()),
+                strength: input.denoising_strength,
+            },
+            _ => Start::Noise,
+        };
+        let latent_mask = setup.and_then(|(setup, ..)| {
+            setup.keep.clone().map(|keep| LatentMask {
+                init_latent: setup.init_latent.clone(),
+                keep,
+            })
+        });
+        Guidance {
+            start,
+            image_cond,
+            latent_mask,
+        }
+    }
+
+    /// Runs the sampler with the guided UNet; returns the final latents and whether the
+    /// progress callback stopped the run. A failing model evaluation stops it at once.
+    fn sample_latents(
+        &self,
+        sampling: Sampling<'_>,
+        guidance: Guidance,
+        progress: &mut ProgressCallback<'_>,
+    ) -> Result<(Tensor<4>, bool)> {
+        let Sampling {
+            spec,
+            params,
+            conds,
+            noise,
+            noise_source,
+        } = sampling;
+        let options = SamplerOptions {
+            eta: params.eta,
+            // UniPC starts img2img at A1111's `t_start` rather than at the first timestep.
+            img2img: matches!(guidance.start, Start::Image { .. }),
+            ..SamplerOptions::default()
+        };
+        let steps = params.steps;
+        let mut cancelled = false;
+        let mut callback = |info: &StepInfo<'_>| {
+            let flow = progress(&Progress {
+                step: info.step,
+                total_steps: steps,
+                info,
+            });
+            if flow.is_break() {
+                cancelled = true;
+            }
+            flow
+        };
+        let mut provider = |step: usize| conds.at_step(step);
+        let mut denoiser = CfgDenoiser::new(
+            &self.unet,
+            self.noise_schedule(),
+            self.architecture().prediction,
+            &mut provider,
+            params.cfg_scale,
+        );
+        if let Some(cond) = guidance.image_cond {
+            denoiser = denoiser.with_image_cond(cond);
+        }
+        if let Some(mask) = guidance.latent_mask {
+            // A1111 blends the timestep samplers' input, the k-diffusion samplers' output.
+            denoiser = denoiser.with_mask(mask, spec.sampler.is_timestep_sampler());
+        }
+        let latents = sample::run(
+            &mut denoiser,
+            self.noise_schedule(),
+            spec,
+            steps,
+            guidance.start,
+            noise,
+            noise_source,
+            &options,
+            &mut callback,
+        )?;
+        ensure_finite(&latents, "the UNet (sampling)")?;
+        Ok((latents, cancelled))
     }
 
     /// Latent channels the sampler works in (4; a 9-channel inpainting UNet still denoises 4).
@@ -286,6 +309,57 @@ impl StableDiffusion {
         let pixels = self.vae.decode(self.vae.unscale_latents(latents));
         ensure_finite(&pixels, "the VAE (decoding)")?;
         tensor_to_images(pixels)
+    }
+}
+
+/// What the sampling step of [`StableDiffusion::generate`] is handed besides the guidance.
+struct Sampling<'a> {
+    spec: SamplerSpec,
+    params: &'a GenerationParams,
+    conds: &'a conds::ConditioningSchedule,
+    /// The first draw of the image generators, unit variance.
+    noise: Tensor<4>,
+    noise_source: &'a mut ImageNoise,
+}
+
+/// Where sampling starts and what guides it besides the prompts (see
+/// [`StableDiffusion::guidance`]).
+struct Guidance {
+    start: Start,
+    image_cond: Option<Tensor<4>>,
+    latent_mask: Option<LatentMask>,
+}
+
+/// A1111 schedules prompts over model evaluations: twice the steps for second-order samplers
+/// (`SamplerData.total_steps`).
+fn conditioning_steps(spec: SamplerSpec, steps: usize) -> usize {
+    if spec.sampler.info().second_order {
+        steps * 2
+    } else {
+        steps
+    }
+}
+
+/// A1111's `all_seeds` and `all_subseeds`: `seed + i`, but one seed for the whole batch when
+/// a variation strength is set (the images then differ by their variation seeds only).
+fn batch_seeds(params: &GenerationParams) -> (Vec<u64>, Vec<u64>) {
+    let batch = params.batch_size as u64;
+    let seed_step = u64::from(params.subseed_strength == 0.0);
+    let seeds = (0..batch)
+        .map(|i| params.seed as u64 + i * seed_step)
+        .collect();
+    let subseeds = (0..batch).map(|i| params.subseed as u64 + i).collect();
+    (seeds, subseeds)
+}
+
+/// A1111 blends the final latent once more with the kept original.
+fn keep_original(latents: Tensor<4>, mask: Option<&LatentMask>) -> Tensor<4> {
+    match mask {
+        Some(mask) => {
+            let nmask = mask.keep.clone().neg().add_scalar(1.0);
+            latents * nmask + mask.init_latent.clone() * mask.keep.clone()
+        }
+        None => latents,
     }
 }
 

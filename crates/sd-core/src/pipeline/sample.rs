@@ -93,10 +93,10 @@ pub(crate) fn img2img_plan(
 
 /// Runs `spec` for `steps` steps from `start`, with unit-variance `noise` as the first draw
 /// of the image generators; returns the final latent (or the last denoised estimate when the
-/// callback cancelled).
+/// callback cancelled), or the denoiser's first error.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
-    denoiser: &mut dyn Denoiser,
+    denoiser: &mut dyn Denoiser<Error = CoreError>,
     ns: &NoiseSchedule,
     spec: SamplerSpec,
     steps: usize,

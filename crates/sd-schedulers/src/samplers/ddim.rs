@@ -8,7 +8,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{Cancelled, Ctx};
+use super::{Ctx, Stop};
 use crate::noise_schedule::NoiseSchedule;
 
 /// A1111's `CompVisSampler.get_timesteps`: `clip(range(0, N, N // steps) + 1, 0, N - 1)`.
@@ -24,16 +24,16 @@ pub fn a1111_timesteps(steps: usize, num_train_timesteps: usize) -> Vec<usize> {
 /// denoiser sees `x·√(1+σ_t²)` at σ_t (the table value), and ε = (x_ve − D) / σ_t — what
 /// k-diffusion's ε-denoiser inverts, so a [`crate::DiscreteDenoiser`] hands the network
 /// exactly `x` at timestep `t`.
-pub(crate) fn eps_at_timestep(
-    ctx: &mut Ctx<'_>,
+pub(crate) fn eps_at_timestep<E>(
+    ctx: &mut Ctx<'_, E>,
     ns: &NoiseSchedule,
     x: &Tensor<4>,
     t: usize,
-) -> Tensor<4> {
+) -> Result<Tensor<4>, Stop<E>> {
     let sigma = ns.sigmas()[t];
     let x_ve = x.clone().mul_scalar((1.0 + sigma * sigma).sqrt());
-    let denoised = ctx.denoise(&x_ve, sigma);
-    (x_ve - denoised).div_scalar(sigma)
+    let denoised = ctx.denoise(&x_ve, sigma)?;
+    Ok((x_ve - denoised).div_scalar(sigma))
 }
 
 /// The ᾱ of each timestep and of the one before it (`alphas_prev`: ᾱ at 0 first, then the
@@ -51,13 +51,13 @@ pub(crate) fn alphas(ns: &NoiseSchedule, timesteps: &[usize]) -> (Vec<f32>, Vec<
 }
 
 /// "DDIM" with η (A1111's `eta_ddim`, default 0).
-pub(crate) fn sample_ddim(
-    ctx: &mut Ctx<'_>,
+pub(crate) fn sample_ddim<E>(
+    ctx: &mut Ctx<'_, E>,
     ns: &NoiseSchedule,
     mut x: Tensor<4>,
     timesteps: &[usize],
     eta: f64,
-) -> Result<Tensor<4>, Cancelled> {
+) -> Result<Tensor<4>, Stop<E>> {
     if timesteps.is_empty() {
         return Ok(x);
     }
@@ -73,7 +73,7 @@ pub(crate) fn sample_ddim(
         .collect();
     for i in 0..timesteps.len() - 1 {
         let index = timesteps.len() - 1 - i;
-        let e_t = eps_at_timestep(ctx, ns, &x, timesteps[index]);
+        let e_t = eps_at_timestep(ctx, ns, &x, timesteps[index])?;
         let a_t = alphas[index];
         let a_prev = alphas_prev[index];
         let sigma_t = sigmas[index] as f32;

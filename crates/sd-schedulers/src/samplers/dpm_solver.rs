@@ -4,7 +4,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{Cancelled, Ctx, ancestral_step};
+use super::{Ctx, Stop, ancestral_step};
 
 fn t_of(sigma: f32) -> f32 {
     -sigma.ln()
@@ -22,75 +22,78 @@ struct EpsCache {
     eps_r2: Option<Tensor<4>>,
 }
 
-fn eps_at(ctx: &mut Ctx<'_>, x: &Tensor<4>, t: f32) -> Tensor<4> {
+/// ε of the model at some t (k-diffusion's `DPMSolver.eps`), or why sampling stopped.
+type Eps<E> = Result<Tensor<4>, Stop<E>>;
+
+fn eps_at<E>(ctx: &mut Ctx<'_, E>, x: &Tensor<4>, t: f32) -> Eps<E> {
     let sigma = sigma_of(t);
-    let denoised = ctx.denoise(x, sigma);
-    (x.clone() - denoised).div_scalar(sigma)
+    let denoised = ctx.denoise(x, sigma)?;
+    Ok((x.clone() - denoised).div_scalar(sigma))
 }
 
-fn cached(slot: &mut Option<Tensor<4>>, ctx: &mut Ctx<'_>, x: &Tensor<4>, t: f32) -> Tensor<4> {
+fn cached<E>(slot: &mut Option<Tensor<4>>, ctx: &mut Ctx<'_, E>, x: &Tensor<4>, t: f32) -> Eps<E> {
     match slot {
-        Some(e) => e.clone(),
+        Some(e) => Ok(e.clone()),
         None => {
-            let e = eps_at(ctx, x, t);
+            let e = eps_at(ctx, x, t)?;
             *slot = Some(e.clone());
-            e
+            Ok(e)
         }
     }
 }
 
-fn step_1(ctx: &mut Ctx<'_>, c: &mut EpsCache, x: &Tensor<4>, t: f32, t_next: f32) -> Tensor<4> {
+fn step_1<E>(ctx: &mut Ctx<'_, E>, c: &mut EpsCache, x: &Tensor<4>, t: f32, t_next: f32) -> Eps<E> {
     let h = t_next - t;
-    let eps = cached(&mut c.eps, ctx, x, t);
-    x.clone() - eps.mul_scalar(sigma_of(t_next) * h.exp_m1())
+    let eps = cached(&mut c.eps, ctx, x, t)?;
+    Ok(x.clone() - eps.mul_scalar(sigma_of(t_next) * h.exp_m1()))
 }
 
-fn step_2(
-    ctx: &mut Ctx<'_>,
+fn step_2<E>(
+    ctx: &mut Ctx<'_, E>,
     c: &mut EpsCache,
     x: &Tensor<4>,
     t: f32,
     t_next: f32,
     r1: f32,
-) -> Tensor<4> {
+) -> Eps<E> {
     let h = t_next - t;
-    let eps = cached(&mut c.eps, ctx, x, t);
+    let eps = cached(&mut c.eps, ctx, x, t)?;
     let s1 = t + r1 * h;
     let u1 = x.clone() - eps.clone().mul_scalar(sigma_of(s1) * (r1 * h).exp_m1());
-    let eps_r1 = cached(&mut c.eps_r1, ctx, &u1, s1);
-    x.clone()
+    let eps_r1 = cached(&mut c.eps_r1, ctx, &u1, s1)?;
+    Ok(x.clone()
         - eps.clone().mul_scalar(sigma_of(t_next) * h.exp_m1())
-        - (eps_r1 - eps).mul_scalar(sigma_of(t_next) / (2.0 * r1) * h.exp_m1())
+        - (eps_r1 - eps).mul_scalar(sigma_of(t_next) / (2.0 * r1) * h.exp_m1()))
 }
 
-fn step_3(ctx: &mut Ctx<'_>, c: &mut EpsCache, x: &Tensor<4>, t: f32, t_next: f32) -> Tensor<4> {
+fn step_3<E>(ctx: &mut Ctx<'_, E>, c: &mut EpsCache, x: &Tensor<4>, t: f32, t_next: f32) -> Eps<E> {
     let (r1, r2) = (1.0_f32 / 3.0, 2.0_f32 / 3.0);
     let h = t_next - t;
-    let eps = cached(&mut c.eps, ctx, x, t);
+    let eps = cached(&mut c.eps, ctx, x, t)?;
     let s1 = t + r1 * h;
     let s2 = t + r2 * h;
     let u1 = x.clone() - eps.clone().mul_scalar(sigma_of(s1) * (r1 * h).exp_m1());
-    let eps_r1 = cached(&mut c.eps_r1, ctx, &u1, s1);
+    let eps_r1 = cached(&mut c.eps_r1, ctx, &u1, s1)?;
     let u2 = x.clone()
         - eps.clone().mul_scalar(sigma_of(s2) * (r2 * h).exp_m1())
         - (eps_r1 - eps.clone())
             .mul_scalar(sigma_of(s2) * (r2 / r1) * ((r2 * h).exp_m1() / (r2 * h) - 1.0));
-    let eps_r2 = cached(&mut c.eps_r2, ctx, &u2, s2);
-    x.clone()
+    let eps_r2 = cached(&mut c.eps_r2, ctx, &u2, s2)?;
+    Ok(x.clone()
         - eps.clone().mul_scalar(sigma_of(t_next) * h.exp_m1())
-        - (eps_r2 - eps).mul_scalar(sigma_of(t_next) / r2 * (h.exp_m1() / h - 1.0))
+        - (eps_r2 - eps).mul_scalar(sigma_of(t_next) / r2 * (h.exp_m1() / h - 1.0)))
 }
 
 /// "DPM fast": `nfe` model evaluations in steps of order 3 (then 2, 1), evenly spaced in t.
-pub(crate) fn sample_dpm_fast(
-    ctx: &mut Ctx<'_>,
+pub(crate) fn sample_dpm_fast<E>(
+    ctx: &mut Ctx<'_, E>,
     mut x: Tensor<4>,
     sigma_min: f32,
     sigma_max: f32,
     nfe: usize,
     eta: f32,
     s_noise: f32,
-) -> Result<Tensor<4>, Cancelled> {
+) -> Result<Tensor<4>, Stop<E>> {
     let (t_start, t_end) = (t_of(sigma_max), t_of(sigma_min));
     let m = nfe / 3 + 1;
     let ts = crate::torch_math::linspace_f32(t_start, t_end, m + 1);
@@ -114,13 +117,13 @@ pub(crate) fn sample_dpm_fast(
         } else {
             (t_next, 0.0)
         };
-        let eps = cached(&mut cache.eps, ctx, &x, t);
+        let eps = cached(&mut cache.eps, ctx, &x, t)?;
         let denoised = x.clone() - eps.mul_scalar(sigma_of(t));
         ctx.report(i, sigma_of(t), sigma_of(t), &x, &denoised)?;
         x = match order {
-            1 => step_1(ctx, &mut cache, &x, t, t_next_),
-            2 => step_2(ctx, &mut cache, &x, t, t_next_, 0.5),
-            _ => step_3(ctx, &mut cache, &x, t, t_next_),
+            1 => step_1(ctx, &mut cache, &x, t, t_next_)?,
+            2 => step_2(ctx, &mut cache, &x, t, t_next_, 0.5)?,
+            _ => step_3(ctx, &mut cache, &x, t, t_next_)?,
         };
         // k-diffusion draws the noise even when su is 0 (eta = 0).
         let n = ctx.randn(i, sigma_of(t), sigma_of(t_next), &x);
@@ -231,15 +234,15 @@ fn scaled_error(
 /// "DPM adaptive": embedded DPM-Solver-2/3 pairs with PID step-size control, from σ_max
 /// down to σ_min. The callback runs after every attempt (accepted or not), as in
 /// k-diffusion, with the latent after the attempt.
-pub(crate) fn sample_dpm_adaptive(
-    ctx: &mut Ctx<'_>,
+pub(crate) fn sample_dpm_adaptive<E>(
+    ctx: &mut Ctx<'_, E>,
     mut x: Tensor<4>,
     sigma_min: f32,
     sigma_max: f32,
     opts: &AdaptiveOptions,
     eta: f32,
     s_noise: f32,
-) -> Result<Tensor<4>, Cancelled> {
+) -> Result<Tensor<4>, Stop<E>> {
     let (t_start, t_end) = (t_of(sigma_max), t_of(sigma_min));
     let forward = t_end > t_start;
     let h_init = opts.h_init.abs() * if forward { 1.0 } else { -1.0 };
@@ -278,15 +281,15 @@ pub(crate) fn sample_dpm_adaptive(
         } else {
             (t, 0.0)
         };
-        let eps = cached(&mut cache.eps, ctx, &x, s);
+        let eps = cached(&mut cache.eps, ctx, &x, s)?;
         let denoised = x.clone() - eps.mul_scalar(sigma_of(s));
         let (x_low, x_high) = if opts.order == 2 {
-            let lo = step_1(ctx, &mut cache, &x, s, t_);
-            let hi = step_2(ctx, &mut cache, &x, s, t_, 0.5);
+            let lo = step_1(ctx, &mut cache, &x, s, t_)?;
+            let hi = step_2(ctx, &mut cache, &x, s, t_, 0.5)?;
             (lo, hi)
         } else {
-            let lo = step_2(ctx, &mut cache, &x, s, t_, 1.0 / 3.0);
-            let hi = step_3(ctx, &mut cache, &x, s, t_);
+            let lo = step_2(ctx, &mut cache, &x, s, t_, 1.0 / 3.0)?;
+            let hi = step_3(ctx, &mut cache, &x, s, t_)?;
             (lo, hi)
         };
         let error = scaled_error(&x_low, &x_high, &x_prev, opts.atol as f32, opts.rtol as f32);

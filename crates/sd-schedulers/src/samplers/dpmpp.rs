@@ -4,7 +4,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{Cancelled, Ctx, ancestral_step, to_d};
+use super::{Ctx, Stop, ancestral_step, to_d};
 
 fn t_fn(sigma: f32) -> f32 {
     -sigma.ln()
@@ -15,15 +15,15 @@ fn sigma_fn(t: f32) -> f32 {
 }
 
 /// "DPM++ 2S a": ancestral sampling with DPM-Solver++(2S) steps.
-pub(crate) fn sample_dpmpp_2s_ancestral(
-    ctx: &mut Ctx<'_>,
+pub(crate) fn sample_dpmpp_2s_ancestral<E>(
+    ctx: &mut Ctx<'_, E>,
     mut x: Tensor<4>,
     sigmas: &[f32],
     eta: f32,
     s_noise: f32,
-) -> Result<Tensor<4>, Cancelled> {
+) -> Result<Tensor<4>, Stop<E>> {
     for i in 0..sigmas.len() - 1 {
-        let denoised = ctx.denoise(&x, sigmas[i]);
+        let denoised = ctx.denoise(&x, sigmas[i])?;
         let (sigma_down, sigma_up) = ancestral_step(sigmas[i], sigmas[i + 1], eta);
         ctx.report(i, sigmas[i], sigmas[i], &x, &denoised)?;
         if sigma_down == 0.0 {
@@ -36,7 +36,7 @@ pub(crate) fn sample_dpmpp_2s_ancestral(
             let s = t + r * h;
             let x_2 = x.clone().mul_scalar(sigma_fn(s) / sigma_fn(t))
                 - denoised.clone().mul_scalar((-h * r).exp_m1());
-            let denoised_2 = ctx.denoise(&x_2, sigma_fn(s));
+            let denoised_2 = ctx.denoise(&x_2, sigma_fn(s))?;
             x = x.mul_scalar(sigma_fn(t_next) / sigma_fn(t)) - denoised_2.mul_scalar((-h).exp_m1());
         }
         if sigmas[i + 1] > 0.0 {
@@ -48,16 +48,16 @@ pub(crate) fn sample_dpmpp_2s_ancestral(
 }
 
 /// "DPM++ SDE": DPM-Solver++ (stochastic), midpoint r = 1/2, Brownian noise.
-pub(crate) fn sample_dpmpp_sde(
-    ctx: &mut Ctx<'_>,
+pub(crate) fn sample_dpmpp_sde<E>(
+    ctx: &mut Ctx<'_, E>,
     mut x: Tensor<4>,
     sigmas: &[f32],
     eta: f32,
     s_noise: f32,
-) -> Result<Tensor<4>, Cancelled> {
+) -> Result<Tensor<4>, Stop<E>> {
     let r = 0.5_f32;
     for i in 0..sigmas.len() - 1 {
-        let denoised = ctx.denoise(&x, sigmas[i]);
+        let denoised = ctx.denoise(&x, sigmas[i])?;
         ctx.report(i, sigmas[i], sigmas[i], &x, &denoised)?;
         if sigmas[i + 1] == 0.0 {
             let d = to_d(&x, sigmas[i], &denoised);
@@ -75,7 +75,7 @@ pub(crate) fn sample_dpmpp_sde(
                 - denoised.clone().mul_scalar((t - s_).exp_m1());
             let n = ctx.brownian(i, sigma_fn(t), sigma_fn(s), &x_2);
             let x_2 = x_2 + n.mul_scalar(s_noise).mul_scalar(su);
-            let denoised_2 = ctx.denoise(&x_2, sigma_fn(s));
+            let denoised_2 = ctx.denoise(&x_2, sigma_fn(s))?;
 
             // Step 2
             let (sd, su) = ancestral_step(sigma_fn(t), sigma_fn(t_next), eta);
@@ -91,14 +91,14 @@ pub(crate) fn sample_dpmpp_sde(
 }
 
 /// "DPM++ 2M": DPM-Solver++(2M), deterministic.
-pub(crate) fn sample_dpmpp_2m(
-    ctx: &mut Ctx<'_>,
+pub(crate) fn sample_dpmpp_2m<E>(
+    ctx: &mut Ctx<'_, E>,
     mut x: Tensor<4>,
     sigmas: &[f32],
-) -> Result<Tensor<4>, Cancelled> {
+) -> Result<Tensor<4>, Stop<E>> {
     let mut old_denoised: Option<Tensor<4>> = None;
     for i in 0..sigmas.len() - 1 {
-        let denoised = ctx.denoise(&x, sigmas[i]);
+        let denoised = ctx.denoise(&x, sigmas[i])?;
         ctx.report(i, sigmas[i], sigmas[i], &x, &denoised)?;
         let (t, t_next) = (t_fn(sigmas[i]), t_fn(sigmas[i + 1]));
         let h = t_next - t;
@@ -132,18 +132,18 @@ pub enum SolverType {
 ///
 /// k-diffusion raises `UnboundLocalError` when the first step already lands on σ = 0 (one
 /// step); here that step simply returns the denoised latent, as every later σ = 0 step does.
-pub(crate) fn sample_dpmpp_2m_sde(
-    ctx: &mut Ctx<'_>,
+pub(crate) fn sample_dpmpp_2m_sde<E>(
+    ctx: &mut Ctx<'_, E>,
     mut x: Tensor<4>,
     sigmas: &[f32],
     eta: f32,
     s_noise: f32,
     solver: SolverType,
-) -> Result<Tensor<4>, Cancelled> {
+) -> Result<Tensor<4>, Stop<E>> {
     let mut old_denoised: Option<Tensor<4>> = None;
     let mut h_last: Option<f32> = None;
     for i in 0..sigmas.len() - 1 {
-        let denoised = ctx.denoise(&x, sigmas[i]);
+        let denoised = ctx.denoise(&x, sigmas[i])?;
         ctx.report(i, sigmas[i], sigmas[i], &x, &denoised)?;
         let mut h_now = h_last;
         if sigmas[i + 1] == 0.0 {
@@ -180,17 +180,17 @@ pub(crate) fn sample_dpmpp_2m_sde(
 ///
 /// As [`sample_dpmpp_2m_sde`], a first step to σ = 0 returns the denoised latent where
 /// k-diffusion raises.
-pub(crate) fn sample_dpmpp_3m_sde(
-    ctx: &mut Ctx<'_>,
+pub(crate) fn sample_dpmpp_3m_sde<E>(
+    ctx: &mut Ctx<'_, E>,
     mut x: Tensor<4>,
     sigmas: &[f32],
     eta: f32,
     s_noise: f32,
-) -> Result<Tensor<4>, Cancelled> {
+) -> Result<Tensor<4>, Stop<E>> {
     let (mut denoised_1, mut denoised_2): (Option<Tensor<4>>, Option<Tensor<4>>) = (None, None);
     let (mut h_1, mut h_2): (Option<f32>, Option<f32>) = (None, None);
     for i in 0..sigmas.len() - 1 {
-        let denoised = ctx.denoise(&x, sigmas[i]);
+        let denoised = ctx.denoise(&x, sigmas[i])?;
         ctx.report(i, sigmas[i], sigmas[i], &x, &denoised)?;
         // k-diffusion carries the last defined h into the σ = 0 step's bookkeeping.
         let mut h = h_1;

@@ -2,7 +2,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{Cancelled, Ctx, to_d};
+use super::{Ctx, Stop, to_d};
 
 /// ∫ from t[i] to t[i+1] of the Lagrange basis polynomial j through t[i], t[i-1], ...
 ///
@@ -39,15 +39,15 @@ fn linear_multistep_coeff(order: usize, t: &[f32], i: usize, j: usize) -> f64 {
 }
 
 /// "LMS" of order 4.
-pub(crate) fn sample_lms(
-    ctx: &mut Ctx<'_>,
+pub(crate) fn sample_lms<E>(
+    ctx: &mut Ctx<'_, E>,
     mut x: Tensor<4>,
     sigmas: &[f32],
     order: usize,
-) -> Result<Tensor<4>, Cancelled> {
+) -> Result<Tensor<4>, Stop<E>> {
     let mut ds: Vec<Tensor<4>> = Vec::new();
     for i in 0..sigmas.len() - 1 {
-        let denoised = ctx.denoise(&x, sigmas[i]);
+        let denoised = ctx.denoise(&x, sigmas[i])?;
         let d = to_d(&x, sigmas[i], &denoised);
         ds.push(d);
         if ds.len() > order {

@@ -43,22 +43,28 @@ pub struct StepInfo<'a> {
     pub denoised: &'a Tensor<4>,
 }
 
-/// The sampler was stopped by its callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cancelled;
+/// Why a sampler stopped before its last step: its callback asked, or the denoiser failed
+/// with `E`. Every `sample_*` returns it with `?` at once, so no step runs after either.
+#[derive(Debug)]
+pub(crate) enum Stop<E> {
+    /// The callback returned `ControlFlow::Break`.
+    Cancelled,
+    /// The denoiser returned this error.
+    Failed(E),
+}
 
 /// What every sampler is handed: the model, the noise, the callback.
-pub(crate) struct Ctx<'a> {
-    pub(crate) denoiser: &'a mut dyn Denoiser,
+pub(crate) struct Ctx<'a, E> {
+    pub(crate) denoiser: &'a mut dyn Denoiser<Error = E>,
     pub(crate) noise: &'a mut dyn NoiseSource,
     pub(crate) callback: &'a mut dyn FnMut(&StepInfo<'_>) -> ControlFlow<()>,
     pub(crate) last_denoised: Option<Tensor<4>>,
     pub(crate) steps_reported: usize,
 }
 
-impl<'a> Ctx<'a> {
+impl<'a, E> Ctx<'a, E> {
     pub(crate) fn new(
-        denoiser: &'a mut dyn Denoiser,
+        denoiser: &'a mut dyn Denoiser<Error = E>,
         noise: &'a mut dyn NoiseSource,
         callback: &'a mut dyn FnMut(&StepInfo<'_>) -> ControlFlow<()>,
     ) -> Self {
@@ -71,8 +77,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    pub(crate) fn denoise(&mut self, x: &Tensor<4>, sigma: f32) -> Tensor<4> {
-        self.denoiser.denoise(x.clone(), sigma)
+    /// `model(x, sigma)`; a failure stops the sampler (`?`).
+    pub(crate) fn denoise(&mut self, x: &Tensor<4>, sigma: f32) -> Result<Tensor<4>, Stop<E>> {
+        self.denoiser
+            .denoise(x.clone(), sigma)
+            .map_err(Stop::Failed)
     }
 
     /// Calls the user's callback; remembers `denoised` (A1111 returns the last one when
@@ -84,7 +93,7 @@ impl<'a> Ctx<'a> {
         sigma_hat: f32,
         x: &Tensor<4>,
         denoised: &Tensor<4>,
-    ) -> Result<(), Cancelled> {
+    ) -> Result<(), Stop<E>> {
         self.last_denoised = Some(denoised.clone());
         self.steps_reported += 1;
         let info = StepInfo {
@@ -96,7 +105,7 @@ impl<'a> Ctx<'a> {
         };
         match (self.callback)(&info) {
             ControlFlow::Continue(()) => Ok(()),
-            ControlFlow::Break(()) => Err(Cancelled),
+            ControlFlow::Break(()) => Err(Stop::Cancelled),
         }
     }
 
@@ -191,9 +200,9 @@ impl Churn {
 
     /// The first half of a churned step: draws the (always requested, as k-diffusion calls
     /// `randn_like` every step) noise and raises `x` from σ to σ̂. Returns (x, σ̂).
-    pub(crate) fn apply(
+    pub(crate) fn apply<E>(
         &self,
-        ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'_, E>,
         x: Tensor<4>,
         sigmas: &[f32],
         i: usize,

@@ -4,16 +4,16 @@
 use burn::tensor::Tensor;
 
 use super::ddim::{alphas, eps_at_timestep};
-use super::{Cancelled, Ctx};
+use super::{Ctx, Stop};
 use crate::noise_schedule::NoiseSchedule;
 
 /// "PLMS".
-pub(crate) fn sample_plms(
-    ctx: &mut Ctx<'_>,
+pub(crate) fn sample_plms<E>(
+    ctx: &mut Ctx<'_, E>,
     ns: &NoiseSchedule,
     mut x: Tensor<4>,
     timesteps: &[usize],
-) -> Result<Tensor<4>, Cancelled> {
+) -> Result<Tensor<4>, Stop<E>> {
     if timesteps.is_empty() {
         return Ok(x);
     }
@@ -31,12 +31,12 @@ pub(crate) fn sample_plms(
         let index = timesteps.len() - 1 - i;
         let t = timesteps[index];
         let t_next = timesteps[index.saturating_sub(1)];
-        let e_t = eps_at_timestep(ctx, ns, &x, t);
+        let e_t = eps_at_timestep(ctx, ns, &x, t)?;
         let e_t_prime = match old_eps.len() {
             0 => {
                 // Pseudo improved Euler (2nd order).
                 let (x_prev, _) = step(&x, &e_t, index);
-                let e_t_next = eps_at_timestep(ctx, ns, &x_prev, t_next);
+                let e_t_next = eps_at_timestep(ctx, ns, &x_prev, t_next)?;
                 (e_t.clone() + e_t_next).div_scalar(2.0)
             }
             1 => (e_t.clone().mul_scalar(3.0) - old_eps[0].clone()).div_scalar(2.0),

@@ -4,7 +4,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{Cancelled, Ctx, to_d};
+use super::{Ctx, Stop, to_d};
 use crate::schedules::karras;
 
 /// Index of the σ closest to `v` (first on ties), as `argmin(abs(sigmas - v))`.
@@ -64,12 +64,12 @@ fn step_list(sigmas: &[f32]) -> Vec<(f32, f32)> {
 }
 
 /// "Restart".
-pub(crate) fn sample_restart(
-    ctx: &mut Ctx<'_>,
+pub(crate) fn sample_restart<E>(
+    ctx: &mut Ctx<'_, E>,
     mut x: Tensor<4>,
     sigmas: &[f32],
     s_noise: f32,
-) -> Result<Tensor<4>, Cancelled> {
+) -> Result<Tensor<4>, Stop<E>> {
     let list = step_list(sigmas);
     let mut last_sigma: Option<f32> = None;
     for (step_id, &(old_sigma, new_sigma)) in list.iter().enumerate() {
@@ -83,7 +83,7 @@ pub(crate) fn sample_restart(
                 .mul_scalar((old_sigma * old_sigma - last * last).sqrt());
         }
         // heun_step
-        let denoised = ctx.denoise(&x, old_sigma);
+        let denoised = ctx.denoise(&x, old_sigma)?;
         let d = to_d(&x, old_sigma, &denoised);
         ctx.report(step_id, new_sigma, old_sigma, &x, &denoised)?;
         let dt = new_sigma - old_sigma;
@@ -91,7 +91,7 @@ pub(crate) fn sample_restart(
             x = x + d.mul_scalar(dt);
         } else {
             let x_2 = x.clone() + d.clone().mul_scalar(dt);
-            let denoised_2 = ctx.denoise(&x_2, new_sigma);
+            let denoised_2 = ctx.denoise(&x_2, new_sigma)?;
             let d_2 = to_d(&x_2, new_sigma, &denoised_2);
             x = x + (d + d_2).div_scalar(2.0).mul_scalar(dt);
         }

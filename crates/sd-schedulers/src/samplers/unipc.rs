@@ -25,7 +25,7 @@ use std::str::FromStr;
 
 use burn::tensor::Tensor;
 
-use super::{Cancelled, Ctx};
+use super::{Ctx, Stop};
 use crate::error::{Result, SchedulerError};
 use crate::noise_schedule::NoiseSchedule;
 use vp::VpSchedule;
@@ -172,25 +172,25 @@ impl UniPcOptions {
 
 /// The model as UniPC calls it: the denoiser seen as a data predictor in the
 /// variance-preserving scale, at continuous time t.
-pub(crate) struct Model<'c, 'a> {
-    ctx: &'c mut Ctx<'a>,
+pub(crate) struct Model<'c, 'a, E> {
+    ctx: &'c mut Ctx<'a, E>,
     ns: &'c NoiseSchedule,
     vp: &'c VpSchedule,
 }
 
-impl Model<'_, '_> {
+impl<E> Model<'_, '_, E> {
     /// `data_prediction_fn(x, t)`: ε at the model timestep `(t − 1/N)·1000`, then
     /// x₀ = (x − σ_t·ε) / α_t with UniPC's own α_t, σ_t.
     ///
     /// ε comes from the denoiser at σ = `t_to_sigma(timestep)` with x raised to that σ's
     /// variance-exploding scale, as in DDIM; a [`crate::DiscreteDenoiser`] hands the network
     /// `x` at that (fractional) timestep, as A1111's `apply_model` gets it.
-    pub(crate) fn data_prediction(&mut self, x: &Tensor<4>, t: f32) -> Tensor<4> {
+    pub(crate) fn data_prediction(&mut self, x: &Tensor<4>, t: f32) -> Result<Tensor<4>, Stop<E>> {
         let sigma = self.ns.t_to_sigma(self.vp.model_input_time(t));
         let x_ve = x.clone().mul_scalar((1.0 + sigma * sigma).sqrt());
-        let denoised = self.ctx.denoise(&x_ve, sigma);
+        let denoised = self.ctx.denoise(&x_ve, sigma)?;
         let eps = (x_ve - denoised).div_scalar(sigma);
-        (x.clone() - eps.mul_scalar(self.vp.std(t))).div_scalar(self.vp.alpha(t))
+        Ok((x.clone() - eps.mul_scalar(self.vp.std(t))).div_scalar(self.vp.alpha(t)))
     }
 }
 
@@ -216,20 +216,20 @@ fn t_start(timesteps: &[usize], img2img: bool) -> f32 {
 
 /// "UniPC": `timesteps` is A1111's list (of which only the length and, for img2img, the last
 /// entry matter). The caller has run [`UniPcOptions::check`].
-pub(crate) fn sample_unipc(
-    ctx: &mut Ctx<'_>,
+pub(crate) fn sample_unipc<E>(
+    ctx: &mut Ctx<'_, E>,
     ns: &NoiseSchedule,
     mut x: Tensor<4>,
     timesteps: &[usize],
     opts: &UniPcOptions,
     img2img: bool,
-) -> Result<Tensor<4>, Cancelled> {
+) -> Result<Tensor<4>, Stop<E>> {
     let steps = timesteps.len();
     let order = opts.order;
     let vp = VpSchedule::new(ns);
     let ts = vp.time_steps(opts.skip_type, t_start(timesteps, img2img), steps);
     let mut model = Model { ctx, ns, vp: &vp };
-    let mut model_prev = vec![model.data_prediction(&x, ts[0])];
+    let mut model_prev = vec![model.data_prediction(&x, ts[0])?];
     let mut t_prev = vec![ts[0]];
     let mut index = 0;
     // The first `order − 1` steps warm up with increasing order, always corrected.
@@ -244,9 +244,12 @@ pub(crate) fn sample_unipc(
             t,
             init_order,
             true,
-        );
+        )?;
         x = s.x;
-        let model_x = s.model_t.unwrap_or_else(|| model.data_prediction(&x, t));
+        let model_x = match s.model_t {
+            Some(m) => m,
+            None => model.data_prediction(&x, t)?,
+        };
         model.ctx.report(index, 0.0, 0.0, &x, &model_x)?;
         index += 1;
         model_prev.push(model_x);
@@ -269,7 +272,7 @@ pub(crate) fn sample_unipc(
             t,
             step_order,
             use_corrector,
-        );
+        )?;
         x = s.x;
         // The last step evaluates no model; report the newest estimate there.
         let shown = s
@@ -280,7 +283,10 @@ pub(crate) fn sample_unipc(
         index += 1;
         // Slide the window of stored points by one (after the last step nothing is used).
         if step < steps {
-            let model_x = s.model_t.unwrap_or_else(|| model.data_prediction(&x, t));
+            let model_x = match s.model_t {
+                Some(m) => m,
+                None => model.data_prediction(&x, t)?,
+            };
             t_prev.remove(0);
             t_prev.push(t);
             model_prev.remove(0);

@@ -111,7 +111,7 @@ impl From<sd_core::image_file::ImageFileError> for PreprocessError {
             // A variant added later: its message, under the decoder's error.
             other => Self::Decode {
                 path: PathBuf::new(),
-                source: image::ImageError::IoError(std::io::Error::other(other.to_string())),
+                source: image::ImageError::IoError(std::io::Error::other(other)),
             },
         }
     }

@@ -71,7 +71,8 @@ pub fn largest_intermediate(w: u32, h: u32, options: &PreprocessOptions) -> (u64
         .unwrap_or((0, 0))
 }
 
-/// A file of the input folder that was not processed, and why.
+/// A file of an input folder (preprocessing's, or the training pictures') that was not used,
+/// and why.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct SkippedFile {

@@ -1,5 +1,5 @@
 //! Writing outputs through a temporary name and a rename, so an interrupted run never leaves
-//! a truncated picture or caption behind (DESIGN.md section 5).
+//! a truncated picture or caption behind.
 
 use std::path::Path;
 
@@ -17,7 +17,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PreprocessError> {
         sd_core::CoreError::Io { path, source } => PreprocessError::Io { path, source },
         other => PreprocessError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::other(other.to_string()),
+            source: std::io::Error::other(other),
         },
     })
 }

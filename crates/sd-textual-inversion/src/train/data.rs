@@ -11,12 +11,15 @@ use sd_core::noise::TorchCpuGenerator;
 use sd_core::pipeline::{PilFilter, images_to_tensor, resize_rgb};
 
 use super::config::TrainConfig;
+use super::preflight::PromptCheck;
+use super::step::StepBatch;
 use crate::dataset::alpha::alpha_weight_map;
 use crate::dataset::batching::LatentSampling;
 use crate::dataset::caption::{CaptionBuilder, caption_for_limited, caption_source};
 use crate::dataset::listing::list_candidates;
 use crate::dataset::rng::RandomSource;
 use crate::error::{Result, TrainError};
+use crate::preprocess::SkippedFile;
 
 /// A picture's latent as the sampling method keeps it: a fixed latent (UNet scale), or for
 /// `random` the posterior's mean and standard deviation (VAE scale), sampled at every use.
@@ -50,7 +53,7 @@ pub(crate) struct Item {
 pub(crate) struct TrainingSet {
     pub items: Vec<Item>,
     /// Files that could not be used, with the reason.
-    pub skipped: Vec<(PathBuf, String)>,
+    pub skipped: Vec<SkippedFile>,
 }
 
 impl TrainingSet {
@@ -87,8 +90,8 @@ impl TrainingSet {
                 config.limits.max_image_pixels,
             ) {
                 Ok(p) => p,
-                Err(e) => {
-                    skipped.push((path, e.to_string()));
+                Err(error) => {
+                    skipped.push(SkippedFile { path, error });
                     continue;
                 }
             };
@@ -179,6 +182,47 @@ impl TrainingSet {
     }
 
     /// The files, in dataset order.
+    /// The micro-batch of items `indices`: prompts (each passed to `prompts`' check), latents,
+    /// fresh noise and timesteps (uniform over the training timesteps, as ldm's
+    /// `torch.randint`).
+    pub(crate) fn step_batch(
+        &self,
+        indices: &[usize],
+        model: &StableDiffusion,
+        (captions, prompts): (&CaptionBuilder, &PromptCheck<'_>),
+        rng: &mut impl RandomSource,
+        noise: &mut TorchCpuGenerator,
+    ) -> Result<StepBatch> {
+        let device = model.device();
+        let mut texts = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let (line, text) = self.text(i, captions, rng);
+            prompts.check(line, Some(&self.items[i].caption_source), &text)?;
+            texts.push(text);
+        }
+        let latents: Vec<Tensor<3>> = indices
+            .iter()
+            .map(|&i| self.latent(i, model, noise))
+            .collect();
+        let latents = Tensor::stack::<4>(latents, 0);
+        let dims = latents.dims();
+        let noise_values = noise.randn(dims.iter().product());
+        let noise = Tensor::<4>::from_data(TensorData::new(noise_values, dims), device);
+        let timesteps_max = model.noise_schedule().num_train_timesteps();
+        let timesteps = indices.iter().map(|_| rng.below(timesteps_max)).collect();
+        let weights: Option<Vec<Tensor<3>>> = indices
+            .iter()
+            .map(|&i| self.items[i].weight.clone())
+            .collect();
+        Ok(StepBatch {
+            texts,
+            latents,
+            noise,
+            timesteps,
+            weight: weights.map(|w| Tensor::stack::<4>(w, 0)),
+        })
+    }
+
     pub(crate) fn paths(&self) -> impl Iterator<Item = &Path> {
         self.items.iter().map(|i| i.path.as_path())
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use sd_core::fs::write_atomic;
 
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 /// One row of `textual_inversion_loss.csv`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -138,10 +138,18 @@ impl RunFolder {
     /// content here is the [`TrainConfig`](super::TrainConfig) plus the embedding's name).
     ///
     /// # Errors
-    /// When the file cannot be written.
-    pub fn write_settings(&self, json: &serde_json::Value) -> Result<PathBuf> {
+    /// [`TrainError::Json`] when `settings` cannot be serialised (a path that is not UTF-8),
+    /// or when the file cannot be written.
+    pub fn write_settings(&self, settings: &impl serde::Serialize) -> Result<PathBuf> {
         let path = self.root.join("settings.json");
-        let text = serde_json::to_string_pretty(json).unwrap_or_else(|_| "{}".into());
+        // Through a `Value`, as `serde_json::json!` builds it: the keys keep the order the
+        // file has always had.
+        let text = serde_json::to_value(settings)
+            .and_then(|json| serde_json::to_string_pretty(&json))
+            .map_err(|source| TrainError::Json {
+                path: path.clone(),
+                source,
+            })?;
         write_atomic(&path, text.as_bytes())?;
         Ok(path)
     }
@@ -212,5 +220,24 @@ mod tests {
         assert_eq!(date_of(&utc.with_timezone(&east)), "2026-12-07");
         assert_eq!(date_of(&utc.with_timezone(&west)), "2026-12-06");
         assert_eq!(date_of(&utc), "2026-12-06");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn settings_that_cannot_be_serialised_are_an_error_and_no_file() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = RunFolder::new(dir.path(), "x");
+        // serde refuses a path that is not UTF-8 (`serde_json::json!` used to panic on it).
+        let config = crate::train::TrainConfig {
+            data_dir: std::ffi::OsStr::from_bytes(b"pictures-\xff").into(),
+            ..Default::default()
+        };
+        let e = folder.write_settings(&config).expect_err("not UTF-8");
+        assert!(
+            matches!(&e, TrainError::Json { path, .. } if path.ends_with("settings.json")),
+            "{e:?}"
+        );
+        assert!(!folder.root.join("settings.json").exists());
     }
 }

@@ -7,6 +7,7 @@ mod data;
 mod events;
 mod log;
 mod preflight;
+mod save;
 mod step;
 mod trainer;
 
@@ -18,5 +19,6 @@ pub use config::{
 pub use events::{CancelToken, StopReason, TrainEvent};
 pub use log::{LossRow, RunFolder};
 pub use preflight::{RunLock, check_embedding_name};
+pub use save::{SavedOptimizer, optimizer_path};
 pub use step::{StepBatch, StepResult, freeze, loss_and_grad};
-pub use trainer::{SavedOptimizer, TrainOutcome, Trainer, optimizer_path};
+pub use trainer::{TrainOutcome, Trainer};

@@ -16,7 +16,7 @@ use sd_core::sd_clip::ClipTokenizer;
 
 use super::config::{MAX_BATCH_SIZE, MAX_GRADIENT_ACCUMULATION, MAX_SIDE, MAX_STEPS, TrainConfig};
 use super::log::RunFolder;
-use super::trainer::optimizer_path;
+use super::save::optimizer_path;
 use crate::dataset::caption::{caption_for_limited, caption_source};
 use crate::dataset::listing::list_candidates;
 use crate::dataset::schedule::{ClipGrad, ClipGradMode, LearnRateSchedule};
@@ -320,10 +320,11 @@ fn check_rates(setting: &'static str, schedule: &LearnRateSchedule, text: &str) 
 
 /// Creates `dir` (and its parents) and proves that a file can be written in it.
 fn ensure_writable_dir(setting: &'static str, dir: &Path) -> Result<()> {
-    let fail = |path: &Path, reason: String| TrainError::OutputDir {
+    let fail = |path: &Path, action: &'static str, source: std::io::Error| TrainError::OutputDir {
         setting,
         path: path.to_path_buf(),
-        reason,
+        action,
+        source,
     };
     // The nearest part of the path that exists must be a folder ("File exists" otherwise).
     for ancestor in dir.ancestors() {
@@ -332,12 +333,13 @@ fn ensure_writable_dir(setting: &'static str, dir: &Path) -> Result<()> {
         }
         if let Ok(meta) = std::fs::metadata(ancestor) {
             if !meta.is_dir() {
-                return Err(fail(ancestor, "a file is in the way".into()));
+                let source = std::io::Error::from(std::io::ErrorKind::NotADirectory);
+                return Err(fail(ancestor, "a file is in the way", source));
             }
             break;
         }
     }
-    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, "cannot create it", e))?;
     // `.<name>.<pid>.tmp`: the stale-temporary sweep's pattern, should a kill leave it.
     let probe = dir.join(format!(".write-test.{}.tmp", std::process::id()));
     OpenOptions::new()
@@ -345,9 +347,9 @@ fn ensure_writable_dir(setting: &'static str, dir: &Path) -> Result<()> {
         .create(true)
         .truncate(true)
         .open(&probe)
-        .map_err(|e| fail(dir, format!("cannot create a file in it: {e}")))?;
+        .map_err(|e| fail(dir, "cannot create a file in it", e))?;
     std::fs::remove_file(&probe)
-        .map_err(|e| fail(dir, format!("cannot remove {}: {e}", probe.display())))?;
+        .map_err(|e| fail(&probe, "cannot remove the test file written in it", e))?;
     Ok(())
 }
 
@@ -446,19 +448,21 @@ impl RunLock {
                 .create(true)
                 .truncate(false)
                 .open(&path)
-                .map_err(|e| TrainError::OutputDir {
+                .map_err(|source| TrainError::OutputDir {
                     setting,
                     path: path.clone(),
-                    reason: e.to_string(),
+                    action: "cannot open the lock file",
+                    source,
                 })?;
             match handle.try_lock() {
                 Ok(()) => files.push(handle),
                 Err(TryLockError::WouldBlock) => return Err(TrainError::Locked { path }),
-                Err(TryLockError::Error(e)) => {
+                Err(TryLockError::Error(source)) => {
                     return Err(TrainError::OutputDir {
                         setting,
                         path,
-                        reason: format!("cannot lock: {e}"),
+                        action: "cannot lock the lock file",
+                        source,
                     });
                 }
             }

@@ -13,6 +13,7 @@ use sd_core::checkpoint::ModelFamily;
 use sd_core::conditioning::{EmbeddingId, EmbeddingLookup, ModelFlavour, PromptEncoder};
 use sd_core::sd_schedulers::Prediction;
 
+use crate::dataset::schedule::ClipGradMode;
 use crate::error::{Result, TrainError};
 
 /// One batch of a training step.
@@ -102,10 +103,7 @@ pub fn loss_and_grad(
         device,
     )
     .float();
-    let pred = model
-        .unet
-        .forward(x_noisy, timesteps, cond)
-        .map_err(|e| TrainError::Network(e.to_string()))?;
+    let pred = model.unet.forward(x_noisy, timesteps, cond)?;
     let target = match model.architecture().prediction {
         Prediction::V => noise * a - x0 * s,
         _ => noise,
@@ -128,7 +126,10 @@ pub fn loss_and_grad(
         .ok_or(TrainError::NoGradient)?
         .into_data()
         .try_to_vec::<f32>()
-        .map_err(|e| TrainError::Network(format!("reading the gradient back: {e:?}")))?;
+        .map_err(|source| TrainError::ReadBack {
+            what: "the gradient",
+            source,
+        })?;
     Ok(StepResult {
         loss: loss_value,
         grad,
@@ -168,4 +169,20 @@ pub fn freeze(mut model: StableDiffusion) -> StableDiffusion {
     model.unet = model.unet.no_grad();
     model.vae = model.vae.no_grad();
     model
+}
+
+/// `clip_grad_value_` / `clip_grad_norm_` on the flat gradient.
+pub(crate) fn clip_gradient(grad: &mut [f32], mode: ClipGradMode, limit: f64) {
+    // The schedules are checked to be finite and non-negative; `max` also keeps a NaN from
+    // reaching `clamp`, which panics on it.
+    let limit = (limit as f32).max(0.0);
+    match mode {
+        ClipGradMode::Value => grad.iter_mut().for_each(|g| *g = g.clamp(-limit, limit)),
+        ClipGradMode::Norm => {
+            let norm = grad.iter().map(|g| g * g).sum::<f32>().sqrt();
+            // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1.
+            let coef = (limit / (norm + 1e-6)).min(1.0);
+            grad.iter_mut().for_each(|g| *g *= coef);
+        }
+    }
 }

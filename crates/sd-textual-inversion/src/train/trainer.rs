@@ -3,30 +3,33 @@
 //! [`loss_and_grad`] and [`AdamW`].
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use burn::tensor::{Tensor, TensorData};
+use sd_core::StableDiffusion;
 use sd_core::conditioning::{EmbeddingId, EmbeddingLookup, TextualInversionVectors};
 use sd_core::embeddings::Embedding;
-use sd_core::noise::{RngSource, TorchCpuGenerator};
-use sd_core::{GenerationParams, StableDiffusion};
-use serde::{Deserialize, Serialize};
+use sd_core::noise::TorchCpuGenerator;
+use serde::Serialize;
 
-use super::adamw::{AdamW, AdamWConfig, AdamWState};
+use super::adamw::{AdamW, AdamWConfig};
 use super::config::TrainConfig;
 use super::data::TrainingSet;
 use super::events::{CancelToken, StopReason, TrainEvent};
 use super::log::{LossRow, RunFolder};
-use super::preflight::{PromptCheck, RunLock};
-use super::step::{StepBatch, freeze, loss_and_grad};
+use super::preflight::{Checked, PromptCheck, RunLock};
+use super::save::SavedOptimizer;
+use super::step::{StepBatch, clip_gradient, freeze, loss_and_grad};
 use crate::create::check_vectors;
 use crate::dataset::batching::{EpochPlan, GroupedBatchSampler};
 use crate::dataset::caption::CaptionBuilder;
-use crate::dataset::rng::{RandomSource, SplitMix64};
+use crate::dataset::rng::SplitMix64;
+use crate::dataset::schedule::{ClipGradMode, LearnRateScheduler};
+use crate::dataset::template::Template;
 use crate::error::{Result, TrainError};
+use crate::preprocess::SkippedFile;
 
 /// How a run ended and what it left.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TrainOutcome {
     /// The embedding as trained (its `step` is the last completed step).
     pub embedding: Embedding,
@@ -37,17 +40,7 @@ pub struct TrainOutcome {
     /// Why it ended.
     pub reason: StopReason,
     /// Pictures of the data folder that could not be used, with the reason.
-    pub skipped: Vec<(PathBuf, String)>,
-}
-
-/// The optimizer state saved beside an embedding (`<file>.optim.json`), used on resume when
-/// its checksum matches the embedding's (A1111 keeps a `.optim` file with the same rule).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SavedOptimizer {
-    /// The embedding checksum the state belongs to.
-    pub hash: String,
-    /// AdamW's moments and step count.
-    pub state: AdamWState,
+    pub skipped: Vec<SkippedFile>,
 }
 
 /// Trains one embedding on one model.
@@ -66,10 +59,10 @@ pub struct SavedOptimizer {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Trainer {
-    model: StableDiffusion,
-    config: TrainConfig,
-    embedding: Embedding,
-    optimizer: AdamW,
+    pub(super) model: StableDiffusion,
+    pub(super) config: TrainConfig,
+    pub(super) embedding: Embedding,
+    pub(super) optimizer: AdamW,
 }
 
 impl Trainer {
@@ -142,195 +135,275 @@ impl Trainer {
         events: &mut dyn FnMut(&TrainEvent),
         cancel: &CancelToken,
     ) -> Result<TrainOutcome> {
-        let config = self.config.clone();
         let name = self.embedding.name.clone();
-        let steps = config.steps;
         let initial_step = self.embedding.step.unwrap_or(0).max(0) as usize;
         // Before anything else: a second run of this embedding stops here, before it can
         // touch the first one's files.
-        let _lock = RunLock::acquire(&config, &name)?;
-        let checked = config.check(&name, initial_step, &self.model.tokenizer)?;
-        let final_path = config.embeddings_dir.join(format!("{name}.pt"));
-        let mut folder = RunFolder::new(&config.log_dir, &name);
+        let _lock = RunLock::acquire(&self.config, &name)?;
+        let checked = self
+            .config
+            .check(&name, initial_step, &self.model.tokenizer)?;
+        let folder = RunFolder::new(&self.config.log_dir, &name);
         // A run killed while writing leaves `.<file>.<pid>.tmp` files; the real files are
         // whole (they are renamed into place), so the temporaries of dead processes are only
         // litter.
         folder.remove_stale_temporaries()?;
-        if initial_step >= steps {
+        if initial_step >= self.config.steps {
             // A1111's loop ends at once and saves the embedding as it is.
-            self.save(&final_path)?;
-            events(&TrainEvent::Saved {
-                step: initial_step,
-                path: final_path.clone(),
-            });
-            return Ok(TrainOutcome {
-                embedding: self.embedding,
-                path: final_path,
-                run_folder: folder.root,
-                reason: StopReason::Completed,
-                skipped: Vec::new(),
-            });
+            let end = (folder.root, initial_step, StopReason::Completed, Vec::new());
+            return self.finish(end, events);
         }
-        let mut scheduler = checked.schedule.scheduler();
-        let mut clip_scheduler = checked.clip.map(|(mode, s)| (mode, s.scheduler()));
+        let mut run = self.prepare(checked, folder, initial_step, events)?;
+        let reason = loop {
+            if let ControlFlow::Break(reason) = self.epoch(&mut run, events, cancel)? {
+                break reason;
+            }
+        };
+        self.finish((run.folder.root, run.step, reason, run.set.skipped), events)
+    }
+
+    /// Loads and encodes the pictures, plans the epochs, writes the run's settings and
+    /// reports [`TrainEvent::Started`].
+    fn prepare(
+        &self,
+        checked: Checked,
+        folder: RunFolder,
+        initial_step: usize,
+        events: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<RunState> {
+        let config = &self.config;
+        let learn_rate = checked.schedule.scheduler();
+        let clip = checked.clip.map(|(mode, s)| (mode, s.scheduler()));
         let template = checked.template;
-        let captions = CaptionBuilder::new(template.clone(), &name)
+        let captions = CaptionBuilder::new(template.clone(), &self.embedding.name)
             .shuffle_tags(config.shuffle_tags)
             .tag_drop_out(f64::from(config.tag_dropout));
         let mut rng = SplitMix64::new(config.seed);
         let mut noise = TorchCpuGenerator::new(config.seed);
-        let set = TrainingSet::load(&self.model, &config, &captions, &mut rng, &mut noise)?;
+        let set = TrainingSet::load(&self.model, config, &captions, &mut rng, &mut noise)?;
         let plan = EpochPlan::new(
             set.items.len(),
             config.batch_size,
             config.gradient_accumulation,
         )?;
-        let mut sampler =
+        let sampler =
             GroupedBatchSampler::new(vec![(0..set.items.len()).collect()], plan.batch_size())?;
-        let settings = serde_json::json!({
-            "embedding_name": name,
-            "initial_step": initial_step,
-            "model": self.model.name(),
-            "model_hash": self.model.hash().map(|h| h.short().to_owned()),
-            "images": set.paths().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-            "config": config,
-        });
-        folder.write_settings(&settings)?;
+        folder.write_settings(&RunSettings {
+            embedding_name: &self.embedding.name,
+            initial_step,
+            model: self.model.name(),
+            model_hash: self.model.hash().map(|h| h.short().to_owned()),
+            images: set.paths().map(|p| p.display().to_string()).collect(),
+            config,
+        })?;
         events(&TrainEvent::Started {
             initial_step,
-            steps,
+            steps: config.steps,
             images: set.items.len(),
             steps_per_epoch: plan.steps_per_epoch(),
             run_folder: folder.root.clone(),
         });
-
         let mut lookup = EmbeddingLookup::new();
-        let mut id = self.register(&mut lookup)?;
-        let gradient_step = plan.gradient_step();
-        let mut step = initial_step;
-        let mut grad_sum = vec![0f32; self.embedding.vectors.data.len()];
-        let mut loss_sum = 0f32;
-        let mut pending_image_embedding = None;
-        let mut reason = StopReason::Completed;
-        'training: loop {
-            let batches = sampler.epoch(&mut rng);
-            for (j, batch) in batches.iter().enumerate() {
-                if j == plan.max_batches_per_epoch() {
-                    break;
-                }
-                scheduler.step(step as u64);
-                if scheduler.finished() || step >= steps {
-                    break 'training;
-                }
-                if cancel.is_cancelled() {
-                    reason = StopReason::Cancelled;
-                    break 'training;
-                }
-                if let Some((_, s)) = clip_scheduler.as_mut() {
-                    s.step(step as u64);
-                }
-                let prompts = PromptCheck {
-                    tokenizer: &self.model.tokenizer,
-                    lookup: &lookup,
-                    id,
-                    name: &name,
-                    template: &template,
-                    max_chars: config.limits.max_prompt_chars,
-                };
-                let batch = self.batch(&set, batch, &captions, &prompts, &mut rng, &mut noise)?;
-                let out = loss_and_grad(
-                    &self.model,
-                    &lookup,
-                    id,
-                    &self.embedding.vectors.data,
-                    config.clip_skip,
-                    &batch,
-                )?;
-                if !out.loss.is_finite() || out.grad.iter().any(|g| !g.is_finite()) {
-                    events(&TrainEvent::NaN { step: step + 1 });
-                    reason = StopReason::NaN { step: step + 1 };
-                    break 'training;
-                }
-                loss_sum += out.loss / gradient_step as f32;
-                for (acc, g) in grad_sum.iter_mut().zip(&out.grad) {
-                    *acc += g / gradient_step as f32;
-                }
-                if !plan.is_optimizer_step(j) {
-                    continue;
-                }
-                if let Some((mode, s)) = &clip_scheduler {
-                    clip_gradient(&mut grad_sum, *mode, s.learn_rate());
-                }
-                let learn_rate = scheduler.learn_rate();
-                let before = self.embedding.vectors.data.clone();
-                self.optimizer
-                    .step(&mut self.embedding.vectors.data, &grad_sum, learn_rate);
-                if self.embedding.vectors.data.iter().any(|v| !v.is_finite()) {
-                    // The loss and gradient were finite; the update overflowed (a learning
-                    // rate too large for f32): keep the last good vectors.
-                    self.embedding.vectors.data = before;
-                    events(&TrainEvent::Diverged {
-                        step: step + 1,
-                        learn_rate,
-                    });
-                    reason = StopReason::Diverged { step: step + 1 };
-                    break 'training;
-                }
-                step += 1;
-                self.embedding.step = Some(step as i64);
-                id = lookup.register(self.lookup_vectors()?, &self.model.tokenizer)?;
-                let (epoch, epoch_step) = plan.csv_epoch(step as u64);
-                events(&TrainEvent::Step {
-                    step,
-                    epoch: epoch.max(0) as usize,
-                    epoch_step: epoch_step.max(0) as usize,
-                    loss: loss_sum,
-                    learn_rate,
-                });
-                // A1111 names saves and previews by `embedding.step + 1`.
-                let steps_done = step + 1;
-                if config.save_every > 0 && steps_done.is_multiple_of(config.save_every) {
-                    let path = folder.embeddings().join(format!("{name}-{steps_done}.pt"));
-                    self.save(&path)?;
-                    events(&TrainEvent::Saved {
-                        step,
-                        path: path.clone(),
-                    });
-                    pending_image_embedding = Some(steps_done);
-                }
-                if config.csv_every > 0 && step.is_multiple_of(config.csv_every) {
-                    folder.write_loss(LossRow {
-                        step,
-                        epoch: epoch.max(0) as usize,
-                        epoch_step: epoch_step.max(0) as usize,
-                        loss: loss_sum,
-                        learn_rate,
-                    })?;
-                }
-                if config.preview_every > 0 && steps_done.is_multiple_of(config.preview_every) {
-                    let prompt = batch.texts.first().cloned().unwrap_or_default();
-                    let (path, image) = self.preview(&folder, &lookup, steps_done, &prompt)?;
-                    events(&TrainEvent::Preview { step, path, prompt });
-                    if config.save_image_embeddings && pending_image_embedding == Some(steps_done) {
-                        self.save_image_embedding(&folder, steps_done, &image)?;
-                        pending_image_embedding = None;
-                    }
-                }
-                loss_sum = 0.0;
-                grad_sum.iter_mut().for_each(|g| *g = 0.0);
+        let id = self.register(&mut lookup)?;
+        Ok(RunState {
+            grad_sum: vec![0f32; self.embedding.vectors.data.len()],
+            loss_sum: 0.0,
+            step: initial_step,
+            pending_image_embedding: None,
+            folder,
+            set,
+            plan,
+            sampler,
+            template,
+            captions,
+            learn_rate,
+            clip,
+            rng,
+            noise,
+            lookup,
+            id,
+        })
+    }
+
+    /// One pass over the dataset (A1111 caps it at `max_batches_per_epoch` micro-batches).
+    fn epoch(
+        &mut self,
+        run: &mut RunState,
+        events: &mut dyn FnMut(&TrainEvent),
+        cancel: &CancelToken,
+    ) -> Result<ControlFlow<StopReason>> {
+        let batches = run.sampler.epoch(&mut run.rng);
+        let max = run.plan.max_batches_per_epoch();
+        for (j, indices) in batches.iter().enumerate().take(max) {
+            if let ControlFlow::Break(reason) = self.micro_batch(run, j, indices, events, cancel)? {
+                return Ok(ControlFlow::Break(reason));
             }
         }
-        self.save(&final_path)?;
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// One micro-batch: A1111's checks before it (end of the schedule, cancel), the loss and
+    /// gradient, summed; every `gradient_step`-th one ends with an optimizer step.
+    fn micro_batch(
+        &mut self,
+        run: &mut RunState,
+        j: usize,
+        indices: &[usize],
+        events: &mut dyn FnMut(&TrainEvent),
+        cancel: &CancelToken,
+    ) -> Result<ControlFlow<StopReason>> {
+        run.learn_rate.step(run.step as u64);
+        if run.learn_rate.finished() || run.step >= self.config.steps {
+            return Ok(ControlFlow::Break(StopReason::Completed));
+        }
+        if cancel.is_cancelled() {
+            return Ok(ControlFlow::Break(StopReason::Cancelled));
+        }
+        if let Some((_, s)) = run.clip.as_mut() {
+            s.step(run.step as u64);
+        }
+        let batch = self.batch(run, indices)?;
+        let out = loss_and_grad(
+            &self.model,
+            &run.lookup,
+            run.id,
+            &self.embedding.vectors.data,
+            self.config.clip_skip,
+            &batch,
+        )?;
+        if !out.loss.is_finite() || out.grad.iter().any(|g| !g.is_finite()) {
+            events(&TrainEvent::NaN { step: run.step + 1 });
+            return Ok(ControlFlow::Break(StopReason::NaN { step: run.step + 1 }));
+        }
+        let gradient_step = run.plan.gradient_step();
+        run.loss_sum += out.loss / gradient_step as f32;
+        for (acc, g) in run.grad_sum.iter_mut().zip(&out.grad) {
+            *acc += g / gradient_step as f32;
+        }
+        if !run.plan.is_optimizer_step(j) {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let learn_rate = match self.optimizer_step(run, events)? {
+            ControlFlow::Continue(learn_rate) => learn_rate,
+            ControlFlow::Break(reason) => return Ok(ControlFlow::Break(reason)),
+        };
+        self.after_step(run, &batch, learn_rate, events)?;
+        run.loss_sum = 0.0;
+        run.grad_sum.iter_mut().for_each(|g| *g = 0.0);
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Clips the summed gradient and lets AdamW update the vectors, then registers them for
+    /// the next prompts. An update that overflows is undone and stops the run. Continues
+    /// with the learning rate used.
+    fn optimizer_step(
+        &mut self,
+        run: &mut RunState,
+        events: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<ControlFlow<StopReason, f64>> {
+        if let Some((mode, s)) = &run.clip {
+            clip_gradient(&mut run.grad_sum, *mode, s.learn_rate());
+        }
+        let learn_rate = run.learn_rate.learn_rate();
+        let before = self.embedding.vectors.data.clone();
+        self.optimizer
+            .step(&mut self.embedding.vectors.data, &run.grad_sum, learn_rate);
+        if self.embedding.vectors.data.iter().any(|v| !v.is_finite()) {
+            // The loss and gradient were finite; the update overflowed (a learning rate too
+            // large for f32): keep the last good vectors.
+            self.embedding.vectors.data = before;
+            let step = run.step + 1;
+            events(&TrainEvent::Diverged { step, learn_rate });
+            return Ok(ControlFlow::Break(StopReason::Diverged { step }));
+        }
+        run.step += 1;
+        self.embedding.step = Some(run.step as i64);
+        run.id = run
+            .lookup
+            .register(self.lookup_vectors()?, &self.model.tokenizer)?;
+        Ok(ControlFlow::Continue(learn_rate))
+    }
+
+    /// What follows an optimizer step, in A1111's order: the step's event, a copy of the
+    /// embedding every `save_every` steps, a loss row every `csv_every`, a preview (and the
+    /// image embedding of the copy just saved) every `preview_every`.
+    fn after_step(
+        &self,
+        run: &mut RunState,
+        batch: &StepBatch,
+        learn_rate: f64,
+        events: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<()> {
+        let step = run.step;
+        let (epoch, epoch_step) = run.plan.csv_epoch(step as u64);
+        let (epoch, epoch_step) = (epoch.max(0) as usize, epoch_step.max(0) as usize);
+        let loss = run.loss_sum;
+        events(&TrainEvent::Step {
+            step,
+            epoch,
+            epoch_step,
+            loss,
+            learn_rate,
+        });
+        // A1111 names saves and previews by `embedding.step + 1`.
+        let steps_done = step + 1;
+        let name = &self.embedding.name;
+        if every(self.config.save_every, steps_done) {
+            let path = run
+                .folder
+                .embeddings()
+                .join(format!("{name}-{steps_done}.pt"));
+            self.save(&path)?;
+            events(&TrainEvent::Saved { step, path });
+            run.pending_image_embedding = Some(steps_done);
+        }
+        if every(self.config.csv_every, step) {
+            let row = LossRow {
+                step,
+                epoch,
+                epoch_step,
+                loss,
+                learn_rate,
+            };
+            run.folder.write_loss(row)?;
+        }
+        if every(self.config.preview_every, steps_done) {
+            // A batch is never empty (`batch_size` is at least 1).
+            let prompt = batch.texts.first().cloned().unwrap_or_default();
+            let (path, image) = self.preview(&run.folder, &run.lookup, steps_done, &prompt)?;
+            events(&TrainEvent::Preview { step, path, prompt });
+            if self.config.save_image_embeddings && run.pending_image_embedding == Some(steps_done)
+            {
+                self.save_image_embedding(&run.folder, steps_done, &image)?;
+                run.pending_image_embedding = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the final embedding to `<embeddings_dir>/<name>.pt`, reports it, and hands
+    /// back what the run left: its folder, the embedding's step, why it stopped, the pictures
+    /// skipped.
+    fn finish(
+        self,
+        (run_folder, step, reason, skipped): (PathBuf, usize, StopReason, Vec<SkippedFile>),
+        events: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<TrainOutcome> {
+        let path = self
+            .config
+            .embeddings_dir
+            .join(format!("{}.pt", self.embedding.name));
+        self.save(&path)?;
         events(&TrainEvent::Saved {
             step,
-            path: final_path.clone(),
+            path: path.clone(),
         });
         Ok(TrainOutcome {
             embedding: self.embedding,
-            path: final_path,
-            run_folder: folder.root,
+            path,
+            run_folder,
             reason,
-            skipped: set.skipped,
+            skipped,
         })
     }
 
@@ -348,158 +421,63 @@ impl Trainer {
         )?)
     }
 
-    /// The micro-batch of dataset items `indices`: prompts (each checked to contain the
-    /// embedding), latents, fresh noise and timesteps (uniform over the training timesteps,
-    /// as ldm's `torch.randint`).
-    fn batch(
-        &self,
-        set: &TrainingSet,
-        indices: &[usize],
-        captions: &CaptionBuilder,
-        prompts: &PromptCheck<'_>,
-        rng: &mut SplitMix64,
-        noise: &mut TorchCpuGenerator,
-    ) -> Result<StepBatch> {
-        let device = self.model.device();
-        let mut texts = Vec::with_capacity(indices.len());
-        for &i in indices {
-            let (line, text) = set.text(i, captions, rng);
-            prompts.check(line, Some(&set.items[i].caption_source), &text)?;
-            texts.push(text);
-        }
-        let latents: Vec<Tensor<3>> = indices
-            .iter()
-            .map(|&i| set.latent(i, &self.model, noise))
-            .collect();
-        let latents = Tensor::stack::<4>(latents, 0);
-        let dims = latents.dims();
-        let noise_values = noise.randn(dims.iter().product());
-        let noise = Tensor::<4>::from_data(TensorData::new(noise_values, dims), device);
-        let timesteps_max = self.model.noise_schedule().num_train_timesteps();
-        let timesteps = indices.iter().map(|_| rng.below(timesteps_max)).collect();
-        let weights: Option<Vec<Tensor<3>>> = indices
-            .iter()
-            .map(|&i| set.items[i].weight.clone())
-            .collect();
-        Ok(StepBatch {
-            texts,
-            latents,
-            noise,
-            timesteps,
-            weight: weights.map(|w| Tensor::stack::<4>(w, 0)),
-        })
-    }
-
-    /// Writes the embedding as it is now to `path` (A1111's `.pt`, with the checkpoint it was
-    /// trained on), and the optimizer state beside it.
-    fn save(&self, path: &Path) -> Result<()> {
-        let mut e = self.embedding.clone();
-        e.name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| e.name.clone());
-        e.sd_checkpoint = self.model.hash().map(|h| h.short().to_owned());
-        e.sd_checkpoint_name = Some(self.model.name());
-        e.requires_grad = true;
-        sd_core::embeddings::write_file(path, &e).map_err(sd_core::CoreError::from)?;
-        if let Some(hash) = e.checksum() {
-            let saved = SavedOptimizer {
-                hash,
-                state: self.optimizer.state.clone(),
-            };
-            let json = serde_json::to_vec(&saved).unwrap_or_default();
-            sd_core::fs::write_atomic(&optimizer_path(path), &json)?;
-        }
-        Ok(())
-    }
-
-    /// txt2img with the current vectors: the configured preview settings, or the batch's
-    /// first prompt with 20 steps at the training size.
-    fn preview(
-        &self,
-        folder: &RunFolder,
-        lookup: &EmbeddingLookup,
-        steps_done: usize,
-        prompt: &str,
-    ) -> Result<(PathBuf, image::RgbImage)> {
-        let params = match &self.config.preview {
-            Some(p) => p.clone(),
-            None => GenerationParams {
-                prompt: prompt.to_owned(),
-                steps: 20,
-                width: self.config.width,
-                height: self.config.height,
-                seed: self.config.seed as i64,
-                rng: RngSource::Cpu,
-                ..GenerationParams::default()
-            },
+    /// The micro-batch of dataset items `indices`, each prompt checked to contain the
+    /// embedding.
+    fn batch(&self, run: &mut RunState, indices: &[usize]) -> Result<StepBatch> {
+        let prompts = PromptCheck {
+            tokenizer: &self.model.tokenizer,
+            lookup: &run.lookup,
+            id: run.id,
+            name: &self.embedding.name,
+            template: &run.template,
+            max_chars: self.config.limits.max_prompt_chars,
         };
-        let generation = self
-            .model
-            .txt2img(&params, lookup, &mut |_| ControlFlow::Continue(()))?;
-        let image = generation.images.into_iter().next().unwrap_or_default();
-        let path = folder
-            .images()
-            .join(format!("{}-{steps_done}.png", self.embedding.name));
-        let text = format!(
-            "{}\nSteps: {}, Seed: {}",
-            params.prompt, params.steps, params.seed
-        );
-        sd_core::infotext::write_png_rgb8(
-            &path,
-            image.width(),
-            image.height(),
-            image.as_raw(),
-            &text,
+        run.set.step_batch(
+            indices,
+            &self.model,
+            (&run.captions, &prompts),
+            &mut run.rng,
+            &mut run.noise,
         )
-        .map_err(sd_core::CoreError::from)?;
-        Ok((path, image))
-    }
-
-    fn save_image_embedding(
-        &self,
-        folder: &RunFolder,
-        steps_done: usize,
-        image: &image::RgbImage,
-    ) -> Result<()> {
-        let path = folder
-            .image_embeddings()
-            .join(format!("{}-{steps_done}.png", self.embedding.name));
-        let mut e = self.embedding.clone();
-        e.sd_checkpoint = self.model.hash().map(|h| h.short().to_owned());
-        e.sd_checkpoint_name = Some(self.model.name());
-        let preview = sd_core::embeddings::formats::png_pixels::RgbImage {
-            width: image.width() as usize,
-            height: image.height() as usize,
-            pixels: image.as_raw().clone(),
-        };
-        let bytes = sd_core::embeddings::formats::png_image::write(&path, &e, Some(&preview), None)
-            .map_err(sd_core::CoreError::from)?;
-        sd_core::fs::write_atomic(&path, &bytes)?;
-        Ok(())
     }
 }
 
-/// `<file>.optim.json` beside an embedding file.
-pub fn optimizer_path(embedding: &Path) -> PathBuf {
-    let mut name = embedding.as_os_str().to_owned();
-    name.push(".optim.json");
-    PathBuf::from(name)
+/// Everything a run carries from one micro-batch to the next.
+struct RunState {
+    folder: RunFolder,
+    set: TrainingSet,
+    plan: EpochPlan,
+    sampler: GroupedBatchSampler,
+    template: Template,
+    captions: CaptionBuilder,
+    learn_rate: LearnRateScheduler,
+    clip: Option<(ClipGradMode, LearnRateScheduler)>,
+    rng: SplitMix64,
+    noise: TorchCpuGenerator,
+    /// The embedding as the prompts see it, registered again after every update.
+    lookup: EmbeddingLookup,
+    id: EmbeddingId,
+    /// The embedding's step: optimizer steps taken, earlier runs' included.
+    step: usize,
+    /// Loss and gradient summed over the micro-batches of the optimizer step in progress.
+    loss_sum: f32,
+    grad_sum: Vec<f32>,
+    /// The `steps_done` of the copy saved last, until a preview writes its image embedding.
+    pending_image_embedding: Option<usize>,
 }
 
-/// `clip_grad_value_` / `clip_grad_norm_` on the flat gradient.
-fn clip_gradient(grad: &mut [f32], mode: crate::dataset::schedule::ClipGradMode, limit: f64) {
-    use crate::dataset::schedule::ClipGradMode;
-    // The schedules are checked to be finite and non-negative; `max` also keeps a NaN from
-    // reaching `clamp`, which panics on it.
-    let limit = (limit as f32).max(0.0);
-    match mode {
-        ClipGradMode::Value => grad.iter_mut().for_each(|g| *g = g.clamp(-limit, limit)),
-        ClipGradMode::Norm => {
-            let norm = grad.iter().map(|g| g * g).sum::<f32>().sqrt();
-            // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1.
-            let coef = (limit / (norm + 1e-6)).min(1.0);
-            grad.iter_mut().for_each(|g| *g *= coef);
-        }
-    }
+/// The run's `settings.json`: what was trained, on what, from which pictures.
+#[derive(Serialize)]
+struct RunSettings<'a> {
+    embedding_name: &'a str,
+    initial_step: usize,
+    model: String,
+    model_hash: Option<String>,
+    images: Vec<String>,
+    config: &'a TrainConfig,
+}
+
+/// Whether an action due every `n` steps (0 = never) is due at `k`.
+fn every(n: usize, k: usize) -> bool {
+    n > 0 && k.is_multiple_of(n)
 }

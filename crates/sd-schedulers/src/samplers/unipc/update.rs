@@ -7,6 +7,7 @@ use burn::tensor::Tensor;
 use super::coefficients;
 use super::vp::VpSchedule;
 use super::{Model, Variant};
+use crate::samplers::Stop;
 
 /// What a step returns: the new x and, when the corrector ran, the data prediction at the
 /// predictor's x (UniPC reuses it as the next step's newest model value).
@@ -26,8 +27,8 @@ fn combine(coeffs: &[f32], tensors: &[Tensor<4>]) -> Option<Tensor<4>> {
 
 /// One step from `t_prev.last()` to `t` of order `order` (≤ the number of stored points).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn step(
-    model: &mut Model<'_, '_>,
+pub(crate) fn step<E>(
+    model: &mut Model<'_, '_, E>,
     vp: &VpSchedule,
     variant: Variant,
     x: &Tensor<4>,
@@ -36,7 +37,7 @@ pub(crate) fn step(
     t: f32,
     order: usize,
     use_corrector: bool,
-) -> Stepped {
+) -> Result<Stepped, Stop<E>> {
     let n = model_prev.len();
     let t_prev_0 = t_prev[n - 1];
     let model_prev_0 = &model_prev[n - 1];
@@ -68,22 +69,22 @@ pub(crate) fn step(
                 None => x_t_.clone(),
             };
             if !use_corrector {
-                return Stepped {
+                return Ok(Stepped {
                     x: x_t,
                     model_t: None,
-                };
+                });
             }
-            let model_t = model.data_prediction(&x_t, t);
+            let model_t = model.data_prediction(&x_t, t)?;
             let d1_t = model_t.clone() - model_prev_0.clone();
             let last = c.rhos_c[c.rhos_c.len() - 1];
             let res = match combine(&c.rhos_c[..c.rhos_c.len() - 1], &d1s) {
                 Some(corr_res) => corr_res + d1_t.mul_scalar(last),
                 None => d1_t.mul_scalar(last),
             };
-            Stepped {
+            Ok(Stepped {
                 x: x_t_ - res.mul_scalar(scale),
                 model_t: Some(model_t),
-            }
+            })
         }
         Variant::VaryCoeff => {
             let k_len = rks.len();
@@ -97,12 +98,12 @@ pub(crate) fn step(
                 }
             }
             if !use_corrector {
-                return Stepped {
+                return Ok(Stepped {
                     x: x_t,
                     model_t: None,
-                };
+                });
             }
-            let model_t = model.data_prediction(&x_t, t);
+            let model_t = model.data_prediction(&x_t, t)?;
             let d1_t = model_t.clone() - model_prev_0.clone();
             let mut x_t = x_t_;
             for k in 0..k_len - 1 {
@@ -115,10 +116,10 @@ pub(crate) fn step(
             let row = k_len.saturating_sub(2);
             let w = c.a_c[row][k_len - 1];
             x_t = x_t - d1_t.mul_scalar(w).mul_scalar(alpha_t * c.h_phi_ks[k_len]);
-            Stepped {
+            Ok(Stepped {
                 x: x_t,
                 model_t: Some(model_t),
-            }
+            })
         }
     }
 }
