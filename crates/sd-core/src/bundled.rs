@@ -78,5 +78,5 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
     if std::fs::read(path).is_ok_and(|existing| existing == bytes) {
         return Ok(());
     }
-    Ok(crate::fs::write_file_atomically(path, bytes)?)
+    Ok(crate::fs::write_atomic(path, bytes)?)
 }

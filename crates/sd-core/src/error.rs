@@ -75,6 +75,27 @@ pub enum CoreError {
         /// What it said.
         reason: String,
     },
+    /// The UNet refused its input at run time.
+    #[error("UNet: {0}")]
+    UNetForward(#[source] sd_unet::UNetError),
+    /// A tensor could not be read back from its device.
+    #[error("reading {what} back: {source}")]
+    ReadBack {
+        /// What was read (`"the decoded pixels"`, `"the latents"`).
+        what: &'static str,
+        /// burn's error.
+        #[source]
+        source: burn::tensor::DataError,
+    },
+    /// A tensor could not be serialised as safetensors.
+    #[error("{path}: writing safetensors: {source}")]
+    SafetensorsWrite {
+        /// The file being written.
+        path: PathBuf,
+        /// What the safetensors library said.
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
     /// A sampler or schedule could not run (unknown name, zero steps, ...).
     #[error(transparent)]
     Sampler(#[from] sd_schedulers::SchedulerError),

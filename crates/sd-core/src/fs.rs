@@ -1,15 +1,13 @@
 //! Writing files so that a crash never leaves half a file behind, and sweeping up the
 //! temporaries a killed process left.
 //!
-//! The helpers return [`FsError`], an I/O error naming the file or folder; [`CoreError`]
-//! converts from it, so callers whose error is [`CoreError`] use `?`.
+//! The helpers return [`FsError`], an I/O error naming the file or folder; [`CoreError`](crate::CoreError)
+//! converts from it, so callers whose error is [`CoreError`](crate::CoreError) use `?`.
 
 use std::{
     io::Write,
     path::{Path, PathBuf},
 };
-
-use crate::error::CoreError;
 
 /// A file or folder the helpers of this module could not write, read or remove.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +36,7 @@ impl FsError {
 ///
 /// # Errors
 /// [`FsError`] naming the file.
-pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
     let io = |e| FsError::new(path, e);
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -58,22 +56,13 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
     })();
     if result.is_err() {
         // The write already failed and is reported; a temporary that cannot be removed
-        // either is swept by `remove_stale_temporary_files` on a later run.
+        // either is swept by `remove_stale_temporaries` on a later run.
         let _ = std::fs::remove_file(&temp);
     }
     result.map_err(io)
 }
 
-/// [`write_file_atomically`] with the error as a [`CoreError`], for callers that report
-/// [`CoreError`].
-///
-/// # Errors
-/// [`CoreError::Io`] naming the file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
-    Ok(write_file_atomically(path, bytes)?)
-}
-
-/// Whether `file_name` is a temporary file of [`write_file_atomically`] (`.<name>.<pid>.tmp`).
+/// Whether `file_name` is a temporary file of [`write_atomic`] (`.<name>.<pid>.tmp`).
 pub fn is_temporary(file_name: &str) -> bool {
     let Some(inner) = file_name
         .strip_prefix('.')
@@ -87,7 +76,7 @@ pub fn is_temporary(file_name: &str) -> bool {
 }
 
 /// Removes the temporary files that a killed process left in `dir` (not in its subfolders):
-/// those of [`write_file_atomically`] whose writer is no longer running. A temporary of a live process
+/// those of [`write_atomic`] whose writer is no longer running. A temporary of a live process
 /// (this one, or another run writing beside it) is kept: removing it would make that
 /// process's rename fail. Returns how many were removed. A missing folder has none.
 ///
@@ -97,7 +86,7 @@ pub fn is_temporary(file_name: &str) -> bool {
 ///
 /// # Errors
 /// [`FsError`] naming the folder or the file that could not be removed.
-pub fn remove_stale_temporary_files(dir: &Path) -> Result<usize, FsError> {
+pub fn remove_stale_temporaries(dir: &Path) -> Result<usize, FsError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -123,16 +112,7 @@ pub fn remove_stale_temporary_files(dir: &Path) -> Result<usize, FsError> {
     Ok(removed)
 }
 
-/// [`remove_stale_temporary_files`] with the error as a [`CoreError`], for callers that
-/// report [`CoreError`].
-///
-/// # Errors
-/// [`CoreError::Io`] naming the folder or the file that could not be removed.
-pub fn remove_stale_temporaries(dir: &Path) -> Result<usize, CoreError> {
-    Ok(remove_stale_temporary_files(dir)?)
-}
-
-/// The writer's process id of a [`write_file_atomically`] temporary (`.<name>.<pid>.tmp`).
+/// The writer's process id of a [`write_atomic`] temporary (`.<name>.<pid>.tmp`).
 fn temporary_pid(file_name: &str) -> Option<u32> {
     if !is_temporary(file_name) {
         return None;
@@ -142,7 +122,7 @@ fn temporary_pid(file_name: &str) -> Option<u32> {
 }
 
 /// Whether process `pid` has certainly ended: `false` for this process, and whenever it
-/// cannot be told (see [`remove_stale_temporary_files`]).
+/// cannot be told (see [`remove_stale_temporaries`]).
 fn process_is_dead(pid: u32) -> bool {
     if pid == std::process::id() {
         return false;

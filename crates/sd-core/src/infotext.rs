@@ -1,6 +1,6 @@
 //! A1111's generation parameters ("infotext"): everything of the [`sd_infotext`] crate
 //! (parse, write, PNG text chunks), and [`write_png_rgb8`], which writes the PNG file through
-//! [`crate::fs::write_file_atomically`].
+//! [`crate::fs::write_atomic`].
 
 use std::path::Path;
 
@@ -19,7 +19,7 @@ pub fn write_png_rgb8(
     infotext: &str,
 ) -> Result<()> {
     let bytes = encode_png_rgb8(width, height, pixels, &[(PARAMETERS_KEY, infotext)])?;
-    crate::fs::write_file_atomically(path, &bytes).map_err(|e| InfotextError::Io {
+    crate::fs::write_atomic(path, &bytes).map_err(|e| InfotextError::Io {
         path: e.path,
         source: e.source,
     })

@@ -206,3 +206,11 @@ impl std::fmt::Display for PromptSite {
 
 /// `Result` with [`TrainError`].
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+/// A file the trainer writes through [`sd_core::fs`] is an engine I/O error naming the file
+/// ([`sd_core::CoreError::Io`]).
+impl From<sd_core::fs::FsError> for TrainError {
+    fn from(e: sd_core::fs::FsError) -> Self {
+        Self::Core(e.into())
+    }
+}

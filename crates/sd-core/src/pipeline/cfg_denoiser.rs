@@ -216,10 +216,7 @@ impl<'a> CfgDenoiser<'a> {
         let out = self
             .unet
             .forward(input, timesteps, context)
-            .map_err(|e| CoreError::Network {
-                network: "UNet",
-                reason: e.to_string(),
-            })?;
+            .map_err(CoreError::UNetForward)?;
         Ok(match self.prediction {
             // k-diffusion's ε denoiser: input + eps·c_out (c_skip is 1).
             Prediction::Epsilon => x + out.mul_scalar(s.c_out),

@@ -9,7 +9,8 @@ use crate::error::{CoreError, Result};
 /// A1111 makes them: `clamp((x + 1) / 2, 0, 1) · 255`, truncated to an integer.
 ///
 /// # Errors
-/// [`CoreError::Network`] when the tensor cannot be read back from the device.
+/// [`CoreError::Network`] when the tensor is not RGB, [`CoreError::ReadBack`] when it cannot
+/// be read back from the device.
 pub fn tensor_to_images(pixels: Tensor<4>) -> Result<Vec<RgbImage>> {
     let [batch, channels, height, width] = pixels.dims();
     if channels != 3 {
@@ -25,9 +26,9 @@ pub fn tensor_to_images(pixels: Tensor<4>) -> Result<Vec<RgbImage>> {
         .mul_scalar(255.0)
         .into_data()
         .try_to_vec::<f32>()
-        .map_err(|e| CoreError::Network {
-            network: "VAE",
-            reason: format!("reading pixels back: {e:?}"),
+        .map_err(|source| CoreError::ReadBack {
+            what: "the decoded pixels",
+            source,
         })?;
     let plane = height * width;
     let images = (0..batch)

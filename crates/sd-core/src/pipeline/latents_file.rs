@@ -19,26 +19,29 @@ pub const LATENTS_KEY: &str = "latents";
 /// ```
 ///
 /// # Errors
-/// [`CoreError::Io`] naming the file, or [`CoreError::Network`] if the tensor cannot be read
-/// back from its device.
+/// [`CoreError::Io`] naming the file, [`CoreError::ReadBack`] if the tensor cannot be read
+/// back from its device, [`CoreError::SafetensorsWrite`] if it cannot be serialised.
 pub fn save_latents(path: &Path, latents: Tensor<4>) -> Result<()> {
     let shape = latents.dims().to_vec();
     let values = latents
         .into_data()
         .try_to_vec::<f32>()
-        .map_err(|e| CoreError::Network {
-            network: "latents",
-            reason: format!("reading back: {e:?}"),
+        .map_err(|source| CoreError::ReadBack {
+            what: "the latents",
+            source,
         })?;
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let view = TensorView::new(Dtype::F32, shape, &bytes).map_err(|e| CoreError::Network {
-        network: "latents",
-        reason: e.to_string(),
+    let view = TensorView::new(Dtype::F32, shape, &bytes).map_err(|source| {
+        CoreError::SafetensorsWrite {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
-    let file =
-        safetensors::serialize([(LATENTS_KEY, view)], None).map_err(|e| CoreError::Network {
-            network: "latents",
-            reason: e.to_string(),
-        })?;
-    crate::fs::write_atomic(path, &file)
+    let file = safetensors::serialize([(LATENTS_KEY, view)], None).map_err(|source| {
+        CoreError::SafetensorsWrite {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    Ok(crate::fs::write_atomic(path, &file)?)
 }

@@ -13,12 +13,9 @@ use super::error::PreprocessError;
 /// # Errors
 /// [`PreprocessError::Io`] naming `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PreprocessError> {
-    sd_core::fs::write_atomic(path, bytes).map_err(|e| match e {
-        sd_core::CoreError::Io { path, source } => PreprocessError::Io { path, source },
-        other => PreprocessError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(other),
-        },
+    sd_core::fs::write_atomic(path, bytes).map_err(|e| PreprocessError::Io {
+        path: e.path,
+        source: e.source,
     })
 }
 

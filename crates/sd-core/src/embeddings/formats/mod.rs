@@ -131,7 +131,7 @@ pub fn to_bytes(path: &Path, e: &Embedding) -> Result<Vec<u8>> {
 }
 
 /// Writes `e` to `path` (format by extension, see [`to_bytes`]) through a temporary file
-/// and a rename ([`crate::fs::write_file_atomically`]).
+/// and a rename ([`crate::fs::write_atomic`]).
 ///
 /// # Errors
 /// As [`to_bytes`], and [`EmbeddingError::Io`].
@@ -140,9 +140,9 @@ pub fn write_file(path: &Path, e: &Embedding) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
-/// [`crate::fs::write_file_atomically`] with this module's error type.
+/// [`crate::fs::write_atomic`] with this module's error type.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::fs::write_file_atomically(path, bytes).map_err(|e| EmbeddingError::Io {
+    crate::fs::write_atomic(path, bytes).map_err(|e| EmbeddingError::Io {
         path: e.path,
         source: e.source,
     })
