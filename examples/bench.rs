@@ -36,7 +36,7 @@ use sd_textual_inversion::sd_core::conditioning::{EmbeddingLookup, TextualInvers
 use sd_textual_inversion::sd_core::sd_unet::embeddings::Timesteps;
 use sd_textual_inversion::sd_core::sd_unet::transformer_2d::{Projection, Transformer2DModel};
 use sd_textual_inversion::sd_core::sd_unet::unet_2d_condition::UNet2DConditionModel;
-use sd_textual_inversion::sd_core::{DeviceChoice, GenerationParams, StableDiffusion};
+use sd_textual_inversion::sd_core::{DeviceChoice, GenerationRequest, StableDiffusion};
 use sd_textual_inversion::train::{AdamW, AdamWConfig, StepBatch, freeze, loss_and_grad};
 
 /// The prompt of `clip` and `txt2img` (the negative prompt is empty).
@@ -247,7 +247,7 @@ fn make_work<'a>(
         }
         "ti-step" => ti_step(model, b, lh, lw, device),
         "txt2img" => {
-            let params = GenerationParams {
+            let params = GenerationRequest {
                 prompt: PROMPT.into(),
                 steps,
                 sampler: "Euler".into(),
@@ -256,7 +256,7 @@ fn make_work<'a>(
                 width: width as u32,
                 height: height as u32,
                 batch_size: b,
-                ..GenerationParams::default()
+                ..GenerationRequest::default()
             };
             let lookup = EmbeddingLookup::new();
             Box::new(move |_| {

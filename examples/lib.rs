@@ -134,7 +134,7 @@ pub struct GenerationArgs {
 use std::ops::ControlFlow;
 
 use sd_textual_inversion::sd_core::{
-    DeviceChoice, Generation, GenerationParams, LoadOptions, StableDiffusion,
+    DeviceChoice, Generation, GenerationRequest, LoadOptions, StableDiffusion,
     conditioning::EmbeddingLookup,
     embeddings::{EmbeddingDatabase, SkipReason},
     infotext,
@@ -157,19 +157,19 @@ impl GenerationArgs {
         Ok(StableDiffusion::load_with(&path, &options, &device)?)
     }
 
-    /// The library's parameters for these flags, checked ([`GenerationParams::validate`]:
+    /// The library's parameters for these flags, checked ([`GenerationRequest::validate`]:
     /// every number in range, every float finite) before any model is loaded.
     ///
     /// # Errors
     /// An unknown `--rng` name; a value out of range, named by its field (`cfg_scale` is
     /// `--cfg-scale`).
-    pub fn params(&self) -> anyhow::Result<GenerationParams> {
-        let params = GenerationParams {
+    pub fn params(&self) -> anyhow::Result<GenerationRequest> {
+        let params = GenerationRequest {
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
             steps: self.steps,
             sampler: self.sampler.clone(),
-            schedule: self.schedule.clone(),
+            sigma_schedule: self.schedule.clone(),
             cfg_scale: self.cfg_scale,
             seed: self.seed,
             subseed: self.subseed,

@@ -22,7 +22,7 @@ use sd_textual_inversion::create::{check_vectors, create_embedding, sanitized_na
 use sd_textual_inversion::sd_core::conditioning::EmbeddingLookup;
 use sd_textual_inversion::sd_core::sd_clip::ClipTokenizer;
 use sd_textual_inversion::sd_core::{
-    DeviceChoice, GenerationParams, StableDiffusion,
+    DeviceChoice, GenerationRequest, StableDiffusion,
     embeddings::{file_shorthash, read_file},
     infotext,
 };
@@ -175,12 +175,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("pass --embedding FILE or --name NAME"),
     };
-    let preview = args.preview_prompt.clone().map(|prompt| GenerationParams {
+    let preview = args.preview_prompt.clone().map(|prompt| GenerationRequest {
         prompt,
         width: args.width.unwrap_or(default_side),
         height: args.height.unwrap_or(default_side),
         seed: args.seed as i64,
-        ..GenerationParams::default()
+        ..GenerationRequest::default()
     });
     let config = TrainConfig {
         data_dir: data,
@@ -293,12 +293,12 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .with_shorthash(shorthash),
             &model.tokenizer,
         )?;
-        let params = GenerationParams {
+        let params = GenerationRequest {
             prompt: prompt.clone(),
             width: args.width.unwrap_or(default_side),
             height: args.height.unwrap_or(default_side),
             seed: args.seed as i64,
-            ..GenerationParams::default()
+            ..GenerationRequest::default()
         };
         let generation = model.txt2img(&params, &lookup, &mut |_| {
             std::ops::ControlFlow::Continue(())

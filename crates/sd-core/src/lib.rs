@@ -20,7 +20,7 @@ pub use burn;
 pub use device::DeviceChoice;
 pub use error::{CoreError, Result};
 pub use model::{LoadOptions, ModelArchitecture, StableDiffusion};
-pub use pipeline::{Generation, GenerationParams, Img2ImgInput};
+pub use pipeline::{Generation, GenerationRequest, Img2ImgInput};
 /// The CLIP tokenizer and text encoder.
 pub use sd_clip;
 /// A1111's seeds and noise: torch's CPU `randn`, Philox, per-image generators, the Brownian

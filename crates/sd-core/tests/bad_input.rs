@@ -10,7 +10,7 @@
 //! `SafetensorsHeader::read`, `read_png_parameters_file`) instead, so file names reach the
 //! messages.
 //!
-//! The generation rows (issue 22) feed `GenerationParams::validate`, `Img2ImgInput::open` /
+//! The generation rows (issue 22) feed `GenerationRequest::validate`, `Img2ImgInput::open` /
 //! `open_mask` (the one picture loader, `sd_core::image_file`), `pipeline::output_paths`,
 //! and txt2img on the bundled tiny model with prompts or weights that overflow to NaN.
 
@@ -27,7 +27,7 @@ use sd_core::pipeline::output_paths;
 use sd_core::sd_prompt::{self, IssueKind, Prompt, Steps};
 use sd_core::torch_file::{TorchFile, TorchFileError};
 use sd_core::{
-    CoreError, DeviceChoice, GenerationParams, Img2ImgInput, LoadOptions, StableDiffusion,
+    CoreError, DeviceChoice, GenerationRequest, Img2ImgInput, LoadOptions, StableDiffusion,
 };
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -1061,22 +1061,22 @@ fn rows() -> Vec<Row> {
 }
 
 /// Small, valid settings for the tiny model, changed by `edit`.
-fn small_params(edit: impl FnOnce(&mut GenerationParams)) -> GenerationParams {
-    let mut p = GenerationParams {
+fn small_params(edit: impl FnOnce(&mut GenerationRequest)) -> GenerationRequest {
+    let mut p = GenerationRequest {
         prompt: "a cat".into(),
         steps: 2,
         width: 64,
         height: 64,
         seed: 1,
         subseed: 1,
-        ..GenerationParams::default()
+        ..GenerationRequest::default()
     };
     edit(&mut p);
     p
 }
 
 /// `small_params` edited, which validation must refuse.
-fn invalid_params(edit: impl FnOnce(&mut GenerationParams)) -> CoreError {
+fn invalid_params(edit: impl FnOnce(&mut GenerationRequest)) -> CoreError {
     small_params(|_| {})
         .validate()
         .expect("the base settings are valid");
@@ -1100,7 +1100,7 @@ fn assert_limit(e: &CoreError, field: &str, limit: u64) {
 }
 
 /// txt2img of `small_params` edited, on the checkpoint `path`: the error.
-fn generate_err(path: &Path, edit: impl FnOnce(&mut GenerationParams)) -> CoreError {
+fn generate_err(path: &Path, edit: impl FnOnce(&mut GenerationRequest)) -> CoreError {
     let device = DeviceChoice::Cpu.device().expect("cpu device");
     let model = StableDiffusion::load(path, &device).expect("loads");
     let params = small_params(edit);
@@ -1113,7 +1113,7 @@ fn generate_err(path: &Path, edit: impl FnOnce(&mut GenerationParams)) -> CoreEr
 }
 
 /// txt2img of `small_params` edited, on the bundled model: must succeed.
-fn generate_ok(edit: impl FnOnce(&mut GenerationParams)) {
+fn generate_ok(edit: impl FnOnce(&mut GenerationRequest)) {
     let device = DeviceChoice::Cpu.device().expect("cpu device");
     let model = StableDiffusion::load(bundled_checkpoint(), &device).expect("loads");
     model

@@ -10,12 +10,12 @@ use safetensors::SafeTensors;
 use sd_core::conditioning::EmbeddingLookup;
 use sd_core::noise::RngSource;
 use sd_core::torch_file::{DType, PickleValue, TorchWriter, WriteOptions};
-use sd_core::{CoreError, GenerationParams, LoadOptions, StableDiffusion};
+use sd_core::{CoreError, GenerationRequest, LoadOptions, StableDiffusion};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-fn quick_params() -> GenerationParams {
-    GenerationParams {
+fn quick_params() -> GenerationRequest {
+    GenerationRequest {
         prompt: "a cat".into(),
         steps: 3,
         sampler: "Euler".into(),
@@ -23,7 +23,7 @@ fn quick_params() -> GenerationParams {
         width: 64,
         height: 64,
         rng: RngSource::Cpu,
-        ..GenerationParams::default()
+        ..GenerationRequest::default()
     }
 }
 

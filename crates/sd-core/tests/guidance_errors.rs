@@ -12,7 +12,7 @@ use common::ROOT;
 use sd_core::conditioning::StepConds;
 use sd_core::pipeline::{CfgDenoiser, GuidanceConds};
 use sd_core::sd_schedulers::{
-    RecordedNoise, SamplerKind, SamplerOptions, ScheduleOptions, ScheduleType,
+    RecordedNoise, SamplerKind, SamplerOptions, SigmaSchedule, SigmaScheduleOptions,
 };
 use sd_core::{CoreError, StableDiffusion};
 
@@ -52,7 +52,12 @@ fn a_failing_evaluation_stops_the_sampler_with_its_error() {
     let ns = model.noise_schedule();
     let kind = SamplerKind::Euler;
     let plan = kind
-        .plan(ScheduleType::Automatic, 6, ns, &ScheduleOptions::default())
+        .plan(
+            SigmaSchedule::Automatic,
+            6,
+            ns,
+            &SigmaScheduleOptions::default(),
+        )
         .expect("plan");
     let x = Tensor::<4>::ones([1, 4, 8, 8], &device).mul_scalar(plan.initial_noise_scale());
     let mut steps_reported = 0;

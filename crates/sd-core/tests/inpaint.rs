@@ -17,7 +17,7 @@ use sd_core::pipeline::{
     Img2ImgInput, InpaintingFill, PilFilter, apply_overlay, fill_masked, latent_keep_mask,
     prepare_mask, resize_gray,
 };
-use sd_core::{GenerationParams, StableDiffusion};
+use sd_core::{GenerationRequest, StableDiffusion};
 use serde::Deserialize;
 
 /// Worst |ours − reference| over the reference's largest |value| (the bound).
@@ -209,7 +209,7 @@ fn every_inpainting_case_matches_the_reference() {
         } else {
             &sd1
         };
-        let params = GenerationParams {
+        let params = GenerationRequest {
             prompt: case.prompt.clone(),
             negative_prompt: case.negative.clone(),
             steps: case.steps,
@@ -221,7 +221,7 @@ fn every_inpainting_case_matches_the_reference() {
             height: case.height,
             batch_size: case.batch,
             rng: RngSource::Cpu,
-            ..GenerationParams::default()
+            ..GenerationRequest::default()
         };
         let input = Img2ImgInput {
             mask: Some(mask.clone()),

@@ -11,7 +11,7 @@ use common::{ROOT, relative_error};
 use sd_core::conditioning::EmbeddingLookup;
 use sd_core::noise::RngSource;
 use sd_core::pipeline::{Generation, Img2ImgInput};
-use sd_core::{GenerationParams, LoadOptions, StableDiffusion};
+use sd_core::{GenerationRequest, LoadOptions, StableDiffusion};
 use serde::Deserialize;
 
 /// Worst |ours − reference| over the reference's largest |value|. The bound is 1e-4.
@@ -61,7 +61,7 @@ fn load(name: &str) -> StableDiffusion {
 }
 
 fn run(model: &StableDiffusion, case: &Case) -> Generation {
-    let params = GenerationParams {
+    let params = GenerationRequest {
         prompt: case.prompt.clone(),
         negative_prompt: case.negative.clone(),
         steps: case.steps,
@@ -73,7 +73,7 @@ fn run(model: &StableDiffusion, case: &Case) -> Generation {
         height: case.height,
         batch_size: case.batch,
         rng: RngSource::Cpu,
-        ..GenerationParams::default()
+        ..GenerationRequest::default()
     };
     let embeddings = EmbeddingLookup::new();
     let mut progress = |_: &sd_core::pipeline::Progress<'_>| ControlFlow::Continue(());

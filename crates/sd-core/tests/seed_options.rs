@@ -16,7 +16,7 @@ use sd_core::conditioning::EmbeddingLookup;
 use sd_core::embeddings::{Embedding, EmbeddingDatabase, Vectors, write_file};
 use sd_core::infotext::GenerationParameters;
 use sd_core::noise::{RngSource, SeedResize};
-use sd_core::{GenerationParams, StableDiffusion};
+use sd_core::{GenerationRequest, StableDiffusion};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -57,8 +57,8 @@ fn reference(key: &str) -> Tensor<4> {
     common::pipeline_tensor4("seed_options.safetensors", key)
 }
 
-fn params(case: &Case) -> GenerationParams {
-    GenerationParams {
+fn params(case: &Case) -> GenerationRequest {
+    GenerationRequest {
         prompt: case.prompt.clone(),
         negative_prompt: case.negative.clone(),
         steps: case.steps,
@@ -75,7 +75,7 @@ fn params(case: &Case) -> GenerationParams {
             .seed_resize_from
             .map(|[width, height]| SeedResize { width, height }),
         eta_noise_seed_delta: case.eta_noise_seed_delta,
-        ..GenerationParams::default()
+        ..GenerationRequest::default()
     }
 }
 
@@ -144,7 +144,7 @@ fn value_text(v: &Value) -> String {
 fn ensd_is_written_only_for_samplers_that_use_it() {
     let model = load("tiny-sd1");
     let run = |sampler: &str, eta: Option<f64>| {
-        let params = GenerationParams {
+        let params = GenerationRequest {
             prompt: "a photo".into(),
             steps: 2,
             sampler: sampler.into(),
@@ -153,7 +153,7 @@ fn ensd_is_written_only_for_samplers_that_use_it() {
             height: 64,
             eta,
             eta_noise_seed_delta: 31337,
-            ..GenerationParams::default()
+            ..GenerationRequest::default()
         };
         let out = model
             .txt2img(&params, &EmbeddingLookup::new(), &mut |_| {
@@ -188,7 +188,7 @@ fn pictures_that_used_embeddings_from_files_carry_ti_hashes() {
     let lookup = db.lookup(&model.tokenizer).expect("lookup");
     let hash = |name: &str| db.get(name).expect("loaded").shorthash().to_owned();
     let run = |prompt: &str, negative: &str| {
-        let params = GenerationParams {
+        let params = GenerationRequest {
             prompt: prompt.into(),
             negative_prompt: negative.into(),
             steps: 1,
@@ -196,7 +196,7 @@ fn pictures_that_used_embeddings_from_files_carry_ti_hashes() {
             seed: 1,
             width: 64,
             height: 64,
-            ..GenerationParams::default()
+            ..GenerationRequest::default()
         };
         let out = model
             .txt2img(&params, &lookup, &mut |_| ControlFlow::Continue(()))

@@ -25,7 +25,7 @@
 //! | [`embedding_png_text`] | PNG embeddings: the `sd-ti-embedding` text chunk |
 //! | [`embedding_png_pixels`] | PNG embeddings: A1111's pixel data blocks |
 //! | [`infotext()`] | `sd_infotext`: the infotext parser and the PNG text chunks |
-//! | [`lr_schedule`] | `sd_textual_inversion::dataset::schedule`: learning-rate and clip-grad schedules |
+//! | [`lr_schedule`] | `sd_textual_inversion::dataset::learn_rate_schedule`: learning-rate and clip-grad schedules |
 //! | [`preprocess_image`] | image decoding of `sd_textual_inversion::preprocess::load` |
 //! | [`tokenizer`] | `sd_clip::normalize` (ftfy's `fix_text`, `html.unescape`, the A1111 front-ends) and `ClipTokenizer::encode` |
 

@@ -10,7 +10,7 @@ mod error;
 mod number;
 mod parse;
 mod prompt;
-mod schedule;
+mod prompt_schedule;
 pub mod unicode;
 mod unicode_tables;
 
@@ -21,5 +21,5 @@ pub use error::{
     DEFAULT_MAX_PROMPT_CHARS, IssueKind, ParseIssue, PromptTooLong, check_prompt_length,
 };
 pub use parse::MAX_NESTING;
-pub use prompt::{Conditioning, Prompt, ScheduledText, Subprompt, WeightedSchedule};
-pub use schedule::Steps;
+pub use prompt::{Conditioning, Prompt, PromptScheduleEntry, Subprompt, WeightedPromptSchedule};
+pub use prompt_schedule::Steps;

@@ -7,7 +7,7 @@ use crate::and::split_and;
 use crate::ast::{Ast, Span};
 use crate::emphasis::{Attention, parse_attention};
 use crate::parse::parse_subprompt;
-use crate::schedule::Steps;
+use crate::prompt_schedule::Steps;
 
 /// One `AND` part of a prompt.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,13 +120,13 @@ impl Prompt {
         let subprompts = self
             .subprompts
             .iter()
-            .map(|sub| WeightedSchedule {
+            .map(|sub| WeightedPromptSchedule {
                 weight: sub.weight,
                 schedule: sub
                     .ast
-                    .schedule(&self.source, steps)
+                    .prompt_schedule(&self.source, steps)
                     .into_iter()
-                    .map(|(end_at_step, text)| ScheduledText {
+                    .map(|(end_at_step, text)| PromptScheduleEntry {
                         end_at_step,
                         attention: parse_attention(&text),
                         text,
@@ -143,22 +143,22 @@ impl Prompt {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Conditioning {
     /// One entry per `AND` part, in order.
-    pub subprompts: Vec<WeightedSchedule>,
+    pub subprompts: Vec<WeightedPromptSchedule>,
 }
 
 /// One `AND` part, evaluated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WeightedSchedule {
+pub struct WeightedPromptSchedule {
     /// Its weight.
     pub weight: f64,
     /// Its texts over the steps, in order of `end_at_step`; the last ends at the final step.
-    pub schedule: Vec<ScheduledText>,
+    pub schedule: Vec<PromptScheduleEntry>,
 }
 
-impl WeightedSchedule {
+impl WeightedPromptSchedule {
     /// The entry in force at sampling step `step` (A1111's `reconstruct_cond_batch`: the first
     /// entry with `step <= end_at_step`, else the first entry).
-    pub fn at(&self, step: u32) -> Option<&ScheduledText> {
+    pub fn at(&self, step: u32) -> Option<&PromptScheduleEntry> {
         self.schedule
             .iter()
             .find(|s| step <= s.end_at_step)
@@ -168,7 +168,7 @@ impl WeightedSchedule {
 
 /// The text of a subprompt up to and including one step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScheduledText {
+pub struct PromptScheduleEntry {
     /// The last step this text is used for.
     pub end_at_step: u32,
     /// The text, with editing and alternation resolved and emphasis syntax still in it.

@@ -5,7 +5,7 @@
 use sd_prompt::{Ast, IssueKind, MAX_NESTING, Node, Prompt, Steps, parse_attention};
 
 fn schedule(text: &str, steps: Steps) -> Vec<(u32, String)> {
-    Ast::parse(text).schedule(text, &steps)
+    Ast::parse(text).prompt_schedule(text, &steps)
 }
 
 fn attention(text: &str) -> Vec<(String, f64)> {
@@ -137,7 +137,10 @@ fn unparseable_is_literal_with_a_reason() {
         let ast = Ast::parse(text);
         let issue = ast.issue.clone().expect(text);
         assert_eq!((issue.kind, issue.span.start), (kind, at), "{text}");
-        assert_eq!(ast.schedule(text, &Steps::new(10)), owned(&[(10, text)]));
+        assert_eq!(
+            ast.prompt_schedule(text, &Steps::new(10)),
+            owned(&[(10, text)])
+        );
     }
 }
 

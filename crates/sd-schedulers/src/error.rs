@@ -16,7 +16,7 @@ pub enum SchedulerError {
     #[error(
         "unknown schedule type {0:?} (expected e.g. \"Automatic\", \"Karras\", \"Exponential\")"
     )]
-    UnknownSchedule(String),
+    UnknownSigmaSchedule(String),
     /// Sampling needs at least one step.
     #[error("the number of steps must be at least 1, got {0}")]
     ZeroSteps(usize),

@@ -8,7 +8,7 @@ pub mod noise;
 pub mod noise_schedule;
 mod sampler;
 pub mod samplers;
-pub mod schedules;
+pub mod sigma_schedule;
 mod torch_math;
 
 pub use denoiser::{Denoiser, DiscreteDenoiser, Prediction, Scalings, TimestepModel};
@@ -19,4 +19,4 @@ pub use sampler::{Plan, Sampled, SamplerInfo, SamplerKind, SamplerOptions, Sampl
 pub use samplers::dpm_solver::AdaptiveOptions;
 pub use samplers::dpmpp::SolverType;
 pub use samplers::{Churn, StepInfo};
-pub use schedules::{ScheduleOptions, ScheduleType};
+pub use sigma_schedule::{SigmaSchedule, SigmaScheduleOptions};

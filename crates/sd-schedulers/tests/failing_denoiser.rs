@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use burn::tensor::{Device, Tensor};
 use sd_schedulers::{
-    Denoiser, NoiseSchedule, RecordedNoise, SamplerKind, SamplerOptions, ScheduleOptions,
-    ScheduleType, SchedulerError,
+    Denoiser, NoiseSchedule, RecordedNoise, SamplerKind, SamplerOptions, SchedulerError,
+    SigmaSchedule, SigmaScheduleOptions,
 };
 
 /// The caller's error type: the model's own failure, or the sampler's refusal.
@@ -61,10 +61,10 @@ fn every_sampler_stops_at_the_first_denoiser_error() {
     for kind in SamplerKind::ALL {
         let plan = kind
             .plan(
-                ScheduleType::Automatic,
+                SigmaSchedule::Automatic,
                 10,
                 &ns,
-                &ScheduleOptions::default(),
+                &SigmaScheduleOptions::default(),
             )
             .expect("plan");
         let mut denoiser = FailsAt::new(3);
@@ -98,7 +98,12 @@ fn a_refused_setting_arrives_as_the_callers_error() {
     let device = Device::flex();
     let kind = SamplerKind::EulerA;
     let plan = kind
-        .plan(ScheduleType::Automatic, 4, &ns, &ScheduleOptions::default())
+        .plan(
+            SigmaSchedule::Automatic,
+            4,
+            &ns,
+            &SigmaScheduleOptions::default(),
+        )
         .expect("plan");
     let mut denoiser = FailsAt::new(usize::MAX);
     let options = SamplerOptions {

@@ -2,7 +2,7 @@
 //! table of A1111 1.10 (labels, aliases, options), the "Schedule type" list, and the old
 //! combined names ("DPM++ 2M Karras", "LMS Karras", ...).
 
-use sd_schedulers::{SamplerKind, SamplerSpec, ScheduleType};
+use sd_schedulers::{SamplerKind, SamplerSpec, SigmaSchedule};
 
 /// A1111 1.10 `samplers_k_diffusion` + `samplers_timesteps` (label, aliases, default
 /// scheduler, discard_next_to_last_sigma, second_order, brownian_noise, uses_ensd).
@@ -164,59 +164,59 @@ fn schedule_types_round_trip() {
         ("DDIM", "ddim"),
         ("Beta", "beta"),
     ];
-    for (st, (label, name)) in ScheduleType::ALL.iter().zip(labels) {
+    for (st, (label, name)) in SigmaSchedule::ALL.iter().zip(labels) {
         assert_eq!(st.to_string(), label);
         assert_eq!(st.name(), name);
-        assert_eq!(label.parse::<ScheduleType>().expect("label"), *st);
-        assert_eq!(name.parse::<ScheduleType>().expect("name"), *st);
+        assert_eq!(label.parse::<SigmaSchedule>().expect("label"), *st);
+        assert_eq!(name.parse::<SigmaSchedule>().expect("name"), *st);
     }
     assert_eq!(
-        "SGMUniform".parse::<ScheduleType>().expect("alias"),
-        ScheduleType::SgmUniform
+        "SGMUniform".parse::<SigmaSchedule>().expect("alias"),
+        SigmaSchedule::SgmUniform
     );
-    assert!("Cosine".parse::<ScheduleType>().is_err());
+    assert!("Cosine".parse::<SigmaSchedule>().is_err());
 }
 
 #[test]
 fn combined_names_split_like_get_sampler_and_scheduler() {
     let cases = [
-        ("DPM++ 2M Karras", "DPM++ 2M", ScheduleType::Automatic), // Karras is its default
-        ("LMS Karras", "LMS", ScheduleType::Karras),
-        ("Euler a", "Euler a", ScheduleType::Automatic),
-        ("Euler a Exponential", "Euler a", ScheduleType::Exponential),
-        ("DPM++ 2M SDE Karras", "DPM++ 2M SDE", ScheduleType::Karras),
+        ("DPM++ 2M Karras", "DPM++ 2M", SigmaSchedule::Automatic), // Karras is its default
+        ("LMS Karras", "LMS", SigmaSchedule::Karras),
+        ("Euler a", "Euler a", SigmaSchedule::Automatic),
+        ("Euler a Exponential", "Euler a", SigmaSchedule::Exponential),
+        ("DPM++ 2M SDE Karras", "DPM++ 2M SDE", SigmaSchedule::Karras),
         (
             "DPM++ 2M SDE Exponential",
             "DPM++ 2M SDE",
-            ScheduleType::Automatic,
+            SigmaSchedule::Automatic,
         ),
         (
             "DPM++ 2M SDE Heun Karras",
             "DPM++ 2M SDE Heun",
-            ScheduleType::Karras,
+            SigmaSchedule::Karras,
         ),
-        ("DPM++ 3M SDE Karras", "DPM++ 3M SDE", ScheduleType::Karras),
-        ("DPM2 a Karras", "DPM2 a", ScheduleType::Automatic),
-        ("Euler sgm_uniform", "Euler", ScheduleType::SgmUniform),
-        ("Euler SGMUniform", "Euler", ScheduleType::SgmUniform),
+        ("DPM++ 3M SDE Karras", "DPM++ 3M SDE", SigmaSchedule::Karras),
+        ("DPM2 a Karras", "DPM2 a", SigmaSchedule::Automatic),
+        ("Euler sgm_uniform", "Euler", SigmaSchedule::SgmUniform),
+        ("Euler SGMUniform", "Euler", SigmaSchedule::SgmUniform),
         (
             "Heun Align Your Steps",
             "Heun",
-            ScheduleType::AlignYourSteps,
+            SigmaSchedule::AlignYourSteps,
         ),
-        ("k_dpmpp_2m_ka", "DPM++ 2M", ScheduleType::Automatic),
-        ("k_lms_ka", "LMS", ScheduleType::Karras),
-        ("DDIM", "DDIM", ScheduleType::Automatic),
+        ("k_dpmpp_2m_ka", "DPM++ 2M", SigmaSchedule::Automatic),
+        ("k_lms_ka", "LMS", SigmaSchedule::Karras),
+        ("DDIM", "DDIM", SigmaSchedule::Automatic),
     ];
     for (input, sampler, schedule) in cases {
         let spec: SamplerSpec = input.parse().expect(input);
         assert_eq!(spec.sampler.label(), sampler, "{input}");
-        assert_eq!(spec.schedule, schedule, "{input}");
+        assert_eq!(spec.sigma_schedule, schedule, "{input}");
     }
     // Infotext style: the schedule comes separately.
     let spec = SamplerSpec::parse("DPM++ 2M", Some("Karras")).expect("ok");
-    assert_eq!(spec.schedule, ScheduleType::Automatic);
-    assert_eq!(spec.effective_schedule(), ScheduleType::Karras);
+    assert_eq!(spec.sigma_schedule, SigmaSchedule::Automatic);
+    assert_eq!(spec.effective_sigma_schedule(), SigmaSchedule::Karras);
     let spec = SamplerSpec::parse("Euler", Some("Karras")).expect("ok");
     assert_eq!(spec.to_string(), "Euler Karras");
     assert_eq!(

@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 use common::{Fixture, analytic, device, rel_err, values};
 use sd_schedulers::{
     Churn, NoiseKind, NoiseSchedule, Plan, RecordedNoise, SamplerKind, SamplerOptions,
-    ScheduleOptions, ScheduleType, StepInfo,
+    SigmaSchedule, SigmaScheduleOptions, StepInfo,
 };
 
 /// Tolerance on max|a − b| / max|b| of every intermediate latent. The reference computes
@@ -19,7 +19,7 @@ use sd_schedulers::{
 /// `--nocapture`).
 const TOL: f64 = 1e-5;
 
-fn params(case: &serde_json::Value) -> (SamplerOptions, ScheduleType) {
+fn params(case: &serde_json::Value) -> (SamplerOptions, SigmaSchedule) {
     let p = &case["params"];
     let get = |k: &str| {
         p.get(k)
@@ -38,7 +38,7 @@ fn params(case: &serde_json::Value) -> (SamplerOptions, ScheduleType) {
     };
     let schedule = case["schedule"]
         .as_str()
-        .map_or(ScheduleType::Automatic, |s| {
+        .map_or(SigmaSchedule::Automatic, |s| {
             s.parse().expect("schedule label")
         });
     (o, schedule)
@@ -72,7 +72,7 @@ fn every_sampler_matches_the_reference_at_every_step() {
         {
             let key = format!("{name}/{n}");
             let plan = kind
-                .plan(schedule, n, &ns, &ScheduleOptions::default())
+                .plan(schedule, n, &ns, &SigmaScheduleOptions::default())
                 .expect("plan");
             let want_sigmas = f.vec(&format!("{key}/sigmas"));
             match &plan {
@@ -165,7 +165,12 @@ fn two_and_three_m_sde_at_one_step_return_the_denoised_latent() {
         SamplerKind::DpmPp3MSde,
     ] {
         let plan = kind
-            .plan(ScheduleType::Automatic, 1, &ns, &ScheduleOptions::default())
+            .plan(
+                SigmaSchedule::Automatic,
+                1,
+                &ns,
+                &SigmaScheduleOptions::default(),
+            )
             .expect("plan");
         let x0 = x.clone().mul_scalar(plan.initial_noise_scale());
         let mut noise = RecordedNoise::default();
@@ -194,10 +199,10 @@ fn the_callback_can_cancel_and_gets_the_last_denoised() {
     let kind = SamplerKind::Euler;
     let plan = kind
         .plan(
-            ScheduleType::Automatic,
+            SigmaSchedule::Automatic,
             10,
             &ns,
-            &ScheduleOptions::default(),
+            &SigmaScheduleOptions::default(),
         )
         .expect("plan");
     let mut last = None;

@@ -12,8 +12,8 @@ use std::ops::ControlFlow;
 use common::{Fixture, analytic, device, rel_err, values};
 use sd_schedulers::samplers::unipc::{self, SkipType, UniPcOptions, Variant};
 use sd_schedulers::{
-    NoiseSchedule, Plan, RecordedNoise, SamplerKind, SamplerOptions, ScheduleOptions, ScheduleType,
-    SchedulerError, StepInfo,
+    NoiseSchedule, Plan, RecordedNoise, SamplerKind, SamplerOptions, SchedulerError, SigmaSchedule,
+    SigmaScheduleOptions, StepInfo,
 };
 
 /// Tolerance on max|a − b| / max|b| of every intermediate latent. The reference runs the
@@ -49,7 +49,12 @@ fn options(case: &serde_json::Value) -> UniPcOptions {
 /// (`timesteps[..t_enc]`, the start latent taken from the fixture).
 fn plan(ns: &NoiseSchedule, n: usize, strength: Option<f64>) -> Vec<usize> {
     let Plan::Timesteps(t) = SamplerKind::UniPc
-        .plan(ScheduleType::Automatic, n, ns, &ScheduleOptions::default())
+        .plan(
+            SigmaSchedule::Automatic,
+            n,
+            ns,
+            &SigmaScheduleOptions::default(),
+        )
         .expect("plan")
     else {
         panic!("UniPC plans timesteps");
@@ -241,10 +246,10 @@ fn the_callback_can_cancel_unipc() {
     let x = burn::tensor::Tensor::<4>::ones([1, 4, 2, 2], &dev);
     let plan = SamplerKind::UniPc
         .plan(
-            ScheduleType::Automatic,
+            SigmaSchedule::Automatic,
             10,
             &ns,
-            &ScheduleOptions::default(),
+            &SigmaScheduleOptions::default(),
         )
         .expect("plan");
     let mut last = None;

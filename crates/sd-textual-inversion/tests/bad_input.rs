@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use sd_textual_inversion::dataset::DatasetError;
 use sd_textual_inversion::dataset::caption::caption_for;
+use sd_textual_inversion::dataset::learn_rate_schedule::LearnRateSchedule;
 use sd_textual_inversion::dataset::listing::list_candidates;
-use sd_textual_inversion::dataset::schedule::LearnRateSchedule;
 use sd_textual_inversion::preprocess::{PreprocessError, PreprocessOptions, load, preprocess};
 use sd_textual_inversion::sd_core::sd_clip::ClipTokenizer;
 use sd_textual_inversion::train::{LossRow, RunFolder, RunLock, TrainConfig};
@@ -371,7 +371,7 @@ fn rows() -> Vec<Row> {
             run: |_| {
                 let e = schedule_err("0.005:abc, ,:");
                 assert!(
-                    matches!(&e, DatasetError::InvalidSchedule { entry, .. } if entry == "0.005:abc"),
+                    matches!(&e, DatasetError::InvalidLearnRateSchedule { entry, .. } if entry == "0.005:abc"),
                     "{e:?}"
                 );
             },
@@ -382,7 +382,7 @@ fn rows() -> Vec<Row> {
                 for text in ["", " , ,", ":::", "abc", "0.1:1e3"] {
                     let e = schedule_err(text);
                     assert!(
-                        matches!(e, DatasetError::InvalidSchedule { .. }),
+                        matches!(e, DatasetError::InvalidLearnRateSchedule { .. }),
                         "{text}: {e:?}"
                     );
                 }
@@ -391,7 +391,7 @@ fn rows() -> Vec<Row> {
         Row {
             name: "schedules \"1e999\", \"-1\", a 60-digit step (no file): accepted as A1111 does",
             run: |_| {
-                // A1111's LearnScheduleIterator takes float("1e999") = inf and -1.0 without a
+                // A1111's LearnRateScheduleIterator takes float("1e999") = inf and -1.0 without a
                 // word; the trainer's non-finite guard stops a run that diverges.
                 let inf = LearnRateSchedule::parse("1e999", 1000, 0).expect("python float");
                 assert_eq!(inf.entries()[0].rate, f64::INFINITY);

@@ -8,9 +8,9 @@ use sd_textual_inversion::dataset::{
     alpha::{alpha_weight_map, alpha_weight_map_a1111},
     batching::{EpochPlan, GroupedBatchSampler},
     caption::{CaptionBuilder, caption_for, filename_caption},
+    learn_rate_schedule::{ClipGrad, ClipGradMode, LearnRateSchedule, LearnRateScheduler},
     listing::{list_candidates, sidecar_path},
     rng::{RandomSource, SplitMix64},
-    schedule::{ClipGrad, ClipGradMode, LearnRateSchedule, LearnRateScheduler},
     template::{BUILTIN, Template},
 };
 use serde_json::Value;
@@ -89,7 +89,7 @@ fn schedules_match_a1111() {
         let parsed = LearnRateSchedule::parse(s, max, cur);
         if case.get("error").is_some() {
             assert!(
-                matches!(parsed, Err(DatasetError::InvalidSchedule { .. })),
+                matches!(parsed, Err(DatasetError::InvalidLearnRateSchedule { .. })),
                 "{s:?} max {max} cur {cur}: A1111 fails, we gave {parsed:?}"
             );
             checked += 1;
@@ -196,11 +196,11 @@ fn a1111_documented_examples() {
 fn clip_grad_parses() {
     let c: ClipGrad = "value:0.1".parse().expect("valid");
     assert_eq!(c.mode, ClipGradMode::Value);
-    assert_eq!(c.scheduler(10, 0).expect("valid").learn_rate(), 0.1);
+    assert_eq!(c.value_scheduler(10, 0).expect("valid").learn_rate(), 0.1);
     assert!("max:0.1".parse::<ClipGrad>().is_err());
     assert!("0.1".parse::<ClipGrad>().is_err());
     let c: ClipGrad = "norm:abc".parse().expect("mode ok");
-    assert!(c.scheduler(10, 0).is_err());
+    assert!(c.value_scheduler(10, 0).is_err());
 }
 
 // Python's `\d` matches Arabic-Indic digits too; ours is ASCII.

@@ -16,7 +16,7 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor};
 use sd_textual_inversion::create::create_embedding;
 use sd_textual_inversion::sd_core::noise::RngSource;
-use sd_textual_inversion::sd_core::{GenerationParams, StableDiffusion};
+use sd_textual_inversion::sd_core::{GenerationRequest, StableDiffusion};
 use sd_textual_inversion::train::{
     CancelToken, LatentSampling, StopReason, TrainConfig, TrainEvent, Trainer, freeze,
 };
@@ -47,7 +47,7 @@ fn draw(
     SEEDS
         .iter()
         .map(|&seed| {
-            let params = GenerationParams {
+            let params = GenerationRequest {
                 prompt: prompt(name),
                 steps: 20,
                 sampler: "Euler".into(),
@@ -56,7 +56,7 @@ fn draw(
                 width: 64,
                 height: 64,
                 rng: RngSource::Cpu,
-                ..GenerationParams::default()
+                ..GenerationRequest::default()
             };
             let out = model
                 .txt2img(&params, &lookup, &mut |_| ControlFlow::Continue(()))

@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 use sd_textual_inversion::create::create_embedding;
 use sd_textual_inversion::sd_core::embeddings::read_file;
 use sd_textual_inversion::sd_core::noise::RngSource;
-use sd_textual_inversion::sd_core::{GenerationParams, StableDiffusion};
+use sd_textual_inversion::sd_core::{GenerationRequest, StableDiffusion};
 use sd_textual_inversion::train::{
     CancelToken, LatentSampling, StopReason, TrainConfig, TrainEvent, Trainer, freeze,
 };
@@ -37,7 +37,7 @@ fn write_training_set(model: &StableDiffusion, dir: &Path) -> Vec<Tensor<4>> {
     let lookup = common::lookup_with(model, SECRET, &secret_vectors(dim));
     let mut latents = Vec::new();
     for seed in 0..3 {
-        let params = GenerationParams {
+        let params = GenerationRequest {
             prompt: format!("a photo of {SECRET}"),
             steps: 4,
             sampler: "Euler".into(),
@@ -45,7 +45,7 @@ fn write_training_set(model: &StableDiffusion, dir: &Path) -> Vec<Tensor<4>> {
             width: 64,
             height: 64,
             rng: RngSource::Cpu,
-            ..GenerationParams::default()
+            ..GenerationRequest::default()
         };
         let out = model
             .txt2img(&params, &lookup, &mut |_| ControlFlow::Continue(()))

@@ -11,7 +11,7 @@
 //!    padding per [`ModelFlavour`], then the emphasis ([`Emphasis`]); chunks concatenate to
 //!    `[batch, 77·k, hidden]`.
 //! 3. [`schedule`](PromptEncoder::multicond_learned_conditioning) (`prompt_parser`): `AND`
-//!    parts and prompt editing over the steps → [`MultiCond`] / [`CondSchedule`], and per step
+//!    parts and prompt editing over the steps → [`MultiCond`] / [`CondPromptSchedule`], and per step
 //!    [`MultiCond::reconstruct`] / [`reconstruct_cond_batch`].
 //! 4. [`CondUncondPadding`] (`sd_samplers_cfg_denoiser`): cond and uncond of different lengths.
 //!
@@ -46,7 +46,7 @@ mod encoder;
 mod error;
 mod flavour;
 mod pad;
-mod schedule;
+mod prompt_schedule;
 mod usage;
 
 pub use chunk::{
@@ -58,8 +58,8 @@ pub use encoder::PromptEncoder;
 pub use error::{ConditioningError, Result};
 pub use flavour::ModelFlavour;
 pub use pad::{CondUncondPadding, pad_cond_uncond, pad_cond_uncond_v0};
-pub use schedule::{
-    ComposableCond, CondSchedule, MultiCond, ScheduledCond, StepConds, reconstruct_cond_batch,
-    stack_conds,
+pub use prompt_schedule::{
+    ComposableCond, CondPromptSchedule, CondPromptScheduleEntry, MultiCond, StepConds,
+    reconstruct_cond_batch, stack_conds,
 };
 pub use usage::EmbeddingUsage;

@@ -4,10 +4,10 @@
 use sd_prompt::Steps;
 
 use super::cfg_denoiser::GuidanceConds;
-use super::params::GenerationParams;
+use super::params::GenerationRequest;
 use crate::checkpoint::ModelFamily;
 use crate::conditioning::{
-    CondSchedule, EmbeddingLookup, EmbeddingUsage, ModelFlavour, MultiCond, PromptEncoder,
+    CondPromptSchedule, EmbeddingLookup, EmbeddingUsage, ModelFlavour, MultiCond, PromptEncoder,
     reconstruct_cond_batch,
 };
 use crate::error::Result;
@@ -16,7 +16,7 @@ use crate::model::StableDiffusion;
 /// A1111's `c` and `uc` of `StableDiffusionProcessing.setup_conds`.
 pub(crate) struct ConditioningSchedule {
     cond: MultiCond,
-    uncond: Vec<CondSchedule>,
+    uncond: Vec<CondPromptSchedule>,
     /// A1111's `TI hashes` infotext value for the embeddings the prompts used.
     pub(crate) ti_hashes: Option<String>,
 }
@@ -25,7 +25,7 @@ impl ConditioningSchedule {
     /// Encodes the batch's prompts (the same prompt for every image) over `total_steps`.
     pub(crate) fn build(
         model: &StableDiffusion,
-        params: &GenerationParams,
+        params: &GenerationRequest,
         embeddings: &EmbeddingLookup,
         total_steps: usize,
     ) -> Result<Self> {

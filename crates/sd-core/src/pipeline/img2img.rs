@@ -8,7 +8,7 @@ use super::image::images_to_tensor;
 use super::mask::{
     PreparedMask, apply_overlay, fill_masked, inpainting_masks, latent_keep_mask, prepare_mask,
 };
-use super::params::{GenerationParams, Img2ImgInput, InpaintingFill};
+use super::params::{GenerationRequest, Img2ImgInput, InpaintingFill};
 use super::pil_resize::{PilFilter, resize_rgb};
 use crate::error::Result;
 use crate::model::StableDiffusion;
@@ -27,7 +27,7 @@ pub(crate) struct Img2ImgSetup {
 impl StableDiffusion {
     /// The picture at the requested size ("Just resize": PIL's `LANCZOS`, as A1111's
     /// `resize_image` without an upscaler).
-    pub(crate) fn resized_init_image(input: &Img2ImgInput, params: &GenerationParams) -> RgbImage {
+    pub(crate) fn resized_init_image(input: &Img2ImgInput, params: &GenerationRequest) -> RgbImage {
         resize_rgb(
             &input.init_image,
             params.width,
@@ -47,7 +47,7 @@ impl StableDiffusion {
     pub(crate) fn prepare_img2img(
         &self,
         input: &Img2ImgInput,
-        params: &GenerationParams,
+        params: &GenerationRequest,
         seeds: &[u64],
     ) -> Result<(Img2ImgSetup, Option<PreparedMask>, RgbImage)> {
         let device = self.device();
@@ -118,7 +118,7 @@ impl StableDiffusion {
     pub(crate) fn inpainting_image_cond(
         &self,
         image: Option<(&RgbImage, Option<&PreparedMask>)>,
-        params: &GenerationParams,
+        params: &GenerationRequest,
     ) -> Tensor<4> {
         let device = self.device();
         let batch = params.batch_size;

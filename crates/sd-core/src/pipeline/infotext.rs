@@ -18,7 +18,7 @@ impl Generation {
     /// `TI hashes` for the embeddings from files that the prompts used.
     pub fn parameters(&self, index: usize, model: &StableDiffusion) -> GenerationParameters {
         let p = &self.params;
-        let spec = SamplerSpec::parse(&p.sampler, p.schedule.as_deref())
+        let spec = SamplerSpec::parse(&p.sampler, p.sigma_schedule.as_deref())
             .map(SamplerSpec::normalized)
             .ok();
         let mut out = GenerationParameters {
@@ -29,7 +29,7 @@ impl Generation {
                 spec.map(|s| s.sampler.label().to_owned())
                     .unwrap_or_else(|| p.sampler.clone()),
             ),
-            schedule_type: spec.map(|s| s.schedule.label().to_owned()),
+            schedule_type: spec.map(|s| s.sigma_schedule.label().to_owned()),
             cfg_scale: Some(as_typed(p.cfg_scale)),
             seed: self.seeds.get(index).map(|&s| s as i64),
             width: Some(p.width),

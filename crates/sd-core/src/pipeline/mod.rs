@@ -3,11 +3,11 @@
 //!
 //! ```no_run
 //! use std::ops::ControlFlow;
-//! use sd_core::{GenerationParams, StableDiffusion, conditioning::EmbeddingLookup};
+//! use sd_core::{GenerationRequest, StableDiffusion, conditioning::EmbeddingLookup};
 //!
 //! let device = sd_core::DeviceChoice::Cpu.device()?;
 //! let model = StableDiffusion::load("model.safetensors", &device)?;
-//! let params = GenerationParams {
+//! let params = GenerationRequest {
 //!     prompt: "a red fox in the snow".into(),
 //!     seed: 3711471449,
 //!     ..Default::default()
@@ -44,7 +44,7 @@ pub use infotext::Img2ImgSettings;
 pub use latents_file::{LATENTS_KEY, save_latents};
 pub use mask::{PreparedMask, apply_overlay, fill_masked, latent_keep_mask, prepare_mask};
 pub use output::output_paths;
-pub use params::{GenerationParams, Img2ImgInput, InpaintingFill};
+pub use params::{GenerationRequest, Img2ImgInput, InpaintingFill};
 pub use pil_resize::{PilFilter, resize_gray, resize_rgb};
 pub use sample::Start;
 
@@ -77,7 +77,7 @@ pub struct Generation {
     /// The variation seed of each picture.
     pub subseeds: Vec<u64>,
     /// The parameters as run (random seeds resolved).
-    pub params: GenerationParams,
+    pub params: GenerationRequest,
     /// The img2img / inpainting settings, for img2img runs.
     pub img2img: Option<Img2ImgSettings>,
     /// Whether the callback stopped the run early (the latents are then the last denoised
@@ -99,7 +99,7 @@ impl StableDiffusion {
     /// network failing at run time.
     pub fn txt2img(
         &self,
-        params: &GenerationParams,
+        params: &GenerationRequest,
         embeddings: &EmbeddingLookup,
         progress: &mut ProgressCallback<'_>,
     ) -> Result<Generation> {
@@ -112,7 +112,7 @@ impl StableDiffusion {
     /// As [`txt2img`](Self::txt2img), plus an init image or mask that does not fit.
     pub fn img2img(
         &self,
-        params: &GenerationParams,
+        params: &GenerationRequest,
         input: &Img2ImgInput,
         embeddings: &EmbeddingLookup,
         progress: &mut ProgressCallback<'_>,
@@ -125,7 +125,7 @@ impl StableDiffusion {
     /// the guided UNet, blend the kept original back and decode.
     fn generate(
         &self,
-        params: &GenerationParams,
+        params: &GenerationRequest,
         input: Option<&Img2ImgInput>,
         embeddings: &EmbeddingLookup,
         progress: &mut ProgressCallback<'_>,
@@ -135,7 +135,7 @@ impl StableDiffusion {
             input.validate()?;
         }
         let params = resolve_seeds(params);
-        let spec = SamplerSpec::parse(&params.sampler, params.schedule.as_deref())?;
+        let spec = SamplerSpec::parse(&params.sampler, params.sigma_schedule.as_deref())?;
         let (seeds, subseeds) = batch_seeds(&params);
         let mut noise_source = self.image_noise(&params, &seeds, &subseeds)?;
         let noise = noise_source.draw();
@@ -181,7 +181,7 @@ impl StableDiffusion {
     /// "Eta noise seed delta" and "Resize seed from" of `params`.
     fn image_noise(
         &self,
-        params: &GenerationParams,
+        params: &GenerationRequest,
         seeds: &[u64],
         subseeds: &[u64],
     ) -> Result<ImageNoise> {
@@ -207,7 +207,7 @@ impl StableDiffusion {
         &self,
         setup: Option<&(img2img::Img2ImgSetup, Option<PreparedMask>, RgbImage)>,
         input: Option<&Img2ImgInput>,
-        params: &GenerationParams,
+        params: &GenerationRequest,
     ) -> Guidance {
         let image_cond = (self.architecture().unet.in_channels == 9).then(|| {
             self.inpainting_image_cond(setup.map(|(_, mask, image)| (image, mask.as_ref())), params)
@@ -315,7 +315,7 @@ impl StableDiffusion {
 /// What the sampling step of [`StableDiffusion::generate`] is handed besides the guidance.
 struct Sampling<'a> {
     spec: SamplerSpec,
-    params: &'a GenerationParams,
+    params: &'a GenerationRequest,
     conds: &'a conds::ConditioningSchedule,
     /// The first draw of the image generators, unit variance.
     noise: Tensor<4>,
@@ -342,7 +342,7 @@ fn conditioning_steps(spec: SamplerSpec, steps: usize) -> usize {
 
 /// A1111's `all_seeds` and `all_subseeds`: `seed + i`, but one seed for the whole batch when
 /// a variation strength is set (the images then differ by their variation seeds only).
-fn batch_seeds(params: &GenerationParams) -> (Vec<u64>, Vec<u64>) {
+fn batch_seeds(params: &GenerationRequest) -> (Vec<u64>, Vec<u64>) {
     let batch = params.batch_size as u64;
     let seed_step = u64::from(params.subseed_strength == 0.0);
     let seeds = (0..batch)
@@ -364,7 +364,7 @@ fn keep_original(latents: Tensor<4>, mask: Option<&LatentMask>) -> Tensor<4> {
 }
 
 /// A1111's `get_fixed_seed`: −1 (or any negative) becomes a random seed below 2³².
-fn resolve_seeds(params: &GenerationParams) -> GenerationParams {
+fn resolve_seeds(params: &GenerationRequest) -> GenerationRequest {
     let mut params = params.clone();
     if params.seed < 0 {
         params.seed = random_seed();

@@ -9,7 +9,7 @@ use crate::noise::{RngSource, SeedResize};
 /// A1111's UI: 20 steps of "Euler a", CFG scale 7, 512×512, seed −1 (random).
 ///
 /// ```
-/// let params = sd_core::GenerationParams {
+/// let params = sd_core::GenerationRequest {
 ///     prompt: "a red fox in the snow".into(),
 ///     sampler: "DPM++ 2M Karras".into(),
 ///     seed: 3711471449,
@@ -19,7 +19,7 @@ use crate::noise::{RngSource, SeedResize};
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct GenerationParams {
+pub struct GenerationRequest {
     /// The prompt, in A1111's syntax (emphasis, editing, alternation, AND, BREAK).
     pub prompt: String,
     /// The negative prompt (same syntax; AND is not split).
@@ -31,7 +31,7 @@ pub struct GenerationParams {
     pub sampler: String,
     /// Schedule type ("Automatic", "Karras", "Exponential", ...); `None` = Automatic or what
     /// a combined sampler name implies.
-    pub schedule: Option<String>,
+    pub sigma_schedule: Option<String>,
     /// Classifier-free guidance scale.
     pub cfg_scale: f32,
     /// Seed of the first image; image `i` of a batch uses `seed + i` (every image `seed` when
@@ -63,14 +63,14 @@ pub struct GenerationParams {
     pub eta_noise_seed_delta: u64,
 }
 
-impl Default for GenerationParams {
+impl Default for GenerationRequest {
     fn default() -> Self {
         Self {
             prompt: String::new(),
             negative_prompt: String::new(),
             steps: 20,
             sampler: "Euler a".into(),
-            schedule: None,
+            sigma_schedule: None,
             cfg_scale: 7.0,
             seed: -1,
             subseed: -1,

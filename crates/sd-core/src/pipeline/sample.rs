@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 
 use burn::tensor::Tensor;
 use sd_schedulers::{
-    Denoiser, NoiseSchedule, Plan, SamplerOptions, SamplerSpec, ScheduleOptions, StepInfo,
+    Denoiser, NoiseSchedule, Plan, SamplerOptions, SamplerSpec, SigmaScheduleOptions, StepInfo,
 };
 
 use super::ImageNoise;
@@ -68,10 +68,10 @@ pub(crate) fn img2img_plan(
             // A1111 hands DPM fast / adaptive the σ range of the img2img part of the
             // sampler's σ list, and `n = len − 1` evaluations.
             let sigmas = spec.sampler.sigmas(
-                spec.schedule,
+                spec.sigma_schedule,
                 steps,
                 ns,
-                &ScheduleOptions::default(),
+                &SigmaScheduleOptions::default(),
                 false,
             )?;
             let sched = sigmas.get(steps - t_enc - 1..).ok_or_else(out_of_range)?;
@@ -106,9 +106,12 @@ pub(crate) fn run(
     options: &SamplerOptions,
     callback: &mut dyn FnMut(&StepInfo<'_>) -> ControlFlow<()>,
 ) -> Result<Tensor<4>> {
-    let full = spec
-        .sampler
-        .plan(spec.schedule, steps, ns, &ScheduleOptions::default())?;
+    let full = spec.sampler.plan(
+        spec.sigma_schedule,
+        steps,
+        ns,
+        &SigmaScheduleOptions::default(),
+    )?;
     // A1111's Brownian trees span the σ of the full schedule, img2img included.
     if let Plan::Sigmas(sigmas) = &full {
         step_noise.set_brownian_sigmas(sigmas);

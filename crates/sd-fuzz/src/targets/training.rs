@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use sd_textual_inversion::dataset::schedule::{ClipGrad, LearnRateSchedule};
+use sd_textual_inversion::dataset::learn_rate_schedule::{ClipGrad, LearnRateSchedule};
 
 use crate::selector;
 
 /// Learning-rate and gradient-clipping schedules
-/// (`sd_textual_inversion::dataset::schedule`). The first two bytes give `max_steps` (0–255)
+/// (`sd_textual_inversion::dataset::learn_rate_schedule`). The first two bytes give `max_steps` (0–255)
 /// and the starting step (0–255); the rest, read as UTF-8 (lossily), is the schedule for
 /// `LearnRateSchedule::parse` and, behind `value:` / `norm:`, for `ClipGrad`.
 ///
@@ -38,7 +38,7 @@ pub fn lr_schedule(data: &[u8]) {
         let clip = format!("{prefix}{text}");
         match clip.parse::<ClipGrad>() {
             Ok(c) => {
-                let _ = c.scheduler(max, cur);
+                let _ = c.value_scheduler(max, cur);
             }
             Err(e) => panic!("`{prefix}` always names a mode: {e}"),
         }

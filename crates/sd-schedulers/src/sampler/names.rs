@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use super::SamplerKind;
 use crate::error::{Result, SchedulerError};
-use crate::schedules::ScheduleType;
+use crate::sigma_schedule::SigmaSchedule;
 
 impl fmt::Display for SamplerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -37,35 +37,35 @@ impl FromStr for SamplerKind {
 pub struct SamplerSpec {
     /// The sampler.
     pub sampler: SamplerKind,
-    /// The schedule type ([`ScheduleType::Automatic`] = the sampler's default).
-    pub schedule: ScheduleType,
+    /// The schedule type ([`SigmaSchedule::Automatic`] = the sampler's default).
+    pub sigma_schedule: SigmaSchedule,
 }
 
 /// Old A1111 aliases that named a sampler together with the Karras schedule.
-const LEGACY_ALIASES: [(&str, SamplerKind, ScheduleType); 8] = [
-    ("k_lms_ka", SamplerKind::Lms, ScheduleType::Karras),
-    ("k_dpm_2_ka", SamplerKind::Dpm2, ScheduleType::Karras),
-    ("k_dpm_2_a_ka", SamplerKind::Dpm2A, ScheduleType::Karras),
+const LEGACY_ALIASES: [(&str, SamplerKind, SigmaSchedule); 8] = [
+    ("k_lms_ka", SamplerKind::Lms, SigmaSchedule::Karras),
+    ("k_dpm_2_ka", SamplerKind::Dpm2, SigmaSchedule::Karras),
+    ("k_dpm_2_a_ka", SamplerKind::Dpm2A, SigmaSchedule::Karras),
     (
         "k_dpmpp_2s_a_ka",
         SamplerKind::DpmPp2SA,
-        ScheduleType::Karras,
+        SigmaSchedule::Karras,
     ),
-    ("k_dpmpp_2m_ka", SamplerKind::DpmPp2M, ScheduleType::Karras),
+    ("k_dpmpp_2m_ka", SamplerKind::DpmPp2M, SigmaSchedule::Karras),
     (
         "k_dpmpp_sde_ka",
         SamplerKind::DpmPpSde,
-        ScheduleType::Karras,
+        SigmaSchedule::Karras,
     ),
     (
         "k_dpmpp_2m_sde_ka",
         SamplerKind::DpmPp2MSde,
-        ScheduleType::Karras,
+        SigmaSchedule::Karras,
     ),
     (
         "k_dpmpp_2m_sde_heun_ka",
         SamplerKind::DpmPp2MSdeHeun,
-        ScheduleType::Karras,
+        SigmaSchedule::Karras,
     ),
 ];
 
@@ -77,8 +77,8 @@ impl SamplerSpec {
     /// Unlike A1111, an unknown sampler is an error instead of silently the first one.
     pub fn parse(sampler: &str, schedule: Option<&str>) -> Result<Self> {
         let mut found = match schedule {
-            Some(s) if !s.trim().is_empty() => s.parse::<ScheduleType>()?,
-            _ => ScheduleType::Automatic,
+            Some(s) if !s.trim().is_empty() => s.parse::<SigmaSchedule>()?,
+            _ => SigmaSchedule::Automatic,
         };
         let mut name = sampler.trim();
         if let Some((_, kind, sched)) = LEGACY_ALIASES
@@ -87,7 +87,7 @@ impl SamplerSpec {
         {
             return Ok(Self::new(*kind, *sched).normalized());
         }
-        'outer: for st in ScheduleType::ALL {
+        'outer: for st in SigmaSchedule::ALL {
             let options = [st.label(), st.name()]
                 .into_iter()
                 .chain(st.aliases().iter().copied());
@@ -111,23 +111,26 @@ impl SamplerSpec {
     }
 
     /// A sampler with a schedule.
-    pub fn new(sampler: SamplerKind, schedule: ScheduleType) -> Self {
-        Self { sampler, schedule }
+    pub fn new(sampler: SamplerKind, schedule: SigmaSchedule) -> Self {
+        Self {
+            sampler,
+            sigma_schedule: schedule,
+        }
     }
 
     /// Automatic when the schedule is the sampler's own default (A1111's `convert_automatic`).
     pub fn normalized(self) -> Self {
-        if self.sampler.info().scheduler == Some(self.schedule) {
-            Self::new(self.sampler, ScheduleType::Automatic)
+        if self.sampler.info().scheduler == Some(self.sigma_schedule) {
+            Self::new(self.sampler, SigmaSchedule::Automatic)
         } else {
             self
         }
     }
 
     /// The schedule actually used ("Automatic" resolved).
-    pub fn effective_schedule(&self) -> ScheduleType {
-        match self.schedule {
-            ScheduleType::Automatic => self.sampler.default_schedule(),
+    pub fn effective_sigma_schedule(&self) -> SigmaSchedule {
+        match self.sigma_schedule {
+            SigmaSchedule::Automatic => self.sampler.default_sigma_schedule(),
             s => s,
         }
     }
@@ -137,8 +140,8 @@ impl fmt::Display for SamplerSpec {
     /// The combined name A1111 < 1.9 used: "DPM++ 2M Karras"; just the label when the
     /// schedule is Automatic.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.schedule {
-            ScheduleType::Automatic => f.write_str(self.sampler.label()),
+        match self.sigma_schedule {
+            SigmaSchedule::Automatic => f.write_str(self.sampler.label()),
             s => write!(f, "{} {}", self.sampler.label(), s.label()),
         }
     }

@@ -5,7 +5,7 @@ use super::SamplerKind;
 use crate::error::{Result, SchedulerError};
 use crate::noise_schedule::NoiseSchedule;
 use crate::samplers::ddim;
-use crate::schedules::{self, ScheduleOptions, ScheduleType};
+use crate::sigma_schedule::{self, SigmaSchedule, SigmaScheduleOptions};
 
 impl SamplerKind {
     /// The σ list A1111's `KDiffusionSampler.get_sigmas` builds for `steps` steps:
@@ -14,10 +14,10 @@ impl SamplerKind {
     /// to last sigma"), then that σ dropped.
     pub fn sigmas(
         self,
-        schedule: ScheduleType,
+        schedule: SigmaSchedule,
         steps: usize,
         ns: &NoiseSchedule,
-        opts: &ScheduleOptions,
+        opts: &SigmaScheduleOptions,
         always_discard: bool,
     ) -> Result<Vec<f32>> {
         if steps == 0 {
@@ -25,12 +25,12 @@ impl SamplerKind {
         }
         let discard = self.info().discard_next_to_last_sigma || always_discard;
         let schedule = match schedule {
-            ScheduleType::Automatic => self.default_schedule(),
+            SigmaSchedule::Automatic => self.default_sigma_schedule(),
             s => s,
         };
-        let s = schedules::sigmas(schedule, steps + usize::from(discard), ns, opts)?;
+        let s = sigma_schedule::sigmas(schedule, steps + usize::from(discard), ns, opts)?;
         Ok(if discard {
-            schedules::discard_penultimate(s)
+            sigma_schedule::discard_penultimate(s)
         } else {
             s
         })
@@ -39,10 +39,10 @@ impl SamplerKind {
     /// The plan a txt2img run of `steps` steps follows (see [`Plan`]).
     pub fn plan(
         self,
-        schedule: ScheduleType,
+        schedule: SigmaSchedule,
         steps: usize,
         ns: &NoiseSchedule,
-        opts: &ScheduleOptions,
+        opts: &SigmaScheduleOptions,
     ) -> Result<Plan> {
         if steps == 0 {
             return Err(SchedulerError::ZeroSteps(steps));

@@ -17,7 +17,7 @@ use crate::samplers::{
     Churn, Ctx, StepInfo, Stop, ddim, dpm_solver, dpmpp, euler, heun_dpm2, lms, plms, restart,
     unipc,
 };
-use crate::schedules::{ScheduleOptions, ScheduleType};
+use crate::sigma_schedule::{SigmaSchedule, SigmaScheduleOptions};
 
 /// Sampler parameters users can set (A1111's "Eta", "sigma churn", ... settings).
 /// `Default` is A1111's defaults.
@@ -183,13 +183,13 @@ impl SamplerKind {
         denoiser: &mut dyn Denoiser<Error = E>,
         ns: &NoiseSchedule,
         noise: Tensor<4>,
-        schedule: ScheduleType,
+        schedule: SigmaSchedule,
         steps: usize,
         step_noise: &mut dyn NoiseSource,
         opts: &SamplerOptions,
         callback: &mut dyn FnMut(&StepInfo<'_>) -> ControlFlow<()>,
     ) -> Result<Sampled, E> {
-        let plan = self.plan(schedule, steps, ns, &ScheduleOptions::default())?;
+        let plan = self.plan(schedule, steps, ns, &SigmaScheduleOptions::default())?;
         let x = noise.mul_scalar(plan.initial_noise_scale());
         self.sample(denoiser, ns, x, &plan, step_noise, opts, callback)
     }

@@ -2,7 +2,7 @@
 //! `samplers_k_diffusion` (`modules/sd_samplers_kdiffusion.py`) and `samplers_timesteps`
 //! (`modules/sd_samplers_timesteps.py`).
 
-use crate::schedules::ScheduleType;
+use crate::sigma_schedule::SigmaSchedule;
 
 /// A sampler, by the name A1111 shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,7 +55,7 @@ pub struct SamplerInfo {
     /// Other names A1111 accepts (its `aliases`).
     pub aliases: &'static [&'static str],
     /// The schedule "Automatic" means for this sampler (`scheduler`), if not Uniform.
-    pub scheduler: Option<ScheduleType>,
+    pub scheduler: Option<SigmaSchedule>,
     /// `discard_next_to_last_sigma`: run one more step and drop the penultimate σ.
     pub discard_next_to_last_sigma: bool,
     /// `second_order`: two model evaluations per step.
@@ -106,7 +106,7 @@ impl SamplerKind {
 
     /// A1111's table entry for this sampler.
     pub fn info(self) -> SamplerInfo {
-        use ScheduleType::{Exponential, Karras};
+        use SigmaSchedule::{Exponential, Karras};
         match self {
             Self::DpmPp2M => SamplerInfo {
                 scheduler: Some(Karras),
@@ -189,8 +189,8 @@ impl SamplerKind {
     }
 
     /// The concrete schedule "Automatic" stands for with this sampler.
-    pub fn default_schedule(self) -> ScheduleType {
-        self.info().scheduler.unwrap_or(ScheduleType::Uniform)
+    pub fn default_sigma_schedule(self) -> SigmaSchedule {
+        self.info().scheduler.unwrap_or(SigmaSchedule::Uniform)
     }
 
     /// Whether the sampler steps over training timesteps (DDIM, PLMS, UniPC) rather than σ;

@@ -5,7 +5,7 @@
 use burn::tensor::Tensor;
 
 use super::{Ctx, Stop, to_d};
-use crate::schedules::karras;
+use crate::sigma_schedule::karras;
 
 /// Index of the σ closest to `v` (first on ties), as `argmin(abs(sigmas - v))`.
 fn argmin_abs(sigmas: &[f32], v: f32) -> usize {

@@ -28,7 +28,7 @@ use burn::tensor::Tensor;
 use super::{Ctx, Stop};
 use crate::error::{Result, SchedulerError};
 use crate::noise_schedule::NoiseSchedule;
-use vp::VpSchedule;
+use vp::VpNoiseSchedule;
 
 /// A1111's "UniPC variant" (`uni_pc_variant`): how the corrector weighs its terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -175,7 +175,7 @@ impl UniPcOptions {
 pub(crate) struct Model<'c, 'a, E> {
     ctx: &'c mut Ctx<'a, E>,
     ns: &'c NoiseSchedule,
-    vp: &'c VpSchedule,
+    vp: &'c VpNoiseSchedule,
 }
 
 impl<E> Model<'_, '_, E> {
@@ -202,7 +202,7 @@ pub fn time_steps(
     opts: &UniPcOptions,
     img2img: bool,
 ) -> Vec<f32> {
-    let vp = VpSchedule::new(ns);
+    let vp = VpNoiseSchedule::new(ns);
     vp.time_steps(opts.skip_type, t_start(timesteps, img2img), timesteps.len())
 }
 
@@ -226,7 +226,7 @@ pub(crate) fn sample_unipc<E>(
 ) -> Result<Tensor<4>, Stop<E>> {
     let steps = timesteps.len();
     let order = opts.order;
-    let vp = VpSchedule::new(ns);
+    let vp = VpNoiseSchedule::new(ns);
     let ts = vp.time_steps(opts.skip_type, t_start(timesteps, img2img), steps);
     let mut model = Model { ctx, ns, vp: &vp };
     let mut model_prev = vec![model.data_prediction(&x, ts[0])?];

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DatasetError {
-    /// A schedule string A1111 would refuse (`LearnScheduleIterator` raises
+    /// A schedule string A1111 would refuse (`LearnRateScheduleIterator` raises
     /// "Invalid learning rate schedule. ..."). `entry` is the comma-separated piece at fault
     /// (empty when the schedule holds no usable entry at all).
     #[error(
@@ -14,7 +14,7 @@ pub enum DatasetError {
          or, for example, like \"0.001:100, 0.00001:1000, 1e-5:10000\" to have lr of 0.001 until \
          step 100, 0.00001 until 1000, and 1e-5 until 10000"
     )]
-    InvalidSchedule {
+    InvalidLearnRateSchedule {
         /// The whole schedule string.
         schedule: String,
         /// The entry that failed.

@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use sd_textual_inversion::dataset::{
-//!     caption::CaptionBuilder, rng::SplitMix64, schedule::LearnRateScheduler, template::Template,
+//!     caption::CaptionBuilder, rng::SplitMix64, learn_rate_schedule::LearnRateScheduler, template::Template,
 //! };
 //!
 //! let mut lr = LearnRateScheduler::new("0.005:100, 1e-3:1000, 1e-5", 3000, 0)?;
@@ -34,9 +34,9 @@
 pub mod alpha;
 pub mod batching;
 pub mod caption;
+pub mod learn_rate_schedule;
 pub mod listing;
 pub mod rng;
-pub mod schedule;
 pub mod template;
 
 mod error;

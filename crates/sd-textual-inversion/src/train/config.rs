@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use sd_core::GenerationParams;
+use sd_core::GenerationRequest;
 use sd_core::limits::Limits;
 use serde::{Deserialize, Serialize};
 
 pub use crate::dataset::batching::LatentSampling;
-pub use crate::dataset::schedule::{ClipGrad, ClipGradMode};
+pub use crate::dataset::learn_rate_schedule::{ClipGrad, ClipGradMode};
 
 /// Most optimizer steps of a run: 100 × A1111's default of 100 000. At ten steps a second
 /// (a fast GPU, SD 1.5 at 512²) that is 11 days; a larger number is a typo, and `u64::MAX`
@@ -81,7 +81,7 @@ pub struct TrainConfig {
     pub save_image_embeddings: bool,
     /// The preview's generation settings; `None` previews the batch's first prompt with 20
     /// steps at the training size, as A1111 does without "Read parameters from txt2img".
-    pub preview: Option<GenerationParams>,
+    pub preview: Option<GenerationRequest>,
     /// How latents are drawn.
     pub latent_sampling: LatentSampling,
     /// Shuffle the comma-separated tags of each caption every time it is used.

@@ -18,15 +18,15 @@ use super::config::{MAX_BATCH_SIZE, MAX_GRADIENT_ACCUMULATION, MAX_SIDE, MAX_STE
 use super::log::RunFolder;
 use super::save::optimizer_path;
 use crate::dataset::caption::{caption_for_limited, caption_source};
+use crate::dataset::learn_rate_schedule::{ClipGrad, ClipGradMode, LearnRateSchedule};
 use crate::dataset::listing::list_candidates;
-use crate::dataset::schedule::{ClipGrad, ClipGradMode, LearnRateSchedule};
 use crate::dataset::template::Template;
 use crate::error::{PromptSite, Result, TrainError};
 
 /// What the checks parsed, for the run to use.
 #[derive(Debug)]
 pub(crate) struct Checked {
-    pub schedule: LearnRateSchedule,
+    pub learn_rate: LearnRateSchedule,
     pub clip: Option<(ClipGradMode, LearnRateSchedule)>,
     pub template: Template,
 }
@@ -206,7 +206,7 @@ impl TrainConfig {
         let clip = match &self.clip_grad {
             Some(text) => {
                 let clip: ClipGrad = text.parse()?;
-                let s = LearnRateSchedule::parse(&clip.schedule, steps, initial)?;
+                let s = LearnRateSchedule::parse(&clip.value_schedule, steps, initial)?;
                 // torch's clip_grad_value_ clamps with -v..v (a negative v is an error),
                 // clip_grad_norm_ with NaN would silently mean no clipping.
                 check_rates("clip_grad", &s, text)?;
@@ -244,7 +244,7 @@ impl TrainConfig {
         ensure_writable_dir("embeddings_dir", &self.embeddings_dir)?;
         ensure_writable_dir("log_dir", &RunFolder::new(&self.log_dir, name).root)?;
         Ok(Checked {
-            schedule,
+            learn_rate: schedule,
             clip,
             template,
         })

@@ -5,7 +5,7 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use sd_core::GenerationParams;
+use sd_core::GenerationRequest;
 use sd_core::conditioning::EmbeddingLookup;
 use sd_core::noise::RngSource;
 use serde::{Deserialize, Serialize};
@@ -80,14 +80,14 @@ impl Trainer {
     ) -> Result<(PathBuf, image::RgbImage)> {
         let params = match &self.config.preview {
             Some(p) => p.clone(),
-            None => GenerationParams {
+            None => GenerationRequest {
                 prompt: prompt.to_owned(),
                 steps: 20,
                 width: self.config.width,
                 height: self.config.height,
                 seed: self.config.seed as i64,
                 rng: RngSource::Cpu,
-                ..GenerationParams::default()
+                ..GenerationRequest::default()
             },
         };
         let generation = self

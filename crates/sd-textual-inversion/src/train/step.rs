@@ -13,7 +13,7 @@ use sd_core::checkpoint::ModelFamily;
 use sd_core::conditioning::{EmbeddingId, EmbeddingLookup, ModelFlavour, PromptEncoder};
 use sd_core::sd_schedulers::Prediction;
 
-use crate::dataset::schedule::ClipGradMode;
+use crate::dataset::learn_rate_schedule::ClipGradMode;
 use crate::error::{Result, TrainError};
 
 /// One batch of a training step.

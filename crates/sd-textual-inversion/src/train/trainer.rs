@@ -22,8 +22,8 @@ use super::step::{StepBatch, clip_gradient, freeze, loss_and_grad};
 use crate::create::check_vectors;
 use crate::dataset::batching::{EpochPlan, GroupedBatchSampler};
 use crate::dataset::caption::CaptionBuilder;
+use crate::dataset::learn_rate_schedule::{ClipGradMode, LearnRateScheduler};
 use crate::dataset::rng::SplitMix64;
-use crate::dataset::schedule::{ClipGradMode, LearnRateScheduler};
 use crate::dataset::template::Template;
 use crate::error::{Result, TrainError};
 use crate::preprocess::SkippedFile;
@@ -172,7 +172,7 @@ impl Trainer {
         events: &mut dyn FnMut(&TrainEvent),
     ) -> Result<RunState> {
         let config = &self.config;
-        let learn_rate = checked.schedule.scheduler();
+        let learn_rate = checked.learn_rate.scheduler();
         let clip = checked.clip.map(|(mode, s)| (mode, s.scheduler()));
         let template = checked.template;
         let captions = CaptionBuilder::new(template.clone(), &self.embedding.name)

@@ -5,7 +5,7 @@
 use burn::tensor::Tensor;
 
 use super::coefficients;
-use super::vp::VpSchedule;
+use super::vp::VpNoiseSchedule;
 use super::{Model, Variant};
 use crate::samplers::Stop;
 
@@ -29,7 +29,7 @@ fn combine(coeffs: &[f32], tensors: &[Tensor<4>]) -> Option<Tensor<4>> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn step<E>(
     model: &mut Model<'_, '_, E>,
-    vp: &VpSchedule,
+    vp: &VpNoiseSchedule,
     variant: Variant,
     x: &Tensor<4>,
     model_prev: &[Tensor<4>],

@@ -11,7 +11,7 @@ use crate::noise_schedule::NoiseSchedule;
 use crate::torch_math::linspace_f32;
 
 /// `NoiseScheduleVP('discrete', alphas_cumprod=...)`.
-pub(crate) struct VpSchedule {
+pub(crate) struct VpNoiseSchedule {
     /// `t_array`: (i + 1) / N for every training timestep i, as `torch.linspace(0, 1, N+1)[1:]`.
     t_array: Vec<f32>,
     /// `log_alpha_array`: ½ ln ᾱ_i.
@@ -20,7 +20,7 @@ pub(crate) struct VpSchedule {
     total_n: usize,
 }
 
-impl VpSchedule {
+impl VpNoiseSchedule {
     pub(crate) fn new(ns: &NoiseSchedule) -> Self {
         let ac = ns.alphas_cumprod();
         let total_n = ac.len();
@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn lambda_inverts() {
-        let vp = VpSchedule::new(&NoiseSchedule::sd());
+        let vp = VpNoiseSchedule::new(&NoiseSchedule::sd());
         for t in [0.001f32, 0.25, 0.5, 0.9, 1.0] {
             let back = vp.inverse_lambda(vp.lambda(t));
             assert!((back - t).abs() < 1e-4, "{t} -> {back}");

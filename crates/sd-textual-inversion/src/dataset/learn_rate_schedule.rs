@@ -1,6 +1,6 @@
 //! Learning-rate schedules, `"0.005:100, 1e-3:1000, 1e-5"`, with A1111's exact semantics.
 //!
-//! Mirrors `modules/textual_inversion/learn_schedule.py` (`LearnScheduleIterator`,
+//! Mirrors `modules/textual_inversion/learn_schedule.py` (`LearnRateScheduleIterator`,
 //! `LearnRateScheduler`):
 //! - The string is split on `,`; blank pieces are skipped.
 //! - `RATE:STEP` means "RATE until STEP". An entry whose STEP is not above the starting step
@@ -22,17 +22,17 @@ use super::DatasetError;
 
 /// One `RATE:STEP` pair after parsing: `rate` applies until the step count reaches `end_step`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ScheduleEntry {
+pub struct LearnRateScheduleEntry {
     /// The learning rate (or clipping value).
     pub rate: f64,
     /// The step at which the next entry takes over, clamped to `max_steps`.
     pub end_step: u64,
 }
 
-/// A parsed schedule: A1111's `LearnScheduleIterator.rates`.
+/// A parsed schedule: A1111's `LearnRateScheduleIterator.rates`.
 ///
 /// ```
-/// use sd_textual_inversion::dataset::schedule::LearnRateSchedule;
+/// use sd_textual_inversion::dataset::learn_rate_schedule::LearnRateSchedule;
 /// // A1111's UI example: 0.005 until step 100, 1e-3 until 1000, then 1e-5 until max steps.
 /// let s = LearnRateSchedule::parse("0.005:100, 1e-3:1000, 1e-5", 3000, 0)?;
 /// assert_eq!(s.rate_at(0), Some(0.005));
@@ -48,19 +48,19 @@ pub struct ScheduleEntry {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct LearnRateSchedule {
-    entries: Vec<ScheduleEntry>,
+    entries: Vec<LearnRateScheduleEntry>,
 }
 
 impl LearnRateSchedule {
     /// Parses `schedule` for a run of `max_steps` steps resumed at `cur_step` (0 for a fresh
-    /// embedding), exactly as A1111's `LearnScheduleIterator(learn_rate, max_steps, cur_step)`.
+    /// embedding), exactly as A1111's `LearnRateScheduleIterator(learn_rate, max_steps, cur_step)`.
     ///
     /// # Errors
-    /// [`DatasetError::InvalidSchedule`] where A1111 raises "Invalid learning rate schedule":
+    /// [`DatasetError::InvalidLearnRateSchedule`] where A1111 raises "Invalid learning rate schedule":
     /// a STEP that is not an integer, a RATE that is not a float (only for entries A1111
     /// parses), or no entry at all.
     pub fn parse(schedule: &str, max_steps: u64, cur_step: u64) -> Result<Self, DatasetError> {
-        let err = |entry: &str, reason: &str| DatasetError::InvalidSchedule {
+        let err = |entry: &str, reason: &str| DatasetError::InvalidLearnRateSchedule {
             schedule: schedule.to_string(),
             entry: entry.to_string(),
             reason: reason.to_string(),
@@ -80,7 +80,7 @@ impl LearnRateSchedule {
                 if step > cur {
                     let rate =
                         py_float(parts[0]).ok_or_else(|| err(pair, "the rate is not a number"))?;
-                    entries.push(ScheduleEntry {
+                    entries.push(LearnRateScheduleEntry {
                         rate,
                         end_step: step.min(max) as u64,
                     });
@@ -90,7 +90,7 @@ impl LearnRateSchedule {
                 } else if step == -1 {
                     let rate =
                         py_float(parts[0]).ok_or_else(|| err(pair, "the rate is not a number"))?;
-                    entries.push(ScheduleEntry {
+                    entries.push(LearnRateScheduleEntry {
                         rate,
                         end_step: max_steps,
                     });
@@ -99,7 +99,7 @@ impl LearnRateSchedule {
             } else {
                 let rate =
                     py_float(parts[0]).ok_or_else(|| err(pair, "the rate is not a number"))?;
-                entries.push(ScheduleEntry {
+                entries.push(LearnRateScheduleEntry {
                     rate,
                     end_step: max_steps,
                 });
@@ -113,7 +113,7 @@ impl LearnRateSchedule {
     }
 
     /// The entries, in order (never empty).
-    pub fn entries(&self) -> &[ScheduleEntry] {
+    pub fn entries(&self) -> &[LearnRateScheduleEntry] {
         &self.entries
     }
 
@@ -123,7 +123,7 @@ impl LearnRateSchedule {
     /// non-increasing ends (`"0.1:50, 0.2:20, 0.3"`) use the scheduler itself.
     ///
     /// ```
-    /// use sd_textual_inversion::dataset::schedule::LearnRateSchedule;
+    /// use sd_textual_inversion::dataset::learn_rate_schedule::LearnRateSchedule;
     /// let s = LearnRateSchedule::parse("1e-3:25", 100, 0)?;
     /// assert_eq!((s.rate_at(24), s.rate_at(25)), (Some(1e-3), None));
     /// # Ok::<(), sd_textual_inversion::dataset::DatasetError>(())
@@ -153,7 +153,7 @@ impl LearnRateSchedule {
 /// optimizer's rate) and [`finished`].
 ///
 /// ```
-/// use sd_textual_inversion::dataset::schedule::LearnRateScheduler;
+/// use sd_textual_inversion::dataset::learn_rate_schedule::LearnRateScheduler;
 /// let mut s = LearnRateScheduler::new("0.1:2, 0.01", 4, 0)?;
 /// let mut used = vec![];
 /// let mut step = 0;
@@ -171,7 +171,7 @@ impl LearnRateSchedule {
 /// [`finished`]: LearnRateScheduler::finished
 #[derive(Debug, Clone, PartialEq)]
 pub struct LearnRateScheduler {
-    entries: Vec<ScheduleEntry>,
+    entries: Vec<LearnRateScheduleEntry>,
     index: usize,
     finished: bool,
 }
@@ -185,7 +185,7 @@ impl LearnRateScheduler {
         Ok(LearnRateSchedule::parse(schedule, max_steps, cur_step)?.scheduler())
     }
 
-    fn current(&self) -> ScheduleEntry {
+    fn current(&self) -> LearnRateScheduleEntry {
         // `entries` is never empty (parse refuses that) and `index` never passes its end.
         self.entries[self.index]
     }
@@ -239,7 +239,7 @@ pub enum ClipGradMode {
 /// flag is ignored, the last value stays).
 ///
 /// ```
-/// use sd_textual_inversion::dataset::schedule::{ClipGrad, ClipGradMode};
+/// use sd_textual_inversion::dataset::learn_rate_schedule::{ClipGrad, ClipGradMode};
 /// let c: ClipGrad = "norm:1.0:100, 0.5".parse()?;
 /// assert_eq!(c.mode, ClipGradMode::Norm);
 /// let mut s = c.scheduler(1000, 0)?;
@@ -253,20 +253,20 @@ pub struct ClipGrad {
     /// Value or norm clipping.
     pub mode: ClipGradMode,
     /// The schedule string of clipping values.
-    pub schedule: String,
+    pub value_schedule: String,
 }
 
 impl ClipGrad {
     /// The schedule of clipping values for a run (see [`LearnRateScheduler::new`]).
     ///
     /// # Errors
-    /// [`DatasetError::InvalidSchedule`] as for learning rates.
-    pub fn scheduler(
+    /// [`DatasetError::InvalidLearnRateSchedule`] as for learning rates.
+    pub fn value_scheduler(
         &self,
         max_steps: u64,
         cur_step: u64,
     ) -> Result<LearnRateScheduler, DatasetError> {
-        LearnRateScheduler::new(&self.schedule, max_steps, cur_step)
+        LearnRateScheduler::new(&self.value_schedule, max_steps, cur_step)
     }
 }
 
@@ -286,7 +286,7 @@ impl std::str::FromStr for ClipGrad {
         };
         Ok(Self {
             mode,
-            schedule: schedule.to_string(),
+            value_schedule: schedule.to_string(),
         })
     }
 }

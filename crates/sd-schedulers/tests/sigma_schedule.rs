@@ -6,8 +6,8 @@ mod common;
 
 use common::{Fixture, device, rel_err, values};
 use sd_schedulers::{
-    Denoiser, DiscreteDenoiser, NoiseSchedule, Prediction, ScheduleOptions, ScheduleType, ddpm,
-    schedules,
+    Denoiser, DiscreteDenoiser, NoiseSchedule, Prediction, SigmaSchedule, SigmaScheduleOptions,
+    ddpm, sigma_schedule,
 };
 
 fn max_rel(a: &[f32], b: &[f32]) -> f64 {
@@ -91,12 +91,12 @@ fn discrete_denoisers_match_k_diffusion_wrappers() {
 fn every_schedule_type_matches_a1111() {
     let f = Fixture::open("schedules.safetensors");
     let ns = NoiseSchedule::sd();
-    let opts = ScheduleOptions::default();
+    let opts = SigmaScheduleOptions::default();
     let mut checked = 0;
-    for st in ScheduleType::ALL {
+    for st in SigmaSchedule::ALL {
         for n in [1usize, 2, 3, 10, 11, 20, 30] {
             let want = f.vec(&format!("schedule/{}/{n}", st.label()));
-            let got = schedules::sigmas(st, n, &ns, &opts).expect("valid");
+            let got = sigma_schedule::sigmas(st, n, &ns, &opts).expect("valid");
             // float32 on both sides, same operation order; reached <= 4e-7 relative (libm
             // pow/exp/atan vs torch's differ by an ulp at most).
             let e = max_rel(&got, &want);
@@ -109,9 +109,9 @@ fn every_schedule_type_matches_a1111() {
         }
     }
     assert_eq!(checked, 12 * 7);
-    let k = schedules::karras(10, 0.1, 10.0, 3.0);
+    let k = sigma_schedule::karras(10, 0.1, 10.0, 3.0);
     assert!(max_rel(&k, &f.vec("schedule/Karras rho=3/10")) < 2e-6);
-    let p = schedules::polyexponential(10, ns.sigma_min(), ns.sigma_max(), 2.0);
+    let p = sigma_schedule::polyexponential(10, ns.sigma_min(), ns.sigma_max(), 2.0);
     assert!(max_rel(&p, &f.vec("schedule/Polyexponential rho=2/10")) < 2e-6);
 }
 

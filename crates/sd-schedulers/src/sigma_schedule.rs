@@ -17,8 +17,8 @@ use crate::torch_math::{beta_ppf, linspace_f32, np_interp, np_linspace};
 /// An A1111 "Schedule type".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum ScheduleType {
-    /// "Automatic": the sampler's own default (see [`crate::SamplerKind::default_schedule`]).
+pub enum SigmaSchedule {
+    /// "Automatic": the sampler's own default (see [`crate::SamplerKind::default_sigma_schedule`]).
     Automatic,
     /// "Uniform": the model's `get_sigmas(n)`, timesteps evenly spaced.
     Uniform,
@@ -44,9 +44,9 @@ pub enum ScheduleType {
     Beta,
 }
 
-impl ScheduleType {
+impl SigmaSchedule {
     /// Every schedule, in A1111's order.
-    pub const ALL: [ScheduleType; 12] = [
+    pub const ALL: [SigmaSchedule; 12] = [
         Self::Automatic,
         Self::Uniform,
         Self::Karras,
@@ -116,13 +116,13 @@ impl ScheduleType {
     }
 }
 
-impl fmt::Display for ScheduleType {
+impl fmt::Display for SigmaSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.label())
     }
 }
 
-impl FromStr for ScheduleType {
+impl FromStr for SigmaSchedule {
     type Err = SchedulerError;
 
     /// Accepts the label, the short name or an alias, as A1111's `schedulers_map` does
@@ -136,14 +136,14 @@ impl FromStr for ScheduleType {
                     || k.name().eq_ignore_ascii_case(t)
                     || k.aliases().iter().any(|a| a.eq_ignore_ascii_case(t))
             })
-            .ok_or_else(|| SchedulerError::UnknownSchedule(s.to_owned()))
+            .ok_or_else(|| SchedulerError::UnknownSigmaSchedule(s.to_owned()))
     }
 }
 
 /// Knobs A1111 exposes in its settings ("Schedule min/max sigma", "Schedule rho", the Beta
 /// distribution's α and β). `Default` is A1111's defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ScheduleOptions {
+pub struct SigmaScheduleOptions {
     /// Overrides the model's σ_min (A1111 `sigma_min`, 0 = the model's).
     pub sigma_min: Option<f32>,
     /// Overrides the model's σ_max (A1111 `sigma_max`, 0 = the model's).
@@ -156,7 +156,7 @@ pub struct ScheduleOptions {
     pub beta_beta: f64,
 }
 
-impl Default for ScheduleOptions {
+impl Default for SigmaScheduleOptions {
     fn default() -> Self {
         Self {
             sigma_min: None,
@@ -316,12 +316,12 @@ pub fn beta(n: usize, sigma_min: f32, sigma_max: f32, alpha: f64, beta: f64) -> 
 /// The σ list of `schedule` for `n` steps on the model's noise schedule, as A1111's
 /// `KDiffusionSampler.get_sigmas` computes it for a schedule (without the sampler's
 /// "discard penultimate σ"; see [`crate::SamplerKind::sigmas`] for the whole rule).
-/// [`ScheduleType::Automatic`] means the model's `get_sigmas`, as [`ScheduleType::Uniform`].
+/// [`SigmaSchedule::Automatic`] means the model's `get_sigmas`, as [`SigmaSchedule::Uniform`].
 pub fn sigmas(
-    schedule: ScheduleType,
+    schedule: SigmaSchedule,
     n: usize,
     ns: &NoiseSchedule,
-    opts: &ScheduleOptions,
+    opts: &SigmaScheduleOptions,
 ) -> Result<Vec<f32>> {
     if n == 0 {
         return Err(SchedulerError::ZeroSteps(n));
@@ -343,17 +343,17 @@ pub fn sigmas(
     }
     let rho = |default: f64| opts.rho.filter(|r| *r != 0.0).unwrap_or(default);
     Ok(match schedule {
-        ScheduleType::Automatic | ScheduleType::Uniform => ns.get_sigmas(n),
-        ScheduleType::Karras => karras(n, sigma_min, sigma_max, rho(7.0)),
-        ScheduleType::Exponential => exponential(n, sigma_min, sigma_max),
-        ScheduleType::Polyexponential => polyexponential(n, sigma_min, sigma_max, rho(1.0)),
-        ScheduleType::SgmUniform => sgm_uniform(n, sigma_min, sigma_max, ns),
-        ScheduleType::KlOptimal => kl_optimal(n, sigma_min, sigma_max),
-        ScheduleType::AlignYourSteps => align_your_steps(n),
-        ScheduleType::Simple => simple(n, ns),
-        ScheduleType::Normal => normal(n, sigma_min, sigma_max, ns),
-        ScheduleType::Ddim => ddim(n, ns),
-        ScheduleType::Beta => beta(n, sigma_min, sigma_max, opts.beta_alpha, opts.beta_beta),
+        SigmaSchedule::Automatic | SigmaSchedule::Uniform => ns.get_sigmas(n),
+        SigmaSchedule::Karras => karras(n, sigma_min, sigma_max, rho(7.0)),
+        SigmaSchedule::Exponential => exponential(n, sigma_min, sigma_max),
+        SigmaSchedule::Polyexponential => polyexponential(n, sigma_min, sigma_max, rho(1.0)),
+        SigmaSchedule::SgmUniform => sgm_uniform(n, sigma_min, sigma_max, ns),
+        SigmaSchedule::KlOptimal => kl_optimal(n, sigma_min, sigma_max),
+        SigmaSchedule::AlignYourSteps => align_your_steps(n),
+        SigmaSchedule::Simple => simple(n, ns),
+        SigmaSchedule::Normal => normal(n, sigma_min, sigma_max, ns),
+        SigmaSchedule::Ddim => ddim(n, ns),
+        SigmaSchedule::Beta => beta(n, sigma_min, sigma_max, opts.beta_alpha, opts.beta_beta),
     })
 }
 

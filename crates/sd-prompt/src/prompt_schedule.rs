@@ -139,7 +139,7 @@ impl Ast {
     /// let schedule = ast.schedule("a [b:c:0.5] d", &Steps::new(10));
     /// assert_eq!(schedule, [(5, "a b d".to_string()), (10, "a c d".to_string())]);
     /// ```
-    pub fn schedule(&self, source: &str, steps: &Steps) -> Vec<(u32, String)> {
+    pub fn prompt_schedule(&self, source: &str, steps: &Steps) -> Vec<(u32, String)> {
         let total = steps.total();
         if self.issue.is_some() {
             return vec![(total, self.span.of(source).to_string())];

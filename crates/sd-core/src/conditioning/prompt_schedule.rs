@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use burn::tensor::Tensor;
-use sd_prompt::{Prompt, ScheduledText, Steps};
+use sd_prompt::{Prompt, PromptScheduleEntry, Steps};
 
 use super::{
     encoder::PromptEncoder,
@@ -20,7 +20,7 @@ use super::{
 /// A text's conditioning and the last step it is used for. A1111's
 /// `ScheduledPromptConditioning`.
 #[derive(Debug, Clone)]
-pub struct ScheduledCond {
+pub struct CondPromptScheduleEntry {
     /// The last sampling step this entry is used for.
     pub end_at_step: u32,
     /// `[77 · chunks, hidden_size]`.
@@ -29,12 +29,12 @@ pub struct ScheduledCond {
 
 /// One prompt (or one `AND` part) over the steps: entries in order of `end_at_step`.
 #[derive(Debug, Clone)]
-pub struct CondSchedule {
+pub struct CondPromptSchedule {
     /// The entries, at least one; the last ends at the final step.
-    pub entries: Vec<ScheduledCond>,
+    pub entries: Vec<CondPromptScheduleEntry>,
 }
 
-impl CondSchedule {
+impl CondPromptSchedule {
     /// The tensor in force at `step`: the first entry with `step <= end_at_step`, else the
     /// first entry (A1111's `target_index = 0` default).
     ///
@@ -57,7 +57,7 @@ pub struct ComposableCond {
     /// The part's weight (`text :0.5`), 1.0 if none.
     pub weight: f64,
     /// The part's conditioning over the steps.
-    pub schedule: CondSchedule,
+    pub schedule: CondPromptSchedule,
 }
 
 /// The conditioning of a batch of positive prompts, each a list of `AND` parts. A1111's
@@ -138,7 +138,7 @@ pub fn stack_conds(tensors: Vec<Tensor<2>>) -> Tensor<3> {
 /// # Errors
 /// [`ConditioningError::ShapeMismatch`] when the prompts' chunk counts differ (A1111 fails
 /// there too); [`ConditioningError::NoTexts`] for an empty batch.
-pub fn reconstruct_cond_batch(c: &[CondSchedule], step: u32) -> Result<Tensor<3>> {
+pub fn reconstruct_cond_batch(c: &[CondPromptSchedule], step: u32) -> Result<Tensor<3>> {
     let tensors: Vec<Tensor<2>> = c.iter().map(|s| s.at(step).clone()).collect();
     let first = tensors.first().ok_or(ConditioningError::NoTexts)?.dims();
     if let Some(other) = tensors.iter().find(|t| t.dims() != first) {
@@ -158,14 +158,17 @@ impl PromptEncoder<'_> {
     ///
     /// # Errors
     /// As [`PromptEncoder::encode_batch`].
-    pub fn encode_schedule(&self, schedule: &[ScheduledText]) -> Result<CondSchedule> {
+    pub fn encode_prompt_schedule(
+        &self,
+        schedule: &[PromptScheduleEntry],
+    ) -> Result<CondPromptSchedule> {
         let texts: Vec<&str> = schedule.iter().map(|s| s.text.as_str()).collect();
         let conds = self.encode_batch(&texts)?;
         let [_, tokens, hidden] = conds.dims();
         let entries = schedule
             .iter()
             .enumerate()
-            .map(|(i, s)| ScheduledCond {
+            .map(|(i, s)| CondPromptScheduleEntry {
                 end_at_step: s.end_at_step,
                 cond: conds
                     .clone()
@@ -173,7 +176,7 @@ impl PromptEncoder<'_> {
                     .reshape([tokens, hidden]),
             })
             .collect();
-        Ok(CondSchedule { entries })
+        Ok(CondPromptSchedule { entries })
     }
 
     /// Schedules of whole prompts, without `AND` splitting: A1111's `get_learned_conditioning`,
@@ -185,8 +188,8 @@ impl PromptEncoder<'_> {
         &self,
         prompts: &[&str],
         steps: &Steps,
-    ) -> Result<Vec<CondSchedule>> {
-        let mut cache: HashMap<&str, CondSchedule> = HashMap::new();
+    ) -> Result<Vec<CondPromptSchedule>> {
+        let mut cache: HashMap<&str, CondPromptSchedule> = HashMap::new();
         prompts
             .iter()
             .map(|&p| {
@@ -199,7 +202,7 @@ impl PromptEncoder<'_> {
                     .first()
                     .map(|s| s.schedule.as_slice())
                     .unwrap_or_default();
-                let s = self.encode_schedule(schedule)?;
+                let s = self.encode_prompt_schedule(schedule)?;
                 cache.insert(p, s.clone());
                 Ok(s)
             })
@@ -225,7 +228,7 @@ impl PromptEncoder<'_> {
         prompts: &[&str],
         steps: &Steps,
     ) -> Result<MultiCond> {
-        let mut cache: HashMap<Vec<(u32, String)>, CondSchedule> = HashMap::new();
+        let mut cache: HashMap<Vec<(u32, String)>, CondPromptSchedule> = HashMap::new();
         let batch = prompts
             .iter()
             .map(|p| {
@@ -242,7 +245,7 @@ impl PromptEncoder<'_> {
                         let schedule = match cache.get(&key) {
                             Some(s) => s.clone(),
                             None => {
-                                let s = self.encode_schedule(&part.schedule)?;
+                                let s = self.encode_prompt_schedule(&part.schedule)?;
                                 cache.insert(key, s.clone());
                                 s
                             }
