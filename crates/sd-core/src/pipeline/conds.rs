@@ -4,7 +4,7 @@
 use sd_prompt::Steps;
 
 use super::cfg_denoiser::GuidanceConds;
-use super::params::GenerationRequest;
+use super::request::GenerationRequest;
 use crate::checkpoint::ModelFamily;
 use crate::conditioning::{
     CondPromptSchedule, EmbeddingLookup, EmbeddingUsage, ModelFlavour, MultiCond, PromptEncoder,

@@ -8,8 +8,8 @@ use super::image::images_to_tensor;
 use super::mask::{
     PreparedMask, apply_overlay, fill_masked, inpainting_masks, latent_keep_mask, prepare_mask,
 };
-use super::params::{GenerationRequest, Img2ImgInput, InpaintingFill};
 use super::pil_resize::{PilFilter, resize_rgb};
+use super::request::{GenerationRequest, Img2ImgInput, InpaintingFill};
 use crate::error::Result;
 use crate::model::StableDiffusion;
 use crate::noise::ImageRng;

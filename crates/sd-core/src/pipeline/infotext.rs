@@ -2,7 +2,7 @@
 
 use sd_schedulers::SamplerSpec;
 
-use super::params::InpaintingFill;
+use super::request::InpaintingFill;
 use super::{Generation, Img2ImgInput};
 use crate::infotext::GenerationParameters;
 use crate::model::StableDiffusion;

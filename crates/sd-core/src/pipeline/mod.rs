@@ -26,8 +26,8 @@ mod infotext;
 mod latents_file;
 mod mask;
 mod output;
-mod params;
 mod pil_resize;
+mod request;
 mod sample;
 mod validate;
 
@@ -44,8 +44,8 @@ pub use infotext::Img2ImgSettings;
 pub use latents_file::{LATENTS_KEY, save_latents};
 pub use mask::{PreparedMask, apply_overlay, fill_masked, latent_keep_mask, prepare_mask};
 pub use output::output_paths;
-pub use params::{GenerationRequest, Img2ImgInput, InpaintingFill};
 pub use pil_resize::{PilFilter, resize_gray, resize_rgb};
+pub use request::{GenerationRequest, Img2ImgInput, InpaintingFill};
 pub use sample::Start;
 
 use crate::conditioning::EmbeddingLookup;

@@ -2,7 +2,7 @@
 //! float finite, every size under [`Limits`]. Each refusal is a typed error naming the field
 //! (as the example programs name their flags: `cfg_scale` is `--cfg-scale`) and the limit.
 
-use super::params::{GenerationRequest, Img2ImgInput};
+use super::request::{GenerationRequest, Img2ImgInput};
 use crate::error::{CoreError, Result};
 use crate::limits::Limits;
 use crate::model::StableDiffusion;
