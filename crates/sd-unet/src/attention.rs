@@ -3,7 +3,7 @@
 //! (`attention.py`, `activations.py`) and `BasicTransformerBlock` (`attention.py`).
 //!
 //! The attention itself and the GEGLU gate run through `sd-kernels`
-//! ([`scaled_dot_product`], [`sd_kernels::geglu`]): a flash-style CPU kernel, memory-bounded
+//! ([`scaled_dot_product`], [`sd_kernels::geglu()`]): a flash-style CPU kernel, memory-bounded
 //! operations under autodiff, and chunked calls to burn's fused op on other backends (see
 //! [`sd_kernels::attention`]).
 
