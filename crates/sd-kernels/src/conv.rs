@@ -30,7 +30,8 @@ fn tracked(_: &Conv2d, _: &Tensor<4>) -> Option<Tensor<4>> {
     None
 }
 
-#[cfg(test)]
+// The tests check the CPU kernel paths against burn's ops, so they need the CPU backend.
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use burn::module::Module;
     use burn::nn::PaddingConfig2d;
