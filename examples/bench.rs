@@ -29,6 +29,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Parser;
 use sd_examples::{model_or_bundled, training_device};
+use sd_kernels::{conv2d, group_norm};
 use sd_textual_inversion::sd_core::burn::tensor::{
     Device, Distribution, Int, Tensor, TensorData, activation::silu,
 };
@@ -360,7 +361,8 @@ impl<'a> PartTimer<'a> {
 }
 
 /// `UNet2DConditionModel::forward` taken apart, every piece timed alone (the same calls in
-/// the same order as `forward_unchecked` and the blocks' `forward`).
+/// the same order as `forward_unchecked` and the blocks' `forward`, through the same
+/// sd-kernels functions: the GroupNorm (+ SiLU) kernel, not burn's `GroupNorm`).
 fn unet_by_parts(
     unet: &UNet2DConditionModel,
     sample: Tensor<4>,
@@ -376,7 +378,7 @@ fn unet_by_parts(
         };
         silu(unet.time_embedding.forward(proj.forward(timesteps)))
     });
-    let mut h = timer.time("conv_in_out", || unet.conv_in.forward(sample));
+    let mut h = timer.time("conv_in_out", || conv2d(&unet.conv_in, sample));
     let mut skips = vec![h.clone()];
     for block in &unet.down_blocks {
         for (j, resnet) in block.resnets.iter().enumerate() {
@@ -422,7 +424,7 @@ fn unet_by_parts(
         }
     }
     timer.time("conv_in_out", || {
-        unet.conv_out.forward(silu(unet.conv_norm_out.forward(h)))
+        conv2d(&unet.conv_out, group_norm(&unet.conv_norm_out, h, true))
     })
 }
 
@@ -439,9 +441,9 @@ fn transformer_by_parts(
     let to_tokens = |t: Tensor<4>| t.reshape([batch, channels, tokens]).swap_dims(1, 2);
     let to_image = |t: Tensor<3>| t.swap_dims(1, 2).reshape([batch, channels, height, width]);
     let mut h = timer.time("transformer_norm_proj", || {
-        let normed = t.norm.forward(x.clone());
+        let normed = group_norm(&t.norm, x.clone(), false);
         match &t.proj_in {
-            Projection::Conv(conv) => to_tokens(conv.forward(normed)),
+            Projection::Conv(conv) => to_tokens(conv2d(conv, normed)),
             Projection::Linear(linear) => linear.forward(to_tokens(normed)),
         }
     });
@@ -458,7 +460,7 @@ fn transformer_by_parts(
     }
     timer.time("transformer_norm_proj", || {
         let out = match &t.proj_out {
-            Projection::Conv(conv) => conv.forward(to_image(h)),
+            Projection::Conv(conv) => conv2d(conv, to_image(h)),
             Projection::Linear(linear) => to_image(linear.forward(h)),
         };
         out + x

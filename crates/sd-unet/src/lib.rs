@@ -3,13 +3,9 @@
 
 pub mod attention;
 pub mod config;
-mod conv;
-#[cfg(feature = "flex")]
-mod cpu;
 pub mod embeddings;
 mod error;
 pub mod loader;
-mod norm;
 pub mod resnet;
 pub mod sampling;
 pub mod transformer_2d;

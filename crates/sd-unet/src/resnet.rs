@@ -5,9 +5,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
-
-use crate::conv::conv2d;
-use crate::norm::group_norm;
+use sd_kernels::{conv2d, group_norm};
 
 /// Shapes and numbers of one [`ResnetBlock2D`].
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -6,8 +6,7 @@ use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor};
-
-use crate::conv::conv2d;
+use sd_kernels::conv2d;
 
 /// A 3×3, stride-2 convolution (`downsamplers.0.conv`; LDM `input_blocks.N.0.op`).
 #[derive(Module, Debug)]

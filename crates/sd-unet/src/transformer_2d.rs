@@ -7,10 +7,9 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
+use sd_kernels::{conv2d, group_norm};
 
 use crate::attention::{Attention, FeedForward};
-use crate::conv::conv2d;
-use crate::norm::group_norm;
 
 /// diffusers' `Transformer2DModel` GroupNorm epsilon (fixed, not the config's `norm_eps`).
 const GROUP_NORM_EPS: f64 = 1e-6;

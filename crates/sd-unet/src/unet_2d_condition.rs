@@ -5,12 +5,11 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
+use sd_kernels::{conv2d, group_norm};
 
 use crate::config::UNetConfig;
-use crate::conv::conv2d;
 use crate::embeddings::{TimestepEmbedding, Timesteps};
 use crate::error::UNetError;
-use crate::norm::group_norm;
 use crate::resnet::ResnetBlock2DConfig;
 use crate::sampling::{Downsample2D, Upsample2D};
 use crate::transformer_2d::Transformer2DConfig;

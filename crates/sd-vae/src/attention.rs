@@ -12,7 +12,6 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
-use crate::norm::normalize;
 use crate::resnet::group_norm;
 
 /// Single-head spatial self-attention with a residual connection.
@@ -56,7 +55,7 @@ impl Attention {
         let [batch, channels, height, width] = input.dims();
         let tokens = height * width;
         // [B, C, H, W] -> [B, H*W, C]: positions become the sequence, channels the features.
-        let hidden = normalize(&self.group_norm, input.clone(), false)
+        let hidden = sd_kernels::group_norm(&self.group_norm, input.clone(), false)
             .reshape([batch, channels, tokens])
             .swap_dims(1, 2);
         // One head: [B, 1, H*W, C].

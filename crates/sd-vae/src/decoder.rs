@@ -8,7 +8,6 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
 
 use crate::AutoencoderKlConfig;
-use crate::norm::normalize;
 use crate::resnet::{conv3x3, group_norm};
 use crate::unet_2d_blocks::{UNetMidBlock2D, UpDecoderBlock2D};
 
@@ -77,6 +76,6 @@ impl Decoder {
         let hidden = self.mid_block.forward(hidden);
         let hidden = self.up_blocks.iter().fold(hidden, |h, b| b.forward(h));
         self.conv_out
-            .forward(normalize(&self.conv_norm_out, hidden, true))
+            .forward(sd_kernels::group_norm(&self.conv_norm_out, hidden, true))
     }
 }

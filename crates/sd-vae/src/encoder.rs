@@ -8,7 +8,6 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
 
 use crate::AutoencoderKlConfig;
-use crate::norm::normalize;
 use crate::resnet::{conv3x3, group_norm};
 use crate::unet_2d_blocks::{DownEncoderBlock2D, UNetMidBlock2D};
 
@@ -73,6 +72,6 @@ impl Encoder {
         let hidden = self.down_blocks.iter().fold(hidden, |h, b| b.forward(h));
         let hidden = self.mid_block.forward(hidden);
         self.conv_out
-            .forward(normalize(&self.conv_norm_out, hidden, true))
+            .forward(sd_kernels::group_norm(&self.conv_norm_out, hidden, true))
     }
 }

@@ -4,14 +4,11 @@
 pub mod attention;
 pub mod autoencoder_kl;
 pub mod config;
-#[cfg(feature = "flex")]
-mod cpu;
 pub mod decoder;
 pub mod distribution;
 pub mod encoder;
 pub mod error;
 pub mod loader;
-mod norm;
 pub mod resnet;
 pub mod sampling;
 pub mod unet_2d_blocks;

@@ -8,9 +8,10 @@
 //! own `from_single_file` loader.
 //!
 //! Loading takes any burn-store [`ModuleStore`] the caller opens (a file, bytes, with their
-//! own filters), renames keys, turns LDM's 1x1-conv attention weights into linear ones, lets
-//! [`PyTorchToBurnAdapter`] transpose linear weights and rename norm parameters, and casts
-//! float16/bfloat16 to float32 with [`FloatCastAdapter`]. Any VAE tensor left over and any
+//! own filters), renames keys, turns LDM's 1x1-conv attention weights into linear ones, casts
+//! float16/bfloat16 to float32 with [`FloatCastAdapter`], and lets burn-store's
+//! `PyTorchToBurnAdapter`, with sd-kernels' faster transpose ([`PyTorchLayoutF32`]),
+//! transpose linear weights and rename norm parameters. Any VAE tensor left over and any
 //! parameter left without a tensor is an error that names them.
 
 use std::collections::BTreeMap;
@@ -18,10 +19,9 @@ use std::fmt;
 
 use burn::module::Module;
 use burn::store::burn_pack::Tensor as PackTensor;
-use burn::store::{
-    FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
-};
+use burn::store::{FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore};
 use burn::tensor::{DType, Device, Shape};
+use sd_kernels::PyTorchLayoutF32;
 
 use crate::{AutoencoderKl, AutoencoderKlConfig, Result, VaeError};
 
@@ -221,8 +221,10 @@ impl AutoencoderKl {
         let original: BTreeMap<String, String> = names.into_iter().collect();
         let tensors = tensors.into_iter().map(squeeze_1x1).collect();
 
+        // Cast first, so the linear-weight transpose runs on f32 (see
+        // `sd_kernels::pytorch_layout`).
         let adapter: Box<dyn ModuleAdapter> =
-            Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)));
+            Box::new(FloatCastAdapter::to(DType::F32).chain(PyTorchLayoutF32));
         let result = self.apply(tensors, None, Some(adapter), false);
 
         let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();

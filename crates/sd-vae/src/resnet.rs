@@ -9,8 +9,6 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
-use crate::norm::normalize;
-
 /// The epsilon of every GroupNorm in diffusers' VAE (its `resnet_eps=1e-6`), not PyTorch's 1e-5.
 pub(crate) const NORM_EPS: f64 = 1e-6;
 
@@ -71,8 +69,10 @@ impl ResnetBlock2D {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let hidden = self
             .conv1
-            .forward(normalize(&self.norm1, input.clone(), true));
-        let hidden = self.conv2.forward(normalize(&self.norm2, hidden, true));
+            .forward(sd_kernels::group_norm(&self.norm1, input.clone(), true));
+        let hidden = self
+            .conv2
+            .forward(sd_kernels::group_norm(&self.norm2, hidden, true));
         let skip = match &self.conv_shortcut {
             Some(conv) => conv.forward(input),
             None => input,

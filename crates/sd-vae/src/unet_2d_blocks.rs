@@ -11,6 +11,23 @@ use crate::attention::Attention;
 use crate::resnet::ResnetBlock2D;
 use crate::sampling::{Downsample2D, Upsample2D};
 
+/// `layers` resnets from `channels_in` to `channels_out` channels: the first changes the
+/// channel count, the rest keep it (a level of the encoder or the decoder).
+fn resnet_stack(
+    channels_in: usize,
+    channels_out: usize,
+    layers: usize,
+    groups: usize,
+    device: &Device,
+) -> Vec<ResnetBlock2D> {
+    (0..layers)
+        .map(|i| {
+            let from = if i == 0 { channels_in } else { channels_out };
+            ResnetBlock2D::new(from, channels_out, groups, device)
+        })
+        .collect()
+}
+
 /// One encoder level: resnets, then (except at the last level) a 2x downsample.
 #[derive(Module, Debug)]
 pub struct DownEncoderBlock2D {
@@ -30,12 +47,7 @@ impl DownEncoderBlock2D {
         add_downsample: bool,
         device: &Device,
     ) -> Self {
-        let resnets = (0..layers)
-            .map(|i| {
-                let from = if i == 0 { channels_in } else { channels_out };
-                ResnetBlock2D::new(from, channels_out, groups, device)
-            })
-            .collect();
+        let resnets = resnet_stack(channels_in, channels_out, layers, groups, device);
         let downsamplers = if add_downsample {
             vec![Downsample2D::new(channels_out, device)]
         } else {
@@ -78,12 +90,7 @@ impl UpDecoderBlock2D {
         add_upsample: bool,
         device: &Device,
     ) -> Self {
-        let resnets = (0..layers)
-            .map(|i| {
-                let from = if i == 0 { channels_in } else { channels_out };
-                ResnetBlock2D::new(from, channels_out, groups, device)
-            })
-            .collect();
+        let resnets = resnet_stack(channels_in, channels_out, layers, groups, device);
         let upsamplers = if add_upsample {
             vec![Upsample2D::new(channels_out, device)]
         } else {

@@ -4,11 +4,11 @@
 //! has one commented key table ([`diffusers`], [`ldm`]): key renames (fed to burn-store's
 //! [`KeyRemapper`]), keys skipped on purpose (with the reason, reported in [`LoadReport`]),
 //! and tensors rebuilt from others (OpenCLIP's fused q/k/v). Tensors go through
-//! [`FloatCastAdapter`] (fp16/bf16 → f32), then burn-store's `PyTorchToBurnAdapter` with a
-//! faster transpose (linear weights `[out, in]` → `[in, out]`, norm `weight/bias` →
-//! `gamma/beta`). Afterwards, a parameter no key
-//! provided, or a key (under the text encoder's prefix) that no parameter took, is an error
-//! that lists them all.
+//! [`FloatCastAdapter`] (fp16/bf16 → f32), then burn-store's `PyTorchToBurnAdapter` with
+//! sd-kernels' faster transpose ([`PyTorchLayoutF32`]; linear weights `[out, in]` →
+//! `[in, out]`, norm `weight/bias` → `gamma/beta`). Afterwards, a parameter no key provided,
+//! or a key (under the text encoder's prefix) that no parameter took, is an error that lists
+//! them all.
 //!
 //! ```no_run
 //! use burn::{store::SafetensorsStore, tensor::Device};
@@ -23,7 +23,6 @@
 
 pub mod diffusers;
 pub mod ldm;
-mod pytorch_layout;
 
 use std::collections::HashMap;
 
@@ -34,8 +33,8 @@ use burn::{
     },
     tensor::{DType, Device, TensorData},
 };
+use sd_kernels::PyTorchLayoutF32;
 
-use self::pytorch_layout::PyTorchLayoutF32;
 use crate::{
     config::ClipTextConfig,
     error::{ClipError, Result},
@@ -181,7 +180,7 @@ fn apply(
     }
     report.skipped.sort();
 
-    // Cast first, so the linear-weight transpose runs on f32 (see `pytorch_layout`).
+    // Cast first, so the linear-weight transpose runs on f32 (see `sd_kernels::pytorch_layout`).
     let adapter = ChainAdapter::new(FloatCastAdapter::to(DType::F32), PyTorchLayoutF32);
     let result = model.apply(keep, None, Some(Box::new(adapter)), false);
     if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {

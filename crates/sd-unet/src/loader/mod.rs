@@ -5,13 +5,12 @@
 //! `SafetensorsStore::from_file(path)` — and says which key layout it holds. One key table
 //! per format ([`diffusers::KEY_TABLE`], [`ldm::key_table`]) renames the file's keys to the
 //! model's paths through burn-store's [`KeyRemapper`]; [`FloatCastAdapter`] makes every
-//! tensor f32, then burn-store's `PyTorchToBurnAdapter` (with a faster transpose) transposes
-//! linear weights and renames norm parameters.
+//! tensor f32, then burn-store's `PyTorchToBurnAdapter` (with sd-kernels' faster transpose,
+//! [`PyTorchLayoutF32`]) transposes linear weights and renames norm parameters.
 //! A tensor the model lacks or does not use is an error that names it.
 
 pub mod diffusers;
 pub mod ldm;
-mod pytorch_layout;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,8 +20,8 @@ use burn::store::{
     ModuleStore, bridge, burn_pack,
 };
 use burn::tensor::{DType, Device, Shape, TensorData};
+use sd_kernels::PyTorchLayoutF32;
 
-use self::pytorch_layout::PyTorchLayoutF32;
 use crate::config::UNetConfig;
 use crate::error::UNetError;
 use crate::unet_2d_condition::UNet2DConditionModel;
@@ -99,7 +98,8 @@ impl UNet2DConditionModel {
         let (tensors, renames) = remapper.remap(tensors);
         let file_key: HashMap<String, String> = renames.into_iter().collect();
 
-        // Cast first, so the linear-weight transpose runs on f32 (see `pytorch_layout`).
+        // Cast first, so the linear-weight transpose runs on f32 (see
+        // `sd_kernels::pytorch_layout`).
         let adapter = ChainAdapter::new(ProjectionLayout, FloatCastAdapter::to(DType::F32))
             .chain(PyTorchLayoutF32);
         // `skip_enum_variants`: `proj_in` is an enum (conv or linear) stored without the

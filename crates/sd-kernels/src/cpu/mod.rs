@@ -1,13 +1,14 @@
-//! This crate's own kernels for burn's CPU backend (`flex`), used on f32 where burn's ops are
-//! slow for SD's shapes: the attention ([`attention`]), its backward pass
-//! ([`attention_backward`]), the GEGLU feed-forward's gate ([`geglu`]) and GroupNorm with
-//! its SiLU ([`group_norm`]), each with its backward pass, joined to burn's autodiff graph
-//! by [`tracked`]. Each is dispatched at run time by `pulp` to the widest
-//! SIMD the CPU has (AVX2 + FMA on x86-64-v3, NEON on aarch64, scalar otherwise), runs on
-//! rayon's threads, and is tested against a textbook formula in f64.
+//! The kernels for burn's CPU backend (`flex`), used on f32 where burn's ops are slow for
+//! SD's shapes: the attention ([`attention`]) and its backward pass, the GEGLU feed-forward's
+//! gate ([`geglu`]) and GroupNorm with its SiLU ([`group_norm`]), each with its backward
+//! pass, joined to burn's autodiff graph by [`tracked`]. Each is dispatched at run time by
+//! `pulp` to the widest SIMD the CPU has (AVX2 + FMA on x86-64-v3, NEON on aarch64, scalar
+//! otherwise), runs on rayon's threads, and is tested against a textbook formula in f64.
+//!
+//! They work on slices; the crate's top-level modules decide when they apply and turn
+//! tensors into slices and back.
 
 pub(crate) mod attention;
-mod attention_backward;
 pub(crate) mod geglu;
 pub(crate) mod group_norm;
 mod math;

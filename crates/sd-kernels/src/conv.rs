@@ -1,19 +1,21 @@
-//! 2-D convolutions of the frozen UNet: under autodiff on burn's CPU backend (`flex`), as a
-//! graph operation that does not keep its input (`cpu::tracked`); everywhere else, burn's
-//! `Conv2d`.
+//! 2-D convolutions of a frozen network: under autodiff on burn's CPU backend (`flex`), as a
+//! graph operation that does not keep its input (burn's `conv2d` keeps it for a weight
+//! gradient that frozen weights never ask for); everywhere else, burn's `Conv2d`.
 
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 
-/// `conv(x)`, for `x: [batch, channels, height, width]`.
-pub(crate) fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+/// `conv(x)`, for `x: [batch, channels, height, width]`: the same values as
+/// `conv.forward(x)`, and under autodiff on `flex` with a weight and bias that want no
+/// gradient, the same input gradient without keeping `x`.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     match tracked(conv, &x) {
         Some(out) => out,
         None => conv.forward(x),
     }
 }
 
-/// The frozen-weight graph operation where it applies (see `cpu::tracked::tracked_conv2d`).
+/// The frozen-weight graph operation where it applies.
 #[cfg(feature = "flex")]
 fn tracked(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
     if !x.device().is_autodiff() {
@@ -28,7 +30,8 @@ fn tracked(_: &Conv2d, _: &Tensor<4>) -> Option<Tensor<4>> {
     None
 }
 
-#[cfg(test)]
+// The tests check the CPU kernel paths against burn's ops, so they need the CPU backend.
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use burn::module::Module;
     use burn::nn::PaddingConfig2d;

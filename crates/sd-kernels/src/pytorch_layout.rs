@@ -1,12 +1,12 @@
 //! PyTorch's parameter layout to burn's, fast on f32.
 //!
 //! burn-store's [`PyTorchToBurnAdapter`] transposes linear weights (`[out, in]` → `[in, out]`)
-//! one element at a time, each element a call to `memcpy`: about half a second for SD 1.5's
-//! 85 M text-encoder linear weights. [`PyTorchLayoutF32`] does the same job with a tiled transpose
-//! on f32 data (what the loaders hand it, after their cast) and leaves everything else —
-//! other dtypes, the norm parameter renames — to burn's adapter.
-//!
-//! sd-unet has the same adapter: the network crates share nothing but burn (DESIGN.md §2).
+//! one element at a time, each element a call to `memcpy`: over a second for SD 1.5's 245 M
+//! UNet linear weights, about half a second for its 85 M text-encoder ones.
+//! [`PyTorchLayoutF32`] does the same job with a tiled transpose on f32 data (what the
+//! loaders hand it, after their cast) and leaves everything else — other dtypes, the norm
+//! parameter renames — to burn's adapter. The text encoder's, the UNet's and the VAE's
+//! loaders all use it.
 
 use burn::store::{ModuleAdapter, ModuleContext, PyTorchToBurnAdapter, bridge, burn_pack};
 use burn::tensor::{DType, Shape, TensorData};
@@ -16,9 +16,19 @@ use rayon::prelude::*;
 /// and the 32 output rows being written stay in L1/L2 for matrices up to ~4k wide.
 const TILE: usize = 32;
 
-/// [`PyTorchToBurnAdapter`] with a tiled transpose for f32 linear weights.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PyTorchLayoutF32;
+/// [`PyTorchToBurnAdapter`] with a tiled transpose for f32 linear weights. Chain it after a
+/// cast to f32, so that the transpose sees f32 data:
+///
+/// ```
+/// use burn::store::{FloatCastAdapter, ModuleAdapter};
+/// use burn::tensor::DType;
+/// use sd_kernels::PyTorchLayoutF32;
+///
+/// let adapter = FloatCastAdapter::to(DType::F32).chain(PyTorchLayoutF32);
+/// # let _ = adapter;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PyTorchLayoutF32;
 
 impl ModuleAdapter for PyTorchLayoutF32 {
     fn adapt(&self, tensor: burn_pack::Tensor, ctx: ModuleContext<'_>) -> burn_pack::Tensor {

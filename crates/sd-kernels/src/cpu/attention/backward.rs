@@ -14,14 +14,15 @@
 //! the end. It walks its keys [`KEY_BLOCK`] at a time, and for each block every query
 //! block: the block's `dk` and `dv` rows stay in cache until it is done, and `dq` rows are
 //! owned by the task, so no two tasks write the same memory. The block products reuse the
-//! forward pass's register-tiled SIMD kernels.
+//! forward pass's register-tiled SIMD kernels ([`super::blocks`]).
 
 use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::attention::{
-    AttentionShape, Padding, Rows, Transposed, exp_in_place, mask_padding, padded_rows,
-    scores_block, transposed, values_block,
+use super::AttentionShape;
+use super::blocks::{
+    Padding, Rows, Transposed, exp_in_place, mask_padding, padded_rows, scores_block, transposed,
+    values_block,
 };
 
 /// Query rows per block.
@@ -33,7 +34,7 @@ const KEY_BLOCK: usize = 128;
 /// What the forward pass saw and produced, contiguous and row-major: `q: [slices, queries,
 /// head_dim]`, `k: [slices, keys, head_dim]`, `v: [slices, keys, value_dim]`, `out: [slices,
 /// queries, value_dim]` and `lse: [slices, queries]`, the log-sum-exp of each query row's
-/// scaled scores (see [`super::attention::attention`]).
+/// scaled scores (see [`super::attention`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SavedForward<'a> {
     /// The queries.
@@ -374,130 +375,6 @@ fn transpose_block(block: &[f32], width: usize, out: &mut [f32]) {
     for (r, row) in block.chunks_exact(width).enumerate() {
         for (j, &value) in row.iter().enumerate() {
             out[j * rows + r] = value;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::attention::attention;
-    use super::super::pseudo_random;
-    use super::*;
-
-    /// The gradients by the textbook formulas, in f64.
-    fn reference(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        d_out: &[f32],
-        shape: AttentionShape,
-        scale: f32,
-    ) -> [Vec<f64>; 3] {
-        let AttentionShape {
-            slices,
-            queries,
-            keys,
-            head_dim: d,
-            value_dim: dv,
-        } = shape;
-        let scale = f64::from(scale);
-        let mut dq = vec![0f64; slices * queries * d];
-        let mut dk = vec![0f64; slices * keys * d];
-        let mut dvs = vec![0f64; slices * keys * dv];
-        for s in 0..slices {
-            let q = |i: usize, c: usize| f64::from(q[(s * queries + i) * d + c]);
-            let k = |j: usize, c: usize| f64::from(k[(s * keys + j) * d + c]);
-            let v = |j: usize, c: usize| f64::from(v[(s * keys + j) * dv + c]);
-            let g = |i: usize, c: usize| f64::from(d_out[(s * queries + i) * dv + c]);
-            for i in 0..queries {
-                let scores: Vec<f64> = (0..keys)
-                    .map(|j| (0..d).map(|c| q(i, c) * k(j, c)).sum::<f64>() * scale)
-                    .collect();
-                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
-                let total: f64 = e.iter().sum();
-                let p: Vec<f64> = e.iter().map(|x| x / total).collect();
-                let dp: Vec<f64> = (0..keys)
-                    .map(|j| (0..dv).map(|c| g(i, c) * v(j, c)).sum())
-                    .collect();
-                let row_dot: f64 = p.iter().zip(&dp).map(|(p, dp)| p * dp).sum();
-                for j in 0..keys {
-                    let ds = p[j] * (dp[j] - row_dot) * scale;
-                    for c in 0..d {
-                        dq[(s * queries + i) * d + c] += ds * k(j, c);
-                        dk[(s * keys + j) * d + c] += ds * q(i, c);
-                    }
-                    for c in 0..dv {
-                        dvs[(s * keys + j) * dv + c] += p[j] * g(i, c);
-                    }
-                }
-            }
-        }
-        [dq, dk, dvs]
-    }
-
-    /// The largest error relative to the largest reference magnitude.
-    fn relative_error(ours: &[f32], wanted: &[f64]) -> f64 {
-        let scale = wanted
-            .iter()
-            .map(|x| x.abs())
-            .fold(0f64, f64::max)
-            .max(1e-30);
-        ours.iter()
-            .zip(wanted)
-            .map(|(a, b)| (f64::from(*a) - b).abs())
-            .fold(0f64, f64::max)
-            / scale
-    }
-
-    #[test]
-    fn matches_the_textbook_gradients_on_ragged_shapes() {
-        // Sizes off every block and vector multiple, several key groups per slice (one slice
-        // of 600 keys), cross-attention's 77 keys, SD's head widths.
-        for (slices, queries, keys, d, dv) in [
-            (2, 70, 300, 40, 40),
-            (1, 130, 600, 40, 40),
-            (1, 5, 77, 80, 80),
-            (3, 64, 257, 8, 24),
-            (1, 1, 1, 1, 1),
-        ] {
-            let shape = AttentionShape {
-                slices,
-                queries,
-                keys,
-                head_dim: d,
-                value_dim: dv,
-            };
-            let q = pseudo_random(slices * queries * d, 1, -2.0, 2.0);
-            let k = pseudo_random(slices * keys * d, 2, -2.0, 2.0);
-            let v = pseudo_random(slices * keys * dv, 3, -2.0, 2.0);
-            let d_out = pseudo_random(slices * queries * dv, 4, -2.0, 2.0);
-            let scale = 1.0 / (d as f32).sqrt();
-            let (out, lse) = attention(&q, &k, &v, shape, scale);
-            let saved = SavedForward {
-                q: &q,
-                k: &k,
-                v: &v,
-                out: &out,
-                lse: &lse,
-            };
-            let all = Wanted { q: true, kv: true };
-            let grads = attention_backward(saved, &d_out, shape, scale, all);
-            let [dq, dk, dv_wanted] = reference(&q, &k, &v, &d_out, shape, scale);
-            for (name, ours, wanted) in [
-                ("q", grads.q.as_deref(), &dq),
-                ("k", grads.k.as_deref(), &dk),
-                ("v", grads.v.as_deref(), &dv_wanted),
-            ] {
-                let ours = ours.expect("every gradient was asked for");
-                let error = relative_error(ours, wanted);
-                assert!(error < 1e-5, "{shape:?} d{name}: relative error {error}");
-            }
-            // Asking for fewer gradients gives the same ones.
-            let only_q = Wanted { q: true, kv: false };
-            let grads_q = attention_backward(saved, &d_out, shape, scale, only_q);
-            assert_eq!(grads_q.q, grads.q);
-            assert!(grads_q.k.is_none() && grads_q.v.is_none());
         }
     }
 }

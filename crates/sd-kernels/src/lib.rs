@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod attention;
+pub mod conv;
+#[cfg(feature = "flex")]
+mod cpu;
+pub mod geglu;
+pub mod group_norm;
+pub mod pytorch_layout;
+
+pub use attention::{SCORE_BUDGET, scaled_dot_product};
+pub use conv::conv2d;
+pub use geglu::geglu;
+pub use group_norm::group_norm;
+pub use pytorch_layout::PyTorchLayoutF32;
