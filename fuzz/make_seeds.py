@@ -1,7 +1,7 @@
 """Writes the seed corpus of every fuzz target into fuzz/corpus/<target>/ from the committed
 fixtures (copied, cut, or re-saved small). Run from the repository root:
 
-    /work/venv/bin/python fuzz/make_seeds.py
+    tools/.venv/bin/python fuzz/make_seeds.py
 
 Each file starts with the selector bytes the target reads first (see crates/sd-fuzz/src/lib.rs).
 Seeds are capped at SEED_CAP bytes so the committed corpus stays small; the embedding pixel

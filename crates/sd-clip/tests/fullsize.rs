@@ -5,7 +5,7 @@
 //! committed), so it is ignored by default. Run it with
 //!
 //! ```text
-//! SD_FULLSIZE_DIR=/work/fullsize cargo test --release -p sd-clip --test fullsize -- --ignored --nocapture
+//! SD_FULLSIZE_DIR=/path/to/fullsize cargo test --release -p sd-clip --test fullsize -- --ignored --nocapture
 //! ```
 //!
 //! With `SD_CLIP_FULLSIZE_REFERENCE=FILE` it also compares against transformers on the same
@@ -40,10 +40,11 @@ use sd_clip::{
 };
 
 #[test]
-#[ignore = "needs the ~2 GB full-size checkpoint in $SD_FULLSIZE_DIR (default /work/fullsize)"]
+#[ignore = "needs the ~2 GB full-size checkpoint in $SD_FULLSIZE_DIR"]
 fn sd15_single_file_loads_and_encodes_a_batch() {
-    let dir = std::env::var_os("SD_FULLSIZE_DIR")
-        .map_or_else(|| PathBuf::from("/work/fullsize"), PathBuf::from);
+    let dir = PathBuf::from(std::env::var_os("SD_FULLSIZE_DIR").expect(
+        "SD_FULLSIZE_DIR names the folder tools/make_fullsize_checkpoint.py wrote",
+    ));
     let path = dir.join("sd15-random.safetensors");
     let device = Device::default();
 

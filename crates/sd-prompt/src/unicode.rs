@@ -4,7 +4,7 @@
 //! (Python counts U+001C..U+001F as space and leaves combining marks out of `\w`), so the
 //! tables are generated from Python by `tools/prompt_reference.py --unicode-tables`.
 //!
-//! Public because other A1111 text formats (the infotext parser of `sd-core`) use the same
+//! Public because other A1111 text formats (the infotext parser of `sd-infotext`) use the same
 //! classes.
 //!
 //! ```

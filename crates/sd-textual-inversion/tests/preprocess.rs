@@ -265,7 +265,7 @@ fn progress_can_interrupt() {
     assert_eq!(names, ["00000-0-a_wide.png"]);
 }
 
-/// Odd inputs of DESIGN.md section 7 that are not in the A1111 fixture: they are processed or
+/// Odd inputs that are not in the A1111 fixture: they are processed or
 /// listed, never a panic.
 #[test]
 fn odd_pictures_are_processed_or_listed() {

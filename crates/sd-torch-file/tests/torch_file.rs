@@ -522,7 +522,7 @@ fn writer_round_trips_every_value_kind() {
 }
 
 /// Regenerates fixtures/torch_file/written_by_rust.pt; then run
-/// `/work/venv/bin/python tools/torch_file_reference.py --verify-rust`.
+/// `tools/.venv/bin/python tools/torch_file_reference.py --verify-rust`.
 #[test]
 #[ignore = "writes a fixture"]
 fn write_rust_fixture() {

@@ -1,8 +1,8 @@
 //! Loads a full-size UNet and times one denoising step at a 64×64 latent (512×512 pixels).
 //!
 //! ```sh
-//! cargo run --release -p sd-unet --example unet_step -- /work/fullsize/sd15-random.safetensors
-//! cargo run --release -p sd-unet --example unet_step -- /work/fullsize/sd15-random  # diffusers folder
+//! cargo run --release -p sd-unet --example unet_step -- $SD_FULLSIZE_DIR/sd15-random.safetensors
+//! cargo run --release -p sd-unet --example unet_step -- $SD_FULLSIZE_DIR/sd15-random  # diffusers folder
 //! ```
 //!
 //! Arguments: `PATH [BATCH...]` (default batches: 1 2). A single file is read as SD 1.5 (its

@@ -2,8 +2,8 @@
 //! printing the load and decode times as one JSON line.
 //!
 //! ```text
-//! cargo run --release -p sd-vae --example decode_fullsize -- /work/fullsize/sd15-random.safetensors
-//! /usr/bin/time -v target/release/examples/decode_fullsize /work/fullsize/sd15-random.safetensors
+//! cargo run --release -p sd-vae --example decode_fullsize -- $SD_FULLSIZE_DIR/sd15-random.safetensors
+//! /usr/bin/time -v target/release/examples/decode_fullsize $SD_FULLSIZE_DIR/sd15-random.safetensors
 //! ```
 //!
 //! The optional second argument is either the latent side (default 64, i.e. 512x512 pixels,
