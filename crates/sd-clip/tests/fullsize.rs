@@ -42,9 +42,10 @@ use sd_clip::{
 #[test]
 #[ignore = "needs the ~2 GB full-size checkpoint in $SD_FULLSIZE_DIR"]
 fn sd15_single_file_loads_and_encodes_a_batch() {
-    let dir = PathBuf::from(std::env::var_os("SD_FULLSIZE_DIR").expect(
-        "SD_FULLSIZE_DIR names the folder tools/make_fullsize_checkpoint.py wrote",
-    ));
+    let dir = PathBuf::from(
+        std::env::var_os("SD_FULLSIZE_DIR")
+            .expect("SD_FULLSIZE_DIR names the folder tools/make_fullsize_checkpoint.py wrote"),
+    );
     let path = dir.join("sd15-random.safetensors");
     let device = Device::default();
 
