@@ -136,7 +136,7 @@ impl Ast {
     /// ```
     /// use sd_prompt::{Ast, Steps};
     /// let ast = Ast::parse("a [b:c:0.5] d");
-    /// let schedule = ast.schedule("a [b:c:0.5] d", &Steps::new(10));
+    /// let schedule = ast.prompt_schedule("a [b:c:0.5] d", &Steps::new(10));
     /// assert_eq!(schedule, [(5, "a b d".to_string()), (10, "a c d".to_string())]);
     /// ```
     pub fn prompt_schedule(&self, source: &str, steps: &Steps) -> Vec<(u32, String)> {

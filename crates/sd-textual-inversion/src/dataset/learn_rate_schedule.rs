@@ -242,7 +242,7 @@ pub enum ClipGradMode {
 /// use sd_textual_inversion::dataset::learn_rate_schedule::{ClipGrad, ClipGradMode};
 /// let c: ClipGrad = "norm:1.0:100, 0.5".parse()?;
 /// assert_eq!(c.mode, ClipGradMode::Norm);
-/// let mut s = c.scheduler(1000, 0)?;
+/// let mut s = c.value_scheduler(1000, 0)?;
 /// assert_eq!(s.learn_rate(), 1.0);
 /// s.step(100);
 /// assert_eq!(s.learn_rate(), 0.5);
