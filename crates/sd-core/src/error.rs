@@ -26,7 +26,7 @@ pub enum CoreError {
         /// The error beneath, when one was converted: the JSON parser's, or the limit
         /// exceeded.
         #[source]
-        source: Option<ErrorCause>,
+        source: Option<Box<ErrorCause>>,
     },
     /// A checkpoint's keys match no Stable Diffusion layout this crate knows.
     #[error("{path}: {reason}{}", cause_suffix(.source))]
@@ -38,7 +38,7 @@ pub enum CoreError {
         /// The error beneath, when one was converted (a `model_index.json` that is not
         /// JSON).
         #[source]
-        source: Option<ErrorCause>,
+        source: Option<Box<ErrorCause>>,
     },
     /// A config file or folder could not be used.
     #[error("{path}: invalid config: {reason}{}", cause_suffix(.source))]
@@ -50,7 +50,7 @@ pub enum CoreError {
         /// The error beneath, when one was converted: a JSON or YAML parser's, or the
         /// network crate's that refused the configuration.
         #[source]
-        source: Option<ErrorCause>,
+        source: Option<Box<ErrorCause>>,
     },
     /// The text encoder or its tokenizer could not be loaded.
     #[error("{path}: text encoder: {source}")]
@@ -178,6 +178,7 @@ pub enum CoreError {
 /// The library error beneath a [`CoreError`] that describes a file's problem in words
 /// ([`CoreError::InvalidSafetensors`], [`CoreError::UnrecognisedCheckpoint`],
 /// [`CoreError::InvalidConfig`]): the error travels typed, the words say where it arose.
+/// Boxed in those variants, so that a `Result` stays small.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ErrorCause {
@@ -205,7 +206,7 @@ pub enum ErrorCause {
 }
 
 /// `": <cause>"`, or nothing: the cause's text after the reason in a message.
-fn cause_suffix(source: &Option<ErrorCause>) -> String {
+fn cause_suffix(source: &Option<Box<ErrorCause>>) -> String {
     source
         .as_ref()
         .map(|cause| format!(": {cause}"))

@@ -217,8 +217,7 @@ impl AutoencoderKl {
             });
         }
 
-        let remapper = KeyRemapper::from_patterns(table)
-            .map_err(VaeError::KeyTable)?;
+        let remapper = KeyRemapper::from_patterns(table).map_err(VaeError::KeyTable)?;
         let (tensors, names) = remapper.remap(tensors);
         // diffusers name -> the key as the file spells it, to report unused keys in the
         // user's terms.

@@ -155,8 +155,8 @@ fn apply(
     config: &ClipTextConfig,
     format: WeightFormat,
 ) -> Result<LoadReport> {
-    let remapper = KeyRemapper::from_patterns(table.renames.to_vec())
-        .map_err(ClipError::KeyTable)?;
+    let remapper =
+        KeyRemapper::from_patterns(table.renames.to_vec()).map_err(ClipError::KeyTable)?;
     let (renamed, names) = remapper.remap(tensors);
     // Model path → file key, for messages; split q/k/v pieces map to their fused key.
     let mut original: HashMap<String, String> = names.into_iter().collect();

@@ -157,7 +157,7 @@ impl SafetensorsHeader {
                 return Err(CoreError::InvalidSafetensors {
                     path: header.path.clone(),
                     reason: format!("tensor `{name}`"),
-                    source: Some(e.into()),
+                    source: Some(Box::new(e.into())),
                 });
             }
         }
@@ -207,7 +207,7 @@ impl SafetensorsHeader {
         let bad_json = |reason: String, e: serde_json::Error| CoreError::InvalidSafetensors {
             path: path.to_owned(),
             reason,
-            source: Some(e.into()),
+            source: Some(Box::new(e.into())),
         };
         let raw: BTreeMap<String, serde_json::Value> =
             serde_json::from_slice(json).map_err(|e| bad_json("header JSON".into(), e))?;

@@ -237,7 +237,7 @@ fn diffusers_family(folder: &Path) -> Result<ModelFamily> {
         serde_json::from_str(&text).map_err(|e| CoreError::UnrecognisedCheckpoint {
             path: path.clone(),
             reason: "invalid JSON".into(),
-            source: Some(e.into()),
+            source: Some(Box::new(e.into())),
         })?;
     Ok(match config.get("hidden_act").and_then(|v| v.as_str()) {
         Some("gelu") => ModelFamily::Sd2,

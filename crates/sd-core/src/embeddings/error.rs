@@ -39,7 +39,7 @@ pub enum EmbeddingError {
         /// The error beneath, when one was converted (the PNG decoder's, the JSON parser's,
         /// ...).
         #[source]
-        source: Option<EmbeddingErrorCause>,
+        source: Option<Box<EmbeddingErrorCause>>,
     },
     /// The file decodes but holds no layout A1111 reads as an embedding (A1111: "Couldn't
     /// identify ... as neither textual inversion embedding nor diffuser concept").
@@ -108,7 +108,7 @@ pub enum EmbeddingError {
         /// The error beneath, when one was converted (the safetensors serialiser's, the PNG
         /// encoder's).
         #[source]
-        source: Option<EmbeddingErrorCause>,
+        source: Option<Box<EmbeddingErrorCause>>,
     },
     /// The embedding's values do not fit its declared shape, or it has none.
     #[error("embedding `{name}`: {reason}")]
@@ -124,7 +124,8 @@ pub enum EmbeddingError {
 }
 
 /// The library error beneath an [`EmbeddingError::Image`] or [`EmbeddingError::Write`]: the
-/// error travels typed, the reason says where it arose.
+/// error travels typed, the reason says where it arose. Boxed in those variants, so that a
+/// `Result` stays small.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmbeddingErrorCause {
@@ -152,7 +153,7 @@ pub enum EmbeddingErrorCause {
 }
 
 /// `": <cause>"`, or nothing: the cause's text after the reason in a message.
-fn cause_suffix(source: &Option<EmbeddingErrorCause>) -> String {
+fn cause_suffix(source: &Option<Box<EmbeddingErrorCause>>) -> String {
     source
         .as_ref()
         .map(|cause| format!(": {cause}"))
@@ -178,7 +179,7 @@ impl EmbeddingError {
         Self::Image {
             path: path.to_path_buf(),
             reason: reason.into(),
-            source: Some(source.into()),
+            source: Some(Box::new(source.into())),
         }
     }
 

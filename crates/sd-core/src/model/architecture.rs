@@ -131,7 +131,7 @@ impl ModelArchitecture {
         let unreadable = |path: &Path, what: &str, source: ErrorCause| CoreError::InvalidConfig {
             path: path.to_owned(),
             reason: what.to_owned(),
-            source: Some(source),
+            source: Some(Box::new(source)),
         };
         let text_path = dir.join("text_encoder").join("config.json");
         let text_encoder = ClipTextConfig::from_file(&text_path)

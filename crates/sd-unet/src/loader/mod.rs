@@ -93,8 +93,7 @@ impl UNet2DConditionModel {
                 .iter()
                 .map(|(from, to)| (from.to_string(), to.to_string())),
         );
-        let remapper = KeyRemapper::from_pattern_iter(rows)
-            .map_err(UNetError::KeyTable)?;
+        let remapper = KeyRemapper::from_pattern_iter(rows).map_err(UNetError::KeyTable)?;
 
         let tensors: Vec<burn_pack::Tensor> = store
             .get_all_tensors()
@@ -144,10 +143,7 @@ impl UNet2DConditionModel {
 
 /// The input channels of a checkpoint's UNet (4, or 9 for inpainting models), read from the
 /// shape of its `conv_in` weight; `None` when the store has no such tensor.
-pub fn conv_in_channels<S>(
-    store: &mut S,
-    format: WeightFormat,
-) -> Result<Option<usize>, UNetError>
+pub fn conv_in_channels<S>(store: &mut S, format: WeightFormat) -> Result<Option<usize>, UNetError>
 where
     S: ModuleStore,
     S::Error: std::error::Error + Send + Sync + 'static,

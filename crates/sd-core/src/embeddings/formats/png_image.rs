@@ -30,7 +30,8 @@ pub const DEFAULT_PREVIEW_SIZE: usize = 512;
 pub fn decode_rgb(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
     use image::ImageDecoder as _;
     let limits = crate::limits::Limits::default();
-    let cannot = |e: image::ImageError| EmbeddingError::image_caused(path, "cannot decode the PNG", e);
+    let cannot =
+        |e: image::ImageError| EmbeddingError::image_caused(path, "cannot decode the PNG", e);
     let mut decoder =
         image::codecs::png::PngDecoder::new(std::io::Cursor::new(bytes)).map_err(cannot)?;
     let (width, height) = decoder.dimensions();
@@ -165,7 +166,7 @@ pub fn write(
         EmbeddingError::Write {
             path: path.to_path_buf(),
             reason: "encoding the PNG".into(),
-            source: Some(err.into()),
+            source: Some(Box::new(err.into())),
         }
     })
 }

@@ -87,7 +87,10 @@ pub(crate) fn from_json(path: &Path, json: &[u8]) -> Result<(RawData, Option<Str
     let root: Value = serde_json::from_slice(json)
         .map_err(|e| EmbeddingError::image_caused(path, "embedding data is not valid JSON", e))?;
     let Value::Object(map) = root else {
-        return Err(EmbeddingError::image(path, "embedding data is not a JSON object"));
+        return Err(EmbeddingError::image(
+            path,
+            "embedding data is not a JSON object",
+        ));
     };
     let name = map.get("name").and_then(Value::as_str).map(str::to_string);
     let entries = map

@@ -23,10 +23,12 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<RawData> {
     names.sort();
     let mut entries = Vec::with_capacity(names.len());
     for name in names {
-        let view = st.tensor(name).map_err(|source| EmbeddingError::Safetensors {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let view = st
+            .tensor(name)
+            .map_err(|source| EmbeddingError::Safetensors {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let shape = view.shape().to_vec();
         let shape_err = |reason: String| EmbeddingError::Shape {
             path: path.to_path_buf(),
@@ -104,7 +106,7 @@ pub fn write(path: &Path, e: &Embedding, layout: SafetensorsLayout) -> Result<Ve
     let refused = |reason: String, e: safetensors::SafeTensorError| EmbeddingError::Write {
         path: path.to_path_buf(),
         reason,
-        source: Some(e.into()),
+        source: Some(Box::new(e.into())),
     };
     let parts: Vec<(String, &Vectors)> = match (&e.clip_g, layout) {
         (Some(g), _) => vec![("clip_l".into(), &e.vectors), ("clip_g".into(), g)],

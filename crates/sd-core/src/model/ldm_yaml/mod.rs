@@ -245,8 +245,8 @@ fn read_yaml(path: &Path) -> Result<String> {
 }
 
 fn parse(text: &str, shapes: &TensorShapes) -> Parsed<ModelArchitecture> {
-    let root: Value = serde_yaml_ng::from_str(text)
-        .map_err(|e| Problem::caused("not valid YAML".into(), e))?;
+    let root: Value =
+        serde_yaml_ng::from_str(text).map_err(|e| Problem::caused("not valid YAML".into(), e))?;
     let root = Node {
         path: String::new(),
         value: &root,
@@ -274,7 +274,11 @@ fn parse(text: &str, shapes: &TensorShapes) -> Parsed<ModelArchitecture> {
         Some(node) => match node.str()? {
             "eps" => Prediction::Epsilon,
             "v" => Prediction::V,
-            _ => return Err(node.unsupported("only \"eps\" and \"v\" predictions").into()),
+            _ => {
+                return Err(node
+                    .unsupported("only \"eps\" and \"v\" predictions")
+                    .into());
+            }
         },
     };
     let noise_schedule = noise_schedule(&params)?;

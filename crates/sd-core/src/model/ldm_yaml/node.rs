@@ -30,7 +30,7 @@ impl Problem {
         crate::CoreError::InvalidConfig {
             path: path.to_owned(),
             reason: self.reason,
-            source: self.source,
+            source: self.source.map(Box::new),
         }
     }
 }

@@ -64,7 +64,9 @@ pub(super) fn unet(config: &Node<'_>, family: ModelFamily) -> Parsed<UNetConfig>
     if let Some(node) = p.get("disable_self_attentions")
         && node.bool_list()?.contains(&true)
     {
-        return Err(node.unsupported("attention layers without self-attention").into());
+        return Err(node
+            .unsupported("attention layers without self-attention")
+            .into());
     }
     let model_channels = p.require("model_channels")?.positive()?;
     let channel_mult = p
@@ -118,7 +120,11 @@ pub(super) fn unet(config: &Node<'_>, family: ModelFamily) -> Parsed<UNetConfig>
         let dims = context.usize_list()?;
         match dims.split_first() {
             Some((first, rest)) if rest.iter().all(|d| d == first) => *first,
-            _ => return Err(context.unsupported("different context widths per level").into()),
+            _ => {
+                return Err(context
+                    .unsupported("different context widths per level")
+                    .into());
+            }
         }
     } else {
         context.positive()?

@@ -24,11 +24,12 @@ pub(super) fn vae(
     let z_channels = dd.require("z_channels")?.positive()?;
     let embed_dim = params.require("embed_dim")?;
     if embed_dim.positive()? != z_channels {
-        return Err(embed_dim.unsupported(&format!(
-            "diffusers' AutoencoderKL has one latent width: embed_dim must equal \
+        return Err(embed_dim
+            .unsupported(&format!(
+                "diffusers' AutoencoderKL has one latent width: embed_dim must equal \
              z_channels ({z_channels})"
-        ))
-        .into());
+            ))
+            .into());
     }
     dd.refuse_unless("double_z", |v| v.bool(), true, "a single-moment encoder")?;
     dd.refuse_unless(
@@ -48,7 +49,9 @@ pub(super) fn vae(
     if let Some(node) = dd.get("attn_resolutions")
         && !node.usize_list()?.is_empty()
     {
-        return Err(node.unsupported("attention inside the encoder/decoder levels").into());
+        return Err(node
+            .unsupported("attention inside the encoder/decoder levels")
+            .into());
     }
     let mid_block_add_attention = match dd.get("attn_type") {
         None => true,
