@@ -206,7 +206,7 @@ pub enum ErrorCause {
 }
 
 /// `": <cause>"`, or nothing: the cause's text after the reason in a message.
-fn cause_suffix(source: &Option<Box<ErrorCause>>) -> String {
+pub(crate) fn cause_suffix<E: std::fmt::Display>(source: &Option<Box<E>>) -> String {
     source
         .as_ref()
         .map(|cause| format!(": {cause}"))

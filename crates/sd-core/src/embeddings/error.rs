@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::error::cause_suffix;
+
 /// What can go wrong reading, writing or registering an embedding. Every variant names the
 /// file (or the label given to an in-memory reader).
 #[derive(Debug, thiserror::Error)]
@@ -150,14 +152,6 @@ pub enum EmbeddingErrorCause {
     /// The safetensors serialiser refused the tensors.
     #[error(transparent)]
     Safetensors(#[from] safetensors::SafeTensorError),
-}
-
-/// `": <cause>"`, or nothing: the cause's text after the reason in a message.
-fn cause_suffix(source: &Option<Box<EmbeddingErrorCause>>) -> String {
-    source
-        .as_ref()
-        .map(|cause| format!(": {cause}"))
-        .unwrap_or_default()
 }
 
 impl EmbeddingError {
