@@ -33,13 +33,15 @@ pub enum ClipError {
         source: serde_json::Error,
     },
     /// The `tokenizers` library rejected a vocabulary, a merges list or a `tokenizer.json`, or
-    /// failed on a text.
-    #[error("tokenizer error ({context}): {message}")]
+    /// failed on a text; or the bundled vocabulary could not be unpacked.
+    #[error("tokenizer error ({context}): {source}")]
     Tokenizer {
         /// Which file or step.
         context: String,
-        /// The library's message.
-        message: String,
+        /// The library's error (`tokenizers::Error`, the boxed error that library returns
+        /// everywhere).
+        #[source]
+        source: tokenizers::Error,
     },
     /// A folder holds no tokenizer files this crate knows.
     #[error(
@@ -66,16 +68,24 @@ pub enum ClipError {
         /// The number of merges the bundled vocabulary has.
         available: usize,
     },
-    /// A safetensors source could not be read.
+    /// The weight store could not list or read its tensors (a truncated or corrupt file).
+    ///
+    /// It carries the store's own error: burn's `SafetensorsStoreError` for a
+    /// `SafetensorsStore` (downcast to reach it). It is boxed because the loaders take any
+    /// burn `ModuleStore`, whose error type is the store's choice.
     #[error("cannot read the weights: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A key-rename table of this crate is not a valid regex (a bug in this crate).
+    #[error("bad key table regex (a bug in sd-clip): {0}")]
+    KeyTable(#[source] regex::Error),
     /// The weights do not fit the model: keys the model needs are absent, keys under the text
     /// encoder's prefix match nothing, or tensors have the wrong shape.
     #[error(
-        "text encoder weights do not match the model ({format}): {} missing {missing:?}, {} unused {unused:?}, {} errors {errors:?}",
+        "text encoder weights do not match the model ({format}): {} missing {missing:?}, {} unused {unused:?}, {} errors {:?}",
         missing.len(),
         unused.len(),
-        errors.len()
+        errors.len(),
+        errors.iter().map(ToString::to_string).collect::<Vec<_>>()
     )]
     Weights {
         /// The checkpoint format that was being read.
@@ -84,8 +94,16 @@ pub enum ClipError {
         missing: Vec<String>,
         /// Keys of the file (under the text encoder's prefix) that no parameter took.
         unused: Vec<String>,
-        /// Shape, dtype or read errors, one message each, naming the key.
-        errors: Vec<String>,
+        /// Shape, dtype or read errors, one each, naming the key (burn's errors as it
+        /// reported them).
+        errors: Vec<burn::store::ApplyError>,
+    },
+    /// A checkpoint holds no token-embedding table under any key this crate knows, so its
+    /// vocabulary size cannot be read.
+    #[error("no token-embedding table in the weights (looked for {looked_for:?})")]
+    NoTokenEmbedding {
+        /// The keys searched.
+        looked_for: Vec<String>,
     },
     /// A tensor the loader must rebuild (OpenCLIP's fused `in_proj`) has an unexpected shape.
     #[error("tensor {key} has shape {shape:?}; expected {expected}")]
@@ -137,10 +155,10 @@ pub enum ClipError {
 pub type Result<T, E = ClipError> = std::result::Result<T, E>;
 
 impl ClipError {
-    pub(crate) fn tokenizer(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+    pub(crate) fn tokenizer(context: impl Into<String>, source: tokenizers::Error) -> Self {
         Self::Tokenizer {
             context: context.into(),
-            message: err.to_string(),
+            source,
         }
     }
 }

@@ -46,22 +46,22 @@ pub(crate) type Merges = Arc<Vec<(String, String)>>;
 
 /// The merges of the bundled file, decompressed once per process.
 pub(crate) fn standard_merges() -> Result<Merges> {
-    // A failure (only possible if the bundled bytes were corrupt) is cached as its message.
-    static MERGES: OnceLock<std::result::Result<Merges, String>> = OnceLock::new();
-    MERGES
-        .get_or_init(|| parse_bundled().map(Arc::new))
-        .clone()
-        .map_err(|message| ClipError::Tokenizer {
-            context: "bundled bpe_simple_vocab_16e6.txt.gz".into(),
-            message,
-        })
+    // Only a success is kept: a failure (possible only if the bundled bytes were corrupt)
+    // is returned as it happened, and the next call tries again.
+    static MERGES: OnceLock<Merges> = OnceLock::new();
+    if let Some(merges) = MERGES.get() {
+        return Ok(merges.clone());
+    }
+    let merges = Arc::new(parse_bundled().map_err(|source| ClipError::Tokenizer {
+        context: "bundled bpe_simple_vocab_16e6.txt.gz".into(),
+        source,
+    })?);
+    Ok(MERGES.get_or_init(|| merges).clone())
 }
 
-fn parse_bundled() -> std::result::Result<Vec<(String, String)>, String> {
+fn parse_bundled() -> std::result::Result<Vec<(String, String)>, tokenizers::Error> {
     let mut text = String::new();
-    flate2::read::GzDecoder::new(BPE_GZ)
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
+    flate2::read::GzDecoder::new(BPE_GZ).read_to_string(&mut text)?;
     // Line 0 is a version header; CLIP reads lines 1..=STANDARD_MERGES.
     text.split('\n')
         .skip(1)
@@ -71,7 +71,7 @@ fn parse_bundled() -> std::result::Result<Vec<(String, String)>, String> {
             let mut parts = line.split_whitespace();
             match (parts.next(), parts.next(), parts.next()) {
                 (Some(a), Some(b), None) => Ok((a.to_owned(), b.to_owned())),
-                _ => Err(format!("merge line {} is malformed: {line:?}", i + 1)),
+                _ => Err(format!("merge line {} is malformed: {line:?}", i + 1).into()),
             }
         })
         .collect()

@@ -85,7 +85,9 @@ fn wrong_shapes_are_reported() {
     match load(&config, SD1_FOLDER, WeightFormat::Diffusers) {
         Err(ClipError::Weights { errors, .. }) => {
             assert!(
-                errors.iter().any(|e| e.contains("token_embedding")),
+                errors
+                    .iter()
+                    .any(|e| e.to_string().contains("token_embedding")),
                 "{errors:?}"
             );
         }

@@ -17,28 +17,40 @@ pub enum CoreError {
         source: std::io::Error,
     },
     /// A `.safetensors` file is truncated, malformed or claims impossible sizes.
-    #[error("{path}: not a valid safetensors file: {reason}")]
+    #[error("{path}: not a valid safetensors file: {reason}{}", cause_suffix(.source))]
     InvalidSafetensors {
         /// The file.
         path: PathBuf,
-        /// What is wrong with it.
+        /// What is wrong with it (naming the tensor or header entry where there is one).
         reason: String,
+        /// The error beneath, when one was converted: the JSON parser's, or the limit
+        /// exceeded.
+        #[source]
+        source: Option<Box<ErrorCause>>,
     },
     /// A checkpoint's keys match no Stable Diffusion layout this crate knows.
-    #[error("{path}: {reason}")]
+    #[error("{path}: {reason}{}", cause_suffix(.source))]
     UnrecognisedCheckpoint {
         /// The file or folder.
         path: PathBuf,
         /// What was expected and not found.
         reason: String,
+        /// The error beneath, when one was converted (a `model_index.json` that is not
+        /// JSON).
+        #[source]
+        source: Option<Box<ErrorCause>>,
     },
     /// A config file or folder could not be used.
-    #[error("{path}: invalid config: {reason}")]
+    #[error("{path}: invalid config: {reason}{}", cause_suffix(.source))]
     InvalidConfig {
         /// The file or folder.
         path: PathBuf,
-        /// What is wrong with it.
+        /// What is wrong with it (naming the field where there is one).
         reason: String,
+        /// The error beneath, when one was converted: a JSON or YAML parser's, or the
+        /// network crate's that refused the configuration.
+        #[source]
+        source: Option<Box<ErrorCause>>,
     },
     /// The text encoder or its tokenizer could not be loaded.
     #[error("{path}: text encoder: {source}")]
@@ -161,6 +173,44 @@ pub enum CoreError {
         /// The cargo feature that enables it.
         feature: &'static str,
     },
+}
+
+/// The library error beneath a [`CoreError`] that describes a file's problem in words
+/// ([`CoreError::InvalidSafetensors`], [`CoreError::UnrecognisedCheckpoint`],
+/// [`CoreError::InvalidConfig`]): the error travels typed, the words say where it arose.
+/// Boxed in those variants, so that a `Result` stays small.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorCause {
+    /// A JSON document (a config, a safetensors header) did not parse.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A YAML document (an LDM config) did not parse.
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml_ng::Error),
+    /// A text file is not UTF-8.
+    #[error(transparent)]
+    NotUtf8(#[from] std::string::FromUtf8Error),
+    /// A value is over one of the configured [`crate::limits::Limits`].
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitExceeded),
+    /// The text encoder crate refused its configuration or could not read it.
+    #[error(transparent)]
+    TextEncoder(#[from] sd_clip::ClipError),
+    /// The UNet crate refused its configuration or could not read it.
+    #[error(transparent)]
+    Unet(#[from] sd_unet::UNetError),
+    /// The VAE crate refused its configuration or could not read it.
+    #[error(transparent)]
+    Vae(#[from] sd_vae::VaeError),
+}
+
+/// `": <cause>"`, or nothing: the cause's text after the reason in a message.
+pub(crate) fn cause_suffix<E: std::fmt::Display>(source: &Option<Box<E>>) -> String {
+    source
+        .as_ref()
+        .map(|cause| format!(": {cause}"))
+        .unwrap_or_default()
 }
 
 impl CoreError {

@@ -18,7 +18,7 @@ pub mod pipeline;
 /// and devices with the same types.
 pub use burn;
 pub use device::DeviceChoice;
-pub use error::{CoreError, Result};
+pub use error::{CoreError, ErrorCause, Result};
 pub use model::{LoadOptions, ModelArchitecture, StableDiffusion};
 pub use pipeline::{Generation, GenerationRequest, Img2ImgInput};
 /// The CLIP tokenizer and text encoder.

@@ -303,6 +303,7 @@ fn yaml_error(name: &str, text: &str) -> (PathBuf, String) {
     let CoreError::InvalidConfig {
         path: named,
         reason,
+        ..
     } = &err
     else {
         panic!("not InvalidConfig: {err:?}");

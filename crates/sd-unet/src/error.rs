@@ -33,8 +33,15 @@ pub enum UNetError {
         source: serde_json::Error,
     },
     /// The tensor store could not list or read its tensors (a truncated or corrupt file).
+    ///
+    /// It carries the store's own error: burn's `SafetensorsStoreError` for a
+    /// `SafetensorsStore` (downcast to reach it). It is boxed because the loaders take any
+    /// burn `ModuleStore`, whose error type is the store's choice.
     #[error("cannot read the UNet weights: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A key-rename table of this crate is not a valid regex (a bug in this crate).
+    #[error("invalid UNet key table (a bug in sd-unet): {0}")]
+    KeyTable(#[source] regex::Error),
     /// The weights lack tensors the model needs.
     #[error("{format} UNet weights lack {} tensor(s): {}", keys.len(), keys.join(", "))]
     MissingKeys {
@@ -54,15 +61,25 @@ pub enum UNetError {
         keys: Vec<String>,
     },
     /// Tensors that exist but do not fit (wrong shape, unreadable data).
-    #[error("{format} UNet weights do not fit the model: {}", errors.join("; "))]
+    #[error("{format} UNet weights do not fit the model: {}", join(errors))]
     Tensors {
         /// The key layout the weights were read as.
         format: WeightFormat,
-        /// One message per tensor, naming it and the shapes involved.
-        errors: Vec<String>,
+        /// One error per tensor, naming it and the shapes involved (burn's errors as it
+        /// reported them).
+        errors: Vec<burn::store::ApplyError>,
     },
     /// Inputs to [`forward`](crate::UNet2DConditionModel::forward) whose shapes do not fit
     /// the model or each other.
     #[error("bad UNet input: {0}")]
     Input(String),
+}
+
+/// The errors' messages, `; `-separated.
+fn join(errors: &[burn::store::ApplyError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -206,7 +206,7 @@ fn wrong_config_names_the_keys() {
     match load_err(&config, folder, WeightFormat::Diffusers) {
         UNetError::Tensors { errors, .. } => {
             assert!(
-                errors.iter().any(|e| e.contains("attn2.to_k")),
+                errors.iter().any(|e| e.to_string().contains("attn2.to_k")),
                 "{errors:?}"
             )
         }

@@ -37,8 +37,15 @@ pub enum VaeError {
         reason: &'static str,
     },
     /// The tensor store itself failed (unreadable or truncated file, bad header).
+    ///
+    /// It carries the store's own error: burn's `SafetensorsStoreError` for a
+    /// `SafetensorsStore` (downcast to reach it). It is boxed because the loaders take any
+    /// burn `ModuleStore`, whose error type is the store's choice.
     #[error("cannot read VAE weights: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A key-rename table of this crate is not a valid regex (a bug in this crate).
+    #[error("invalid VAE key table (a bug in sd-vae): {0}")]
+    KeyTable(#[source] regex::Error),
     /// The weights do not fit the configured network: tensors it needs are absent, tensors of
     /// the VAE are left over, or shapes disagree.
     #[error("VAE weights ({format}) do not match the configuration:{}", describe_mismatch(.missing, .unused, .errors))]
@@ -49,8 +56,9 @@ pub enum VaeError {
         missing: Vec<String>,
         /// VAE tensors in the file that no parameter took (file names).
         unused: Vec<String>,
-        /// Shape, dtype or decoding errors, one line each, naming the tensor.
-        errors: Vec<String>,
+        /// Shape, dtype or decoding errors, one each, naming the tensor (burn's errors as it
+        /// reported them).
+        errors: Vec<burn::store::ApplyError>,
     },
     /// The weight source holds no VAE tensors at all under the layout asked for.
     #[error("no VAE tensors found for the {format} layout (looked for {looked_for})")]
@@ -73,8 +81,14 @@ fn path_suffix(path: &Option<PathBuf>) -> String {
 
 /// Lists up to a screenful of each kind of mismatch: a wrong-architecture file can leave
 /// hundreds of keys on each side, and the first few are what tells a user what happened.
-fn describe_mismatch(missing: &[String], unused: &[String], errors: &[String]) -> String {
+fn describe_mismatch(
+    missing: &[String],
+    unused: &[String],
+    errors: &[burn::store::ApplyError],
+) -> String {
     const SHOWN: usize = 20;
+    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let errors = errors.as_slice();
     let mut out = String::new();
     for (label, items) in [("missing", missing), ("unused", unused), ("errors", errors)] {
         if items.is_empty() {

@@ -168,28 +168,32 @@ impl AutoencoderKl {
     /// let vae = AutoencoderKl::load(&config, &mut store, WeightFormat::Diffusers, &device)?;
     /// # Ok::<(), sd_vae::VaeError>(())
     /// ```
-    pub fn load<S: ModuleStore>(
+    pub fn load<S>(
         config: &AutoencoderKlConfig,
         store: &mut S,
         format: WeightFormat,
         device: &Device,
-    ) -> Result<Self> {
+    ) -> Result<Self>
+    where
+        S: ModuleStore,
+        S::Error: std::error::Error + Send + Sync + 'static,
+    {
         let mut vae = config.init(device)?;
         vae.load_weights(store, format)?;
         Ok(vae)
     }
 
     /// Loads weights into an existing network, replacing all of its parameters.
-    pub fn load_weights<S: ModuleStore>(
-        &mut self,
-        store: &mut S,
-        format: WeightFormat,
-    ) -> Result<()> {
+    pub fn load_weights<S>(&mut self, store: &mut S, format: WeightFormat) -> Result<()>
+    where
+        S: ModuleStore,
+        S::Error: std::error::Error + Send + Sync + 'static,
+    {
         // LDM numbers decoder levels from the image side, so the renames depend on the count.
         let levels = self.decoder.up_blocks.len();
         let all = store
             .get_all_tensors()
-            .map_err(|e| VaeError::Store(e.to_string()))?;
+            .map_err(|e| VaeError::Store(Box::new(e)))?;
         // A single file prefixes the VAE with `first_stage_model.`; a standalone LDM VAE and a
         // diffusers file do not.
         let prefix = match format {
@@ -213,8 +217,7 @@ impl AutoencoderKl {
             });
         }
 
-        let remapper = KeyRemapper::from_patterns(table)
-            .map_err(|e| VaeError::Store(format!("invalid key table (a bug): {e}")))?;
+        let remapper = KeyRemapper::from_patterns(table).map_err(VaeError::KeyTable)?;
         let (tensors, names) = remapper.remap(tensors);
         // diffusers name -> the key as the file spells it, to report unused keys in the
         // user's terms.
@@ -227,8 +230,7 @@ impl AutoencoderKl {
             Box::new(FloatCastAdapter::to(DType::F32).chain(PyTorchLayoutF32));
         let result = self.apply(tensors, None, Some(adapter), false);
 
-        let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-        if result.missing.is_empty() && result.unused.is_empty() && errors.is_empty() {
+        if result.missing.is_empty() && result.unused.is_empty() && result.errors.is_empty() {
             return Ok(());
         }
         let unused = result
@@ -243,7 +245,7 @@ impl AutoencoderKl {
             format,
             missing: result.missing.into_iter().map(|(path, _)| path).collect(),
             unused,
-            errors,
+            errors: result.errors,
         })
     }
 

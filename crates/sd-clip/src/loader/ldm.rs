@@ -100,9 +100,11 @@ pub(crate) fn table<'a>(keys: impl Iterator<Item = &'a str> + Clone) -> Result<K
     } else {
         Err(ClipError::Weights {
             format: "Ldm".into(),
-            missing: vec![format!("{OPENAI_PREFIX}* or {OPEN_CLIP_PREFIX}*")],
+            missing: vec![format!(
+                "{OPENAI_PREFIX}* or {OPEN_CLIP_PREFIX}* (the file has no text encoder keys)"
+            )],
             unused: Vec::new(),
-            errors: vec!["the file has no text encoder keys".into()],
+            errors: Vec::new(),
         })
     }
 }

@@ -92,16 +92,20 @@ pub(crate) struct KeyTable {
 /// anything is read or allocated); [`ClipError::Store`] when the store cannot be read;
 /// [`ClipError::Weights`] listing every missing and unused key and every shape mismatch;
 /// [`ClipError::BadShape`] for a fused tensor that cannot be split.
-pub fn load<S: ModuleStore>(
+pub fn load<S>(
     config: &ClipTextConfig,
     store: &mut S,
     format: WeightFormat,
     device: &Device,
-) -> Result<(ClipTextModel, LoadReport)> {
+) -> Result<(ClipTextModel, LoadReport)>
+where
+    S: ModuleStore,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
     config.validate()?;
     let all = store
         .get_all_tensors()
-        .map_err(|e| ClipError::Store(e.to_string()))?;
+        .map_err(|e| ClipError::Store(Box::new(e)))?;
     let table = match format {
         WeightFormat::Diffusers => diffusers::table(),
         WeightFormat::Ldm => ldm::table(all.keys().map(String::as_str))?,
@@ -120,9 +124,13 @@ pub fn load<S: ModuleStore>(
 /// (its vocabulary size), read from the file's header without loading the weights.
 ///
 /// # Errors
-/// [`ClipError::Store`] when the store cannot be read; [`ClipError::Weights`] when it holds
-/// no token-embedding table.
-pub fn token_embedding_rows<S: ModuleStore>(store: &mut S) -> Result<usize> {
+/// [`ClipError::Store`] when the store cannot be read; [`ClipError::NoTokenEmbedding`] when it
+/// holds no token-embedding table.
+pub fn token_embedding_rows<S>(store: &mut S) -> Result<usize>
+where
+    S: ModuleStore,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
     const KEYS: [&str; 4] = [
         "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
         "cond_stage_model.model.token_embedding.weight",
@@ -131,15 +139,12 @@ pub fn token_embedding_rows<S: ModuleStore>(store: &mut S) -> Result<usize> {
     ];
     let all = store
         .get_all_tensors()
-        .map_err(|e| ClipError::Store(e.to_string()))?;
+        .map_err(|e| ClipError::Store(Box::new(e)))?;
     KEYS.iter()
         .find_map(|key| all.get(*key))
         .and_then(|t| t.shape.to_vec().first().copied())
-        .ok_or_else(|| ClipError::Weights {
-            format: "any".into(),
-            missing: KEYS.iter().map(|k| (*k).to_owned()).collect(),
-            unused: Vec::new(),
-            errors: vec!["no token-embedding table".into()],
+        .ok_or_else(|| ClipError::NoTokenEmbedding {
+            looked_for: KEYS.iter().map(|k| (*k).to_owned()).collect(),
         })
 }
 
@@ -150,8 +155,8 @@ fn apply(
     config: &ClipTextConfig,
     format: WeightFormat,
 ) -> Result<LoadReport> {
-    let remapper = KeyRemapper::from_patterns(table.renames.to_vec())
-        .map_err(|e| ClipError::Store(format!("bad key table regex: {e}")))?;
+    let remapper =
+        KeyRemapper::from_patterns(table.renames.to_vec()).map_err(ClipError::KeyTable)?;
     let (renamed, names) = remapper.remap(tensors);
     // Model path → file key, for messages; split q/k/v pieces map to their fused key.
     let mut original: HashMap<String, String> = names.into_iter().collect();
@@ -197,7 +202,7 @@ fn apply(
                 unused.dedup();
                 unused
             },
-            errors: result.errors.iter().map(ToString::to_string).collect(),
+            errors: result.errors,
         });
     }
     report.loaded = result.applied.len();

@@ -156,7 +156,8 @@ impl SafetensorsHeader {
             if let Err(e) = limits.check_tensor_bytes(bytes) {
                 return Err(CoreError::InvalidSafetensors {
                     path: header.path.clone(),
-                    reason: format!("tensor `{name}`: {e}"),
+                    reason: format!("tensor `{name}`"),
+                    source: Some(Box::new(e.into())),
                 });
             }
         }
@@ -178,6 +179,7 @@ impl SafetensorsHeader {
         let invalid = |reason: String| CoreError::InvalidSafetensors {
             path: path.to_owned(),
             reason,
+            source: None,
         };
         let mut len_bytes = [0u8; 8];
         source
@@ -200,20 +202,26 @@ impl SafetensorsHeader {
         let invalid = |reason: String| CoreError::InvalidSafetensors {
             path: path.to_owned(),
             reason,
+            source: None,
+        };
+        let bad_json = |reason: String, e: serde_json::Error| CoreError::InvalidSafetensors {
+            path: path.to_owned(),
+            reason,
+            source: Some(Box::new(e.into())),
         };
         let raw: BTreeMap<String, serde_json::Value> =
-            serde_json::from_slice(json).map_err(|e| invalid(format!("header JSON: {e}")))?;
+            serde_json::from_slice(json).map_err(|e| bad_json("header JSON".into(), e))?;
         let data_len = file_len - data_start;
         let mut tensors = BTreeMap::new();
         let mut metadata = BTreeMap::new();
         for (name, value) in raw {
             if name == "__metadata__" {
                 metadata = serde_json::from_value(value)
-                    .map_err(|e| invalid(format!("__metadata__: {e}")))?;
+                    .map_err(|e| bad_json("__metadata__".into(), e))?;
                 continue;
             }
             let entry: RawEntry = serde_json::from_value(value)
-                .map_err(|e| invalid(format!("tensor `{name}`: {e}")))?;
+                .map_err(|e| bad_json(format!("tensor `{name}`"), e))?;
             let dtype = DType::parse(&entry.dtype).ok_or_else(|| {
                 invalid(format!("tensor `{name}`: unknown dtype {}", entry.dtype))
             })?;

@@ -95,6 +95,7 @@ impl CheckpointSummary {
         let unrecognised = |reason: &str| CoreError::UnrecognisedCheckpoint {
             path: path.to_owned(),
             reason: reason.to_owned(),
+            source: None,
         };
         let (format, names, tensors, family) = if path.is_dir() {
             let tensors = read_diffusers_folder(path)?;
@@ -213,6 +214,7 @@ fn read_diffusers_folder(folder: &Path) -> Result<Tensors> {
             return Err(CoreError::UnrecognisedCheckpoint {
                 path: dir,
                 reason: "no .safetensors weights in this component folder".into(),
+                source: None,
             });
         }
         for file in files {
@@ -234,7 +236,8 @@ fn diffusers_family(folder: &Path) -> Result<ModelFamily> {
     let config: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| CoreError::UnrecognisedCheckpoint {
             path: path.clone(),
-            reason: format!("invalid JSON: {e}"),
+            reason: "invalid JSON".into(),
+            source: Some(Box::new(e.into())),
         })?;
     Ok(match config.get("hidden_act").and_then(|v| v.as_str()) {
         Some("gelu") => ModelFamily::Sd2,

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::error::cause_suffix;
+
 /// What can go wrong reading, writing or registering an embedding. Every variant names the
 /// file (or the label given to an in-memory reader).
 #[derive(Debug, thiserror::Error)]
@@ -20,21 +22,26 @@ pub enum EmbeddingError {
     #[error(transparent)]
     TorchFile(#[from] sd_torch_file::TorchFileError),
     /// A `.safetensors` file is truncated or malformed.
-    #[error("{path}: not a valid safetensors file: {reason}", path = path.display())]
+    #[error("{path}: not a valid safetensors file: {source}", path = path.display())]
     Safetensors {
         /// The file.
         path: PathBuf,
-        /// What the safetensors reader said.
-        reason: String,
+        /// What the safetensors reader said (it names the tensor where there is one).
+        #[source]
+        source: safetensors::SafeTensorError,
     },
     /// An image could not be decoded, or its embedding data (text chunk or pixels) is
     /// malformed.
-    #[error("{path}: {reason}", path = path.display())]
+    #[error("{path}: {reason}{}", cause_suffix(.source), path = path.display())]
     Image {
         /// The file.
         path: PathBuf,
         /// What is wrong.
         reason: String,
+        /// The error beneath, when one was converted (the PNG decoder's, the JSON parser's,
+        /// ...).
+        #[source]
+        source: Option<Box<EmbeddingErrorCause>>,
     },
     /// The file decodes but holds no layout A1111 reads as an embedding (A1111: "Couldn't
     /// identify ... as neither textual inversion embedding nor diffuser concept").
@@ -94,12 +101,16 @@ pub enum EmbeddingError {
         path: PathBuf,
     },
     /// The embedding cannot be written in the format asked for.
-    #[error("{path}: cannot write this embedding: {reason}", path = path.display())]
+    #[error("{path}: cannot write this embedding: {reason}{}", cause_suffix(.source), path = path.display())]
     Write {
         /// The file.
         path: PathBuf,
         /// Why.
         reason: String,
+        /// The error beneath, when one was converted (the safetensors serialiser's, the PNG
+        /// encoder's).
+        #[source]
+        source: Option<Box<EmbeddingErrorCause>>,
     },
     /// The embedding's values do not fit its declared shape, or it has none.
     #[error("embedding `{name}`: {reason}")]
@@ -114,7 +125,58 @@ pub enum EmbeddingError {
     Conditioning(#[from] crate::conditioning::ConditioningError),
 }
 
+/// The library error beneath an [`EmbeddingError::Image`] or [`EmbeddingError::Write`]: the
+/// error travels typed, the reason says where it arose. Boxed in those variants, so that a
+/// `Result` stays small.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmbeddingErrorCause {
+    /// The PNG decoder refused the picture.
+    #[error(transparent)]
+    Decode(#[from] image::ImageError),
+    /// The picture is over one of the configured [`crate::limits::Limits`].
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitExceeded),
+    /// The PNG's chunks could not be read, or the PNG could not be encoded.
+    #[error(transparent)]
+    Png(#[from] sd_infotext::InfotextError),
+    /// The embedding data is not valid JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The text chunk is not base64.
+    #[error(transparent)]
+    Base64(#[from] base64::DecodeError),
+    /// The embedding data hidden in the pixels is corrupt.
+    #[error(transparent)]
+    PixelData(#[from] super::formats::png_pixels::ExtractError),
+    /// The safetensors serialiser refused the tensors.
+    #[error(transparent)]
+    Safetensors(#[from] safetensors::SafeTensorError),
+}
+
 impl EmbeddingError {
+    /// [`EmbeddingError::Image`] with a reason in words only.
+    pub(crate) fn image(path: &std::path::Path, reason: impl Into<String>) -> Self {
+        Self::Image {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// [`EmbeddingError::Image`]: `reason`, caused by `source`.
+    pub(crate) fn image_caused(
+        path: &std::path::Path,
+        reason: impl Into<String>,
+        source: impl Into<EmbeddingErrorCause>,
+    ) -> Self {
+        Self::Image {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+            source: Some(Box::new(source.into())),
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::checkpoint::ModelFamily;
 use crate::checkpoint::ldm_family;
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, ErrorCause, Result};
 
 /// Tensor name → shape, for every tensor of a checkpoint (read from headers, no weights).
 pub type TensorShapes = BTreeMap<String, Vec<usize>>;
@@ -57,6 +57,7 @@ impl ModelArchitecture {
         let unrecognised = |reason: String| CoreError::UnrecognisedCheckpoint {
             path: path.to_owned(),
             reason,
+            source: None,
         };
         let family = ldm_family(shapes.keys().map(String::as_str)).ok_or_else(|| {
             unrecognised(
@@ -125,22 +126,28 @@ impl ModelArchitecture {
         let invalid = |path: &Path, reason: String| CoreError::InvalidConfig {
             path: path.to_owned(),
             reason,
+            source: None,
+        };
+        let unreadable = |path: &Path, what: &str, source: ErrorCause| CoreError::InvalidConfig {
+            path: path.to_owned(),
+            reason: what.to_owned(),
+            source: Some(Box::new(source)),
         };
         let text_path = dir.join("text_encoder").join("config.json");
         let text_encoder = ClipTextConfig::from_file(&text_path)
-            .map_err(|e| invalid(&text_path, e.to_string()))?;
+            .map_err(|e| unreadable(&text_path, "text encoder", e.into()))?;
         let unet_path = dir.join("unet").join("config.json");
         let unet = UNetConfig::from_json_file(&unet_path)
-            .map_err(|e| invalid(&unet_path, e.to_string()))?;
+            .map_err(|e| unreadable(&unet_path, "UNet", e.into()))?;
         let vae_path = dir.join("vae").join("config.json");
         let vae = AutoencoderKlConfig::from_json_file(&vae_path)
-            .map_err(|e| invalid(&vae_path, e.to_string()))?;
+            .map_err(|e| unreadable(&vae_path, "VAE", e.into()))?;
         let scheduler_path = dir.join("scheduler").join("scheduler_config.json");
         let scheduler = if scheduler_path.is_file() {
             let text = std::fs::read_to_string(&scheduler_path)
                 .map_err(|e| CoreError::io(&scheduler_path, e))?;
             serde_json::from_str::<SchedulerConfigFile>(&text)
-                .map_err(|e| invalid(&scheduler_path, e.to_string()))?
+                .map_err(|e| unreadable(&scheduler_path, "scheduler", e.into()))?
         } else {
             SchedulerConfigFile::default()
         };
@@ -228,6 +235,7 @@ impl ModelArchitecture {
                     self.unet.cross_attention_dim,
                     text_encoder.display()
                 ),
+                source: None,
             });
         }
         if self.text_encoder.max_position_embeddings < CHUNK_TOKENS {
@@ -238,6 +246,7 @@ impl ModelArchitecture {
                      prompt chunk",
                     self.text_encoder.max_position_embeddings
                 ),
+                source: None,
             });
         }
         Ok(())

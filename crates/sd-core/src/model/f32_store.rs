@@ -189,6 +189,9 @@ fn deferred_tensor(
         } else {
             read_native(&source, stored, offset, &dims, dtype)
         };
+        // burn's deferred-tensor callback must return `burn_pack::Error`, whose variants hold
+        // only text (even its `IoError`): the io::Error cannot travel typed past burn, so its
+        // message goes in with the file and tensor it concerns.
         read.map_err(|e| burn_pack::Error::ValidationError(format!("{what}: {e}")))
     })
 }

@@ -222,6 +222,7 @@ fn check_tokenizer_fits(
                 tokenizer.vocab_size(),
                 config_dir.join("tokenizer").display()
             ),
+            source: None,
         });
     }
     Ok(())
@@ -283,6 +284,7 @@ fn load_separate_vae(
             CoreError::UnrecognisedCheckpoint {
                 path: path.to_owned(),
                 reason: "no VAE weights (neither LDM nor diffusers key names)".into(),
+                source: None,
             }
         })?;
     load_vae(&mut file, architecture, format, device)

@@ -87,5 +87,6 @@ pub(crate) fn component_file(folder: &Path, component: &str) -> Result<PathBuf> 
         .ok_or_else(|| CoreError::UnrecognisedCheckpoint {
             path: dir.clone(),
             reason: format!("no weights file (looked for {})", candidates.join(", ")),
+            source: None,
         })
 }

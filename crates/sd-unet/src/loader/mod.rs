@@ -57,12 +57,16 @@ impl UNet2DConditionModel {
     /// let unet = UNet2DConditionModel::load(&UNetConfig::sd15(), &mut store, WeightFormat::Ldm, &device)?;
     /// # Ok::<(), sd_unet::UNetError>(())
     /// ```
-    pub fn load<S: ModuleStore>(
+    pub fn load<S>(
         config: &UNetConfig,
         store: &mut S,
         format: WeightFormat,
         device: &Device,
-    ) -> Result<Self, UNetError> {
+    ) -> Result<Self, UNetError>
+    where
+        S: ModuleStore,
+        S::Error: std::error::Error + Send + Sync + 'static,
+    {
         let mut model = config.init(device)?;
         model.load_weights(config, store, format)?;
         Ok(model)
@@ -70,12 +74,16 @@ impl UNet2DConditionModel {
 
     /// Replaces every weight of the model with the store's; `config` must be the one the
     /// model was built from (the LDM key table depends on it).
-    pub fn load_weights<S: ModuleStore>(
+    pub fn load_weights<S>(
         &mut self,
         config: &UNetConfig,
         store: &mut S,
         format: WeightFormat,
-    ) -> Result<(), UNetError> {
+    ) -> Result<(), UNetError>
+    where
+        S: ModuleStore,
+        S::Error: std::error::Error + Send + Sync + 'static,
+    {
         let rows: Vec<(String, String)> = match format {
             WeightFormat::Diffusers => Vec::new(),
             WeightFormat::Ldm => ldm::key_table(config),
@@ -85,12 +93,11 @@ impl UNet2DConditionModel {
                 .iter()
                 .map(|(from, to)| (from.to_string(), to.to_string())),
         );
-        let remapper = KeyRemapper::from_pattern_iter(rows)
-            .map_err(|e| UNetError::Store(format!("invalid key table: {e}")))?;
+        let remapper = KeyRemapper::from_pattern_iter(rows).map_err(UNetError::KeyTable)?;
 
         let tensors: Vec<burn_pack::Tensor> = store
             .get_all_tensors()
-            .map_err(|e| UNetError::Store(e.to_string()))?
+            .map_err(|e| UNetError::Store(Box::new(e)))?
             .iter()
             .filter(|(name, _)| format == WeightFormat::Diffusers || name.starts_with(ldm::PREFIX))
             .map(|(_, tensor)| tensor.clone())
@@ -109,7 +116,7 @@ impl UNet2DConditionModel {
         if !result.errors.is_empty() {
             return Err(UNetError::Tensors {
                 format,
-                errors: result.errors.iter().map(|e| e.to_string()).collect(),
+                errors: result.errors,
             });
         }
         if !result.unused.is_empty() {
@@ -136,17 +143,18 @@ impl UNet2DConditionModel {
 
 /// The input channels of a checkpoint's UNet (4, or 9 for inpainting models), read from the
 /// shape of its `conv_in` weight; `None` when the store has no such tensor.
-pub fn conv_in_channels<S: ModuleStore>(
-    store: &mut S,
-    format: WeightFormat,
-) -> Result<Option<usize>, UNetError> {
+pub fn conv_in_channels<S>(store: &mut S, format: WeightFormat) -> Result<Option<usize>, UNetError>
+where
+    S: ModuleStore,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
     let key = match format {
         WeightFormat::Diffusers => "conv_in.weight".to_string(),
         WeightFormat::Ldm => format!("{}input_blocks.0.0.weight", ldm::PREFIX),
     };
     let tensor = store
         .get_tensor(&key)
-        .map_err(|e| UNetError::Store(e.to_string()))?;
+        .map_err(|e| UNetError::Store(Box::new(e)))?;
     Ok(tensor.and_then(|t| (t.shape.len() == 4).then(|| t.shape[1])))
 }
 

@@ -101,6 +101,7 @@ pub fn write_a1111(path: &Path, e: &Embedding) -> Result<Vec<u8>> {
         return Err(EmbeddingError::Write {
             path: path.to_path_buf(),
             reason: "an SDXL embedding has no A1111 .pt form; write .safetensors".into(),
+            source: None,
         });
     }
     let mut w = TorchWriter::new();

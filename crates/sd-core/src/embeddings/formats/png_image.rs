@@ -21,13 +21,6 @@ use sd_infotext::{encode_png_rgb8, read_png_text};
 /// 512×512 samples).
 pub const DEFAULT_PREVIEW_SIZE: usize = 512;
 
-fn image_err(path: &Path, reason: impl Into<String>) -> EmbeddingError {
-    EmbeddingError::Image {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
 /// Decodes a PNG's pixels as `Image.convert("RGB")` does (alpha dropped), refusing from its
 /// header a picture over [`Limits::max_image_pixels`](crate::limits::Limits) (default
 /// limits: a 20000×20000 PNG is a few hundred KB on disk and 1.2 GB decoded).
@@ -37,13 +30,14 @@ fn image_err(path: &Path, reason: impl Into<String>) -> EmbeddingError {
 pub fn decode_rgb(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
     use image::ImageDecoder as _;
     let limits = crate::limits::Limits::default();
-    let cannot = |e: image::ImageError| image_err(path, format!("cannot decode the PNG: {e}"));
+    let cannot =
+        |e: image::ImageError| EmbeddingError::image_caused(path, "cannot decode the PNG", e);
     let mut decoder =
         image::codecs::png::PngDecoder::new(std::io::Cursor::new(bytes)).map_err(cannot)?;
     let (width, height) = decoder.dimensions();
     limits
         .check_image_pixels(width, height)
-        .map_err(|e| image_err(path, format!("{width}×{height} picture: {e}")))?;
+        .map_err(|e| EmbeddingError::image_caused(path, format!("{width}×{height} picture"), e))?;
     decoder
         .set_limits(limits.image_decoder_limits())
         .map_err(cannot)?;
@@ -60,7 +54,8 @@ pub fn decode_rgb(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
 /// Reads the embedding data of a PNG: the decoded dict, its stored name, and whether it came
 /// from the text chunk (else the pixels).
 pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<(RawData, Option<String>, bool)> {
-    let texts = read_png_text(bytes).map_err(|e| image_err(path, e.to_string()))?;
+    let texts = read_png_text(bytes)
+        .map_err(|e| EmbeddingError::image_caused(path, "cannot read the PNG's chunks", e))?;
     // PIL's `.text` keeps the last chunk of a keyword.
     if let Some(t) = texts.iter().rev().find(|t| t.keyword == TEXT_CHUNK_KEY) {
         let (data, name) = png_text::from_base64(path, &t.text)?;
@@ -75,7 +70,11 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<(RawData, Option<String>
         Err(ExtractError::NoData) => Err(EmbeddingError::NoEmbeddingInImage {
             path: path.to_path_buf(),
         }),
-        Err(ExtractError::Corrupt(reason)) => Err(image_err(path, reason)),
+        Err(corrupt) => Err(EmbeddingError::image_caused(
+            path,
+            "cannot read the embedding from the pixels",
+            corrupt,
+        )),
     }
 }
 
@@ -135,6 +134,7 @@ pub fn write(
                     p.height,
                     p.pixels.len()
                 ),
+                source: None,
             });
         }
         None => RgbImage {
@@ -158,13 +158,15 @@ pub fn write(
             "an image of {}x{} pixels is too large",
             out.width, out.height
         ),
+        source: None,
     };
     let w = u32::try_from(out.width).map_err(too_big)?;
     let h = u32::try_from(out.height).map_err(too_big)?;
     encode_png_rgb8(w, h, &out.pixels, &[(TEXT_CHUNK_KEY, &b64)]).map_err(|err| {
         EmbeddingError::Write {
             path: path.to_path_buf(),
-            reason: err.to_string(),
+            reason: "encoding the PNG".into(),
+            source: Some(Box::new(err.into())),
         }
     })
 }

@@ -185,14 +185,30 @@ fn crop_black(img: &RgbImage) -> (usize, usize, usize, usize) {
 }
 
 /// Why [`extract_data`] found nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
     /// Fewer than two black columns: the image carries no pixel data (A1111 returns `None`
     /// and treats it as a plain preview picture).
+    #[error("the image carries no pixel data")]
     NoData,
-    /// The blocks are found but do not hold a zlib stream (or it inflates past
-    /// [`MAX_JSON_BYTES`]).
-    Corrupt(String),
+    /// The blocks are found but do not hold a zlib stream.
+    #[error("the pixel data is not a zlib stream: {0}")]
+    NotZlib(#[source] std::io::Error),
+    /// The zlib stream inflates past [`MAX_JSON_BYTES`].
+    #[error("the pixel data inflates past {limit} bytes")]
+    TooLarge {
+        /// [`MAX_JSON_BYTES`].
+        limit: u64,
+    },
+    /// The data blocks left and right of the picture differ in size (numpy cannot
+    /// broadcast them together: A1111 raises).
+    #[error("the data blocks differ in size ({left} and {right} columns)")]
+    UnevenBlocks {
+        /// Columns of the left block.
+        left: usize,
+        /// Columns of the right block.
+        right: usize,
+    },
 }
 
 /// A1111's `extract_image_data_embed` up to the JSON: the decompressed bytes.
@@ -205,11 +221,11 @@ pub fn extract_data(img: &RgbImage) -> Result<Vec<u8>, ExtractError> {
     flate2::read::ZlibDecoder::new(bytes.as_slice())
         .take(MAX_JSON_BYTES + 1)
         .read_to_end(&mut json)
-        .map_err(|e| ExtractError::Corrupt(format!("the pixel data is not a zlib stream: {e}")))?;
+        .map_err(ExtractError::NotZlib)?;
     if json.len() as u64 > MAX_JSON_BYTES {
-        return Err(ExtractError::Corrupt(format!(
-            "the pixel data inflates past {MAX_JSON_BYTES} bytes"
-        )));
+        return Err(ExtractError::TooLarge {
+            limit: MAX_JSON_BYTES,
+        });
     }
     Ok(json)
 }
@@ -249,11 +265,10 @@ pub fn extract_blocks(img: &RgbImage) -> Result<Vec<u8>, ExtractError> {
     let upper = block(last + 1, w);
     if lower.len() != upper.len() {
         // numpy cannot broadcast the two blocks together: A1111 raises here.
-        return Err(ExtractError::Corrupt(format!(
-            "the data blocks differ in size ({} and {} columns)",
-            first,
-            w - last - 1
-        )));
+        return Err(ExtractError::UnevenBlocks {
+            left: first,
+            right: w - last - 1,
+        });
     }
     Ok(upper
         .iter()

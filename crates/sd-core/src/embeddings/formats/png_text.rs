@@ -19,13 +19,6 @@ use sd_infotext::py_float_repr;
 /// The PNG text chunk keyword A1111 stores the embedding under.
 pub const TEXT_CHUNK_KEY: &str = "sd-ti-embedding";
 
-fn image_err(path: &Path, reason: impl Into<String>) -> EmbeddingError {
-    EmbeddingError::Image {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
 /// Nested JSON lists → shape and row-major values.
 fn tensor_from_json(path: &Path, key: &str, v: &Value) -> Result<RawTensor> {
     fn walk(v: &Value, depth: usize, shape: &mut Vec<usize>, out: &mut Vec<f32>) -> bool {
@@ -54,7 +47,7 @@ fn tensor_from_json(path: &Path, key: &str, v: &Value) -> Result<RawTensor> {
     let mut shape = Vec::new();
     let mut data = Vec::new();
     if !walk(v, 0, &mut shape, &mut data) || shape.iter().product::<usize>() != data.len() {
-        return Err(image_err(
+        return Err(EmbeddingError::image(
             path,
             format!("`{key}`: TORCHTENSOR is not a rectangular list of numbers"),
         ));
@@ -92,9 +85,12 @@ fn value_from_json(path: &Path, key: &str, v: &Value) -> Result<RawValue> {
 /// Parses the embedding JSON; returns the decoded dict and its `name` entry.
 pub(crate) fn from_json(path: &Path, json: &[u8]) -> Result<(RawData, Option<String>)> {
     let root: Value = serde_json::from_slice(json)
-        .map_err(|e| image_err(path, format!("embedding data is not valid JSON: {e}")))?;
+        .map_err(|e| EmbeddingError::image_caused(path, "embedding data is not valid JSON", e))?;
     let Value::Object(map) = root else {
-        return Err(image_err(path, "embedding data is not a JSON object"));
+        return Err(EmbeddingError::image(
+            path,
+            "embedding data is not a JSON object",
+        ));
     };
     let name = map.get("name").and_then(Value::as_str).map(str::to_string);
     let entries = map
@@ -108,7 +104,9 @@ pub(crate) fn from_json(path: &Path, json: &[u8]) -> Result<(RawData, Option<Str
 pub(crate) fn from_base64(path: &Path, text: &str) -> Result<(RawData, Option<String>)> {
     let json = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
-        .map_err(|e| image_err(path, format!("`{TEXT_CHUNK_KEY}` is not base64: {e}")))?;
+        .map_err(|e| {
+            EmbeddingError::image_caused(path, format!("`{TEXT_CHUNK_KEY}` is not base64"), e)
+        })?;
     from_json(path, &json)
 }
 
@@ -200,6 +198,7 @@ pub fn to_json(path: &Path, e: &Embedding) -> Result<String> {
             path: path.to_path_buf(),
             reason: "A1111's image embeddings hold `string_to_param`; an SDXL embedding has none"
                 .into(),
+            source: None,
         });
     }
     let v = &e.vectors;

@@ -15,18 +15,20 @@ use crate::embeddings::{
 /// Decodes every tensor of a safetensors file (they are the top-level dict of
 /// `safetensors.torch.load_file`, in its sorted key order).
 pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<RawData> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| EmbeddingError::Safetensors {
+    let st = SafeTensors::deserialize(bytes).map_err(|source| EmbeddingError::Safetensors {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source,
     })?;
     let mut names = st.names();
     names.sort();
     let mut entries = Vec::with_capacity(names.len());
     for name in names {
-        let view = st.tensor(name).map_err(|e| EmbeddingError::Safetensors {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let view = st
+            .tensor(name)
+            .map_err(|source| EmbeddingError::Safetensors {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let shape = view.shape().to_vec();
         let shape_err = |reason: String| EmbeddingError::Shape {
             path: path.to_path_buf(),
@@ -99,6 +101,12 @@ pub fn write(path: &Path, e: &Embedding, layout: SafetensorsLayout) -> Result<Ve
     let write_err = |reason: String| EmbeddingError::Write {
         path: path.to_path_buf(),
         reason,
+        source: None,
+    };
+    let refused = |reason: String, e: safetensors::SafeTensorError| EmbeddingError::Write {
+        path: path.to_path_buf(),
+        reason,
+        source: Some(Box::new(e.into())),
     };
     let parts: Vec<(String, &Vectors)> = match (&e.clip_g, layout) {
         (Some(g), _) => vec![("clip_l".into(), &e.vectors), ("clip_g".into(), g)],
@@ -119,9 +127,10 @@ pub fn write(path: &Path, e: &Embedding, layout: SafetensorsLayout) -> Result<Ve
         .map(|(k, b, shape)| {
             TensorView::new(Dtype::F32, shape.to_vec(), b)
                 .map(|v| (k.clone(), v))
-                .map_err(|e| write_err(e.to_string()))
+                .map_err(|e| refused(format!("tensor `{k}`"), e))
         })
         .collect::<Result<Vec<_>>>()?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize(views, Some(metadata)).map_err(|e| write_err(e.to_string()))
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| refused("serialising safetensors".into(), e))
 }

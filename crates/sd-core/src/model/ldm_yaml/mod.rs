@@ -19,7 +19,7 @@ use sd_unet::UNetConfig;
 use sd_vae::AutoencoderKlConfig;
 use serde_yaml_ng::Value;
 
-use self::node::{Field, Node};
+use self::node::{Field, Node, Parsed, Problem};
 use self::text_encoder::text_encoder;
 use self::unet::unet;
 use self::vae::vae;
@@ -119,10 +119,7 @@ impl ModelArchitecture {
     /// [`validate`](Self::validate), naming the yaml, for sizes no real model has.
     pub fn from_ldm_yaml(path: &Path, shapes: &TensorShapes) -> Result<Self> {
         let text = read_yaml(path)?;
-        let architecture = parse(&text, shapes).map_err(|reason| CoreError::InvalidConfig {
-            path: path.to_owned(),
-            reason,
-        })?;
+        let architecture = parse(&text, shapes).map_err(|problem| problem.at(path))?;
         architecture.validate(path, path, path)?;
         Ok(architecture)
     }
@@ -180,10 +177,8 @@ impl ModelArchitecture {
     /// # Errors
     /// As [`from_ldm_yaml`](Self::from_ldm_yaml); errors name the path `<LDM yaml>`.
     pub fn from_ldm_yaml_str(yaml: &str, shapes: &TensorShapes) -> Result<Self> {
-        let architecture = parse(yaml, shapes).map_err(|reason| CoreError::InvalidConfig {
-            path: PathBuf::from(STR_SOURCE),
-            reason,
-        })?;
+        let architecture =
+            parse(yaml, shapes).map_err(|problem| problem.at(Path::new(STR_SOURCE)))?;
         let source = Path::new(STR_SOURCE);
         architecture.validate(source, source, source)?;
         Ok(architecture)
@@ -240,20 +235,18 @@ fn read_yaml(path: &Path) -> Result<String> {
     file.take(MAX_YAML_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| CoreError::io(path, e))?;
-    let invalid = |reason: String| CoreError::InvalidConfig {
-        path: path.to_owned(),
-        reason,
-    };
     if bytes.len() as u64 > MAX_YAML_BYTES {
-        return Err(invalid(format!(
+        return Err(Problem::from(format!(
             "larger than {MAX_YAML_BYTES} bytes: not an LDM config"
-        )));
+        ))
+        .at(path));
     }
-    String::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8 text: {e}")))
+    String::from_utf8(bytes).map_err(|e| Problem::caused("not UTF-8 text".into(), e).at(path))
 }
 
-fn parse(text: &str, shapes: &TensorShapes) -> Field<ModelArchitecture> {
-    let root: Value = serde_yaml_ng::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+fn parse(text: &str, shapes: &TensorShapes) -> Parsed<ModelArchitecture> {
+    let root: Value =
+        serde_yaml_ng::from_str(text).map_err(|e| Problem::caused("not valid YAML".into(), e))?;
     let root = Node {
         path: String::new(),
         value: &root,
@@ -267,10 +260,12 @@ fn parse(text: &str, shapes: &TensorShapes) -> Field<ModelArchitecture> {
         LATENT_DIFFUSION => false,
         LATENT_INPAINT_DIFFUSION => true,
         _ => {
-            return Err(target.unsupported(
-                "only LDM's LatentDiffusion and LatentInpaintDiffusion (SD 1.x/2.x) are built \
-                 (not SDXL's DiffusionEngine, depth-to-image, instruct-pix2pix, ...)",
-            ));
+            return Err(target
+                .unsupported(
+                    "only LDM's LatentDiffusion and LatentInpaintDiffusion (SD 1.x/2.x) are \
+                     built (not SDXL's DiffusionEngine, depth-to-image, instruct-pix2pix, ...)",
+                )
+                .into());
         }
     };
     let params = model.require("params")?;
@@ -279,7 +274,11 @@ fn parse(text: &str, shapes: &TensorShapes) -> Field<ModelArchitecture> {
         Some(node) => match node.str()? {
             "eps" => Prediction::Epsilon,
             "v" => Prediction::V,
-            _ => return Err(node.unsupported("only \"eps\" and \"v\" predictions")),
+            _ => {
+                return Err(node
+                    .unsupported("only \"eps\" and \"v\" predictions")
+                    .into());
+            }
         },
     };
     let noise_schedule = noise_schedule(&params)?;
@@ -293,7 +292,8 @@ fn parse(text: &str, shapes: &TensorShapes) -> Field<ModelArchitecture> {
         return Err(format!(
             "`{}.params.context_dim` is {} but the text encoder is {} wide",
             unet_node.path, unet.cross_attention_dim, text_encoder.hidden_size
-        ));
+        )
+        .into());
     }
     Ok(ModelArchitecture {
         family,

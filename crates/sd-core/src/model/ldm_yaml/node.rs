@@ -2,8 +2,56 @@
 
 use serde_yaml_ng::Value;
 
+use crate::error::ErrorCause;
+
 /// Errors while reading the document: the reason, naming the field.
 pub(super) type Field<T> = std::result::Result<T, String>;
+
+/// Why the document describes no model this crate builds: the reason in words, naming the
+/// field, and the library error beneath it where one was converted (the YAML parser's, or
+/// the network crate's that refused the configuration the document describes).
+#[derive(Debug)]
+pub(super) struct Problem {
+    pub(super) reason: String,
+    pub(super) source: Option<ErrorCause>,
+}
+
+impl Problem {
+    /// `reason`, caused by `source`.
+    pub(super) fn caused(reason: String, source: impl Into<ErrorCause>) -> Self {
+        Self {
+            reason,
+            source: Some(source.into()),
+        }
+    }
+
+    /// The error naming the document `path`.
+    pub(super) fn at(self, path: &std::path::Path) -> crate::CoreError {
+        crate::CoreError::InvalidConfig {
+            path: path.to_owned(),
+            reason: self.reason,
+            source: self.source.map(Box::new),
+        }
+    }
+}
+
+impl From<String> for Problem {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for Problem {
+    fn from(reason: &str) -> Self {
+        reason.to_owned().into()
+    }
+}
+
+/// Reading a document whose errors may carry a typed cause.
+pub(super) type Parsed<T> = std::result::Result<T, Problem>;
 
 /// A YAML value and the dotted path that leads to it, for errors naming the field.
 pub(super) struct Node<'a> {

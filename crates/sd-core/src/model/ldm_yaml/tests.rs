@@ -48,8 +48,8 @@ fn hostile_documents_are_refused_quickly() {
     for text in [deep, bomb] {
         let err = parse(&text, &TensorShapes::new()).expect_err("hostile");
         assert!(
-            err.contains("not valid YAML") || err.contains("missing"),
-            "{err}"
+            err.reason.contains("not valid YAML") || err.reason.contains("missing"),
+            "{err:?}"
         );
     }
 }
@@ -59,5 +59,5 @@ fn a_wrong_type_names_the_field_path() {
     let yaml = "model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n    \
                 timesteps: many\n";
     let err = parse(yaml, &TensorShapes::new()).expect_err("wrong type");
-    assert!(err.contains("`model.params.timesteps`"), "{err}");
+    assert!(err.reason.contains("`model.params.timesteps`"), "{err:?}");
 }

@@ -3,7 +3,7 @@
 use sd_unet::config::{DownBlockType, UpBlockType};
 use sd_unet::{PerBlock, UNetConfig};
 
-use super::node::{Field, Node};
+use super::node::{Field, Node, Parsed, Problem};
 use super::{LDM_CHANNEL_MULT, LDM_NORM_GROUPS};
 use crate::checkpoint::ModelFamily;
 
@@ -12,10 +12,10 @@ const UNET_MODEL: &str = "ldm.modules.diffusionmodules.openaimodel.UNetModel";
 
 /// `unet_config` → diffusers' `UNet2DConditionModel` config, on top of the family's preset
 /// (for what LDM does not configure: sample size, f32 attention of SD 2.x).
-pub(super) fn unet(config: &Node<'_>, family: ModelFamily) -> Field<UNetConfig> {
+pub(super) fn unet(config: &Node<'_>, family: ModelFamily) -> Parsed<UNetConfig> {
     let target = config.require("target")?;
     if target.str()? != UNET_MODEL {
-        return Err(target.unsupported(&format!("only {UNET_MODEL}")));
+        return Err(target.unsupported(&format!("only {UNET_MODEL}")).into());
     }
     let p = config.require("params")?;
     for (key, what) in [
@@ -25,7 +25,7 @@ pub(super) fn unet(config: &Node<'_>, family: ModelFamily) -> Field<UNetConfig> 
         ("num_attention_blocks", "per-level attention block counts"),
     ] {
         if let Some(node) = p.get(key) {
-            return Err(node.unsupported(what));
+            return Err(node.unsupported(what).into());
         }
     }
     p.refuse_unless(
@@ -39,7 +39,8 @@ pub(super) fn unet(config: &Node<'_>, family: ModelFamily) -> Field<UNetConfig> 
             "`{}.use_spatial_transformer` is missing: LDM's default (false) builds a UNet \
              without cross-attention, which is not supported",
             p.path
-        ));
+        )
+        .into());
     }
     p.refuse_unless(
         "use_scale_shift_norm",
@@ -63,7 +64,9 @@ pub(super) fn unet(config: &Node<'_>, family: ModelFamily) -> Field<UNetConfig> 
     if let Some(node) = p.get("disable_self_attentions")
         && node.bool_list()?.contains(&true)
     {
-        return Err(node.unsupported("attention layers without self-attention"));
+        return Err(node
+            .unsupported("attention layers without self-attention")
+            .into());
     }
     let model_channels = p.require("model_channels")?.positive()?;
     let channel_mult = p
@@ -117,14 +120,18 @@ pub(super) fn unet(config: &Node<'_>, family: ModelFamily) -> Field<UNetConfig> 
         let dims = context.usize_list()?;
         match dims.split_first() {
             Some((first, rest)) if rest.iter().all(|d| d == first) => *first,
-            _ => return Err(context.unsupported("different context widths per level")),
+            _ => {
+                return Err(context
+                    .unsupported("different context widths per level")
+                    .into());
+            }
         }
     } else {
         context.positive()?
     };
     let layers = p.require("num_res_blocks")?;
     if layers.value.is_sequence() {
-        return Err(layers.unsupported("a resnet count per level"));
+        return Err(layers.unsupported("a resnet count per level").into());
     }
     let preset = match family {
         ModelFamily::Sd1 => UNetConfig::sd15(),
@@ -149,9 +156,12 @@ pub(super) fn unet(config: &Node<'_>, family: ModelFamily) -> Field<UNetConfig> 
             .map_or(Ok(LDM_NORM_GROUPS), |n| n.positive())?,
         ..preset
     };
-    config
-        .validate()
-        .map_err(|e| format!("`{}` describes a UNet this crate cannot build: {e}", p.path))?;
+    config.validate().map_err(|e| {
+        Problem::caused(
+            format!("`{}` describes a UNet this crate cannot build", p.path),
+            e,
+        )
+    })?;
     Ok(config)
 }
 

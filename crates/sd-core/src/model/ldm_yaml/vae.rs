@@ -2,7 +2,7 @@
 
 use sd_vae::AutoencoderKlConfig;
 
-use super::node::{Field, Node};
+use super::node::{Node, Parsed, Problem};
 use super::{LDM_CHANNEL_MULT, LDM_NORM_GROUPS};
 use crate::checkpoint::ModelFamily;
 
@@ -14,20 +14,22 @@ pub(super) fn vae(
     config: &Node<'_>,
     scale_factor: Option<f64>,
     family: ModelFamily,
-) -> Field<AutoencoderKlConfig> {
+) -> Parsed<AutoencoderKlConfig> {
     let target = config.require("target")?;
     if target.str()? != AUTOENCODER_KL {
-        return Err(target.unsupported(&format!("only {AUTOENCODER_KL}")));
+        return Err(target.unsupported(&format!("only {AUTOENCODER_KL}")).into());
     }
     let params = config.require("params")?;
     let dd = params.require("ddconfig")?;
     let z_channels = dd.require("z_channels")?.positive()?;
     let embed_dim = params.require("embed_dim")?;
     if embed_dim.positive()? != z_channels {
-        return Err(embed_dim.unsupported(&format!(
-            "diffusers' AutoencoderKL has one latent width: embed_dim must equal \
+        return Err(embed_dim
+            .unsupported(&format!(
+                "diffusers' AutoencoderKL has one latent width: embed_dim must equal \
              z_channels ({z_channels})"
-        )));
+            ))
+            .into());
     }
     dd.refuse_unless("double_z", |v| v.bool(), true, "a single-moment encoder")?;
     dd.refuse_unless(
@@ -47,14 +49,16 @@ pub(super) fn vae(
     if let Some(node) = dd.get("attn_resolutions")
         && !node.usize_list()?.is_empty()
     {
-        return Err(node.unsupported("attention inside the encoder/decoder levels"));
+        return Err(node
+            .unsupported("attention inside the encoder/decoder levels")
+            .into());
     }
     let mid_block_add_attention = match dd.get("attn_type") {
         None => true,
         Some(node) => match node.str()? {
             "vanilla" | "vanilla-xformers" => true,
             "none" => false,
-            _ => return Err(node.unsupported("only vanilla attention (or none)")),
+            _ => return Err(node.unsupported("only vanilla attention (or none)").into()),
         },
     };
     let ch = dd.require("ch")?.positive()?;
@@ -83,9 +87,12 @@ pub(super) fn vae(
         ..preset
     };
     config.validate().map_err(|e| {
-        format!(
-            "`{}` describes an autoencoder this crate cannot build: {e}",
-            dd.path
+        Problem::caused(
+            format!(
+                "`{}` describes an autoencoder this crate cannot build",
+                dd.path
+            ),
+            e,
         )
     })?;
     Ok(config)
