@@ -205,10 +205,13 @@ fn read_diffusers_folder(folder: &Path) -> Result<Tensors> {
     for component in DIFFUSERS_COMPONENTS {
         let dir = folder.join(component);
         let entries = std::fs::read_dir(&dir).map_err(|e| CoreError::io(&dir, e))?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| CoreError::io(&dir, e))?.path();
+            if path.extension().is_some_and(|x| x == "safetensors") {
+                files.push(path);
+            }
+        }
         files.sort();
         if files.is_empty() {
             return Err(CoreError::UnrecognisedCheckpoint {

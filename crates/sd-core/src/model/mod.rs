@@ -103,12 +103,17 @@ impl StableDiffusion {
     }
 
     /// A1111's hashes of a single-file checkpoint (computed on first call: it reads the whole
-    /// file); `None` for diffusers folders, which A1111 does not hash.
+    /// file); `None` for diffusers folders, which A1111 does not hash, and when the file cannot
+    /// be read (a warning through `tracing` says why).
     pub fn hash(&self) -> Option<&ModelHash> {
         self.hash
             .get_or_init(|| {
                 if self.path.is_file() {
-                    ModelHash::compute(&self.path).ok()
+                    // The picture is still made; its infotext lacks the hash, and the user
+                    // hears why.
+                    ModelHash::compute(&self.path)
+                        .inspect_err(|e| tracing::warn!("model hash not computed: {e}"))
+                        .ok()
                 } else {
                     None
                 }
