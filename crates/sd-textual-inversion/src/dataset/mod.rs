@@ -2,7 +2,7 @@
 //!
 //! Pure Rust, no tensors: the [`Trainer`](crate) builds on these pieces.
 //!
-//! - [`schedule`]: learning-rate (and gradient-clip) schedules, `"0.005:100, 1e-3:1000, 1e-5"`.
+//! - [`learn_rate_schedule`]: learning-rate (and gradient-clip) schedules, `"0.005:100, 1e-3:1000, 1e-5"`.
 //! - [`template`]: prompt templates (`subject.txt`, `style_filewords.txt`, ...) with `[name]`
 //!   and `[filewords]`.
 //! - [`caption`]: captions from `.txt` sidecars or file names; tag shuffle and drop-out.
