@@ -19,8 +19,10 @@
 //! - `txt2img`: the whole pipeline (CLIP, `steps` Euler steps with CFG, VAE decode).
 //!
 //! Output: `{"work", "width", "height", "batch", "load_s", "times_s": [...],
-//! "peak_rss_mib"}` (peak resident memory from `/proc/self/status` `VmHWM`, the process's
-//! high-water mark, model included).
+//! "peak_rss_mib", "simd", "conv3x3"}` (peak resident memory from `/proc/self/status`
+//! `VmHWM`, the process's high-water mark, model included; `simd` the instruction set the
+//! CPU kernels ran on, `avx512`, `avx2`, `neon` or `scalar`; `conv3x3` the 3×3 convolution
+//! algorithm, `winograd` or `direct`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,7 +31,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Parser;
 use sd_examples::{model_or_bundled, training_device};
-use sd_kernels::{conv2d, group_norm};
+use sd_kernels::{Convolution3x3, conv2d, group_norm};
 use sd_textual_inversion::sd_core::burn::tensor::{
     Device, Distribution, Int, Tensor, TensorData, activation::silu,
 };
@@ -76,10 +78,27 @@ struct Args {
     /// recomputed in the backward pass instead of kept).
     #[arg(long)]
     gradient_checkpointing: bool,
+    /// How the CPU kernels compute the 3×3 convolutions: winograd (the default) or direct
+    /// (burn's im2col convolution), for comparisons.
+    #[arg(long, value_enum, default_value_t = Conv3x3::Winograd)]
+    conv3x3: Conv3x3,
+}
+
+/// `--conv3x3`'s values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Conv3x3 {
+    /// Winograd's F(4×4, 3×3).
+    Winograd,
+    /// burn's direct convolution.
+    Direct,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    sd_kernels::set_convolution_3x3(match args.conv3x3 {
+        Conv3x3::Winograd => Convolution3x3::Winograd,
+        Conv3x3::Direct => Convolution3x3::Direct,
+    });
     if args.width % 8 != 0 || args.height % 8 != 0 || args.width == 0 || args.height == 0 {
         bail!("--width and --height must be positive multiples of 8");
     }
@@ -160,6 +179,8 @@ fn main() -> anyhow::Result<()> {
         "steps": args.steps, "device": args.device, "impl": "burn",
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "load_s": load_s, "times_s": times, "peak_rss_mib": peak_rss_mib(),
+        "simd": sd_kernels::simd_level().name(),
+        "conv3x3": format!("{:?}", args.conv3x3).to_lowercase(),
     });
     if args.gradient_checkpointing {
         extra.insert("gradient_checkpointing".into(), true.into());

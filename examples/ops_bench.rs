@@ -15,6 +15,9 @@
 use std::time::Instant;
 
 use clap::Parser;
+use sd_kernels::{Convolution3x3, set_convolution_3x3};
+use sd_textual_inversion::sd_core::burn::nn::PaddingConfig2d;
+use sd_textual_inversion::sd_core::burn::nn::conv::Conv2dConfig;
 use sd_textual_inversion::sd_core::{
     DeviceChoice,
     burn::tensor::{
@@ -74,6 +77,23 @@ fn main() -> anyhow::Result<()> {
             let _ = x.grad(&grads).map(|g| g.into_data());
         },
     );
+
+    // The networks' 3×3 convolutions through `sd_kernels::conv2d`, by each algorithm: the
+    // UNet's levels in a CFG step, the VAE decoder's 512 and 256 channels.
+    for (b, c, hw) in [(2, 320, 64), (2, 640, 32), (2, 1280, 16), (1, 512, 64), (1, 256, 256)] {
+        let (x, _, flops) = conv(b, c, hw, &device);
+        let layer = Conv2dConfig::new([c, c], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&device);
+        for algorithm in [Convolution3x3::Direct, Convolution3x3::Winograd] {
+            set_convolution_3x3(algorithm);
+            let name = format!("sd_conv3x3_{algorithm:?}_b{b}_c{c}_{hw}x{hw}").to_lowercase();
+            report(&args, &device, &name, flops, || {
+                let _ = sd_kernels::conv2d(&layer, x.clone()).into_data();
+            });
+        }
+    }
+    set_convolution_3x3(Convolution3x3::default());
 
     time_matmul(
         &args,

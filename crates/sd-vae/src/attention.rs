@@ -8,8 +8,6 @@
 
 use burn::module::Module;
 use burn::nn::{GroupNorm, Linear, LinearConfig};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::resnet::group_norm;
@@ -45,8 +43,8 @@ impl Attention {
 
     /// Attends every position to every other and adds the result to the input.
     ///
-    /// Uses burn's fused attention (flash-style on long sequences), with the default scale
-    /// `1/sqrt(channels)`, which is diffusers' for one head of `channels` dimensions.
+    /// Uses `sd_kernels::scaled_dot_product` (on the CPU, its flash-style kernel), with the
+    /// scale `1/sqrt(channels)`, which is diffusers' for one head of `channels` dimensions.
     ///
     /// # Shapes
     /// - input: `[batch, channels, height, width]`
@@ -62,8 +60,8 @@ impl Attention {
         let q = self.to_q.forward(hidden.clone()).unsqueeze_dim::<4>(1);
         let k = self.to_k.forward(hidden.clone()).unsqueeze_dim::<4>(1);
         let v = self.to_v.forward(hidden).unsqueeze_dim::<4>(1);
-        let attended = attention(q, k, v, None, None, AttentionModuleOptions::default())
-            .reshape([batch, tokens, channels]);
+        let attended =
+            sd_kernels::scaled_dot_product(q, k, v, false).reshape([batch, tokens, channels]);
         let attended = self
             .to_out
             .iter()

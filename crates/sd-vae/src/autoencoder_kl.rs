@@ -12,6 +12,7 @@ use crate::decoder::Decoder;
 use crate::distribution::DiagonalGaussianDistribution;
 use crate::encoder::Encoder;
 use crate::resnet::conv1x1;
+use sd_kernels::conv2d;
 
 /// Stable Diffusion's autoencoder: images to latents ([`encode`](Self::encode)) and back
 /// ([`decode`](Self::decode)).
@@ -65,7 +66,7 @@ impl AutoencoderKl {
     pub fn encode(&self, images: Tensor<4>) -> DiagonalGaussianDistribution {
         let moments = self.encoder.forward(images);
         let moments = match &self.quant_conv {
-            Some(conv) => conv.forward(moments),
+            Some(conv) => conv2d(conv, moments),
             None => moments,
         };
         DiagonalGaussianDistribution::from_moments(moments)
@@ -80,7 +81,7 @@ impl AutoencoderKl {
     ///   [`downscale_factor`](AutoencoderKlConfig::downscale_factor)
     pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
         let latents = match &self.post_quant_conv {
-            Some(conv) => conv.forward(latents),
+            Some(conv) => conv2d(conv, latents),
             None => latents,
         };
         self.decoder.forward(latents)

@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor};
 use crate::AutoencoderKlConfig;
 use crate::resnet::{conv3x3, group_norm};
 use crate::unet_2d_blocks::{UNetMidBlock2D, UpDecoderBlock2D};
+use sd_kernels::conv2d;
 
 /// The decoder half of the VAE.
 #[derive(Module, Debug)]
@@ -72,10 +73,12 @@ impl Decoder {
     /// - output: `[batch, out_channels, f * height, f * width]` with `f` the config's
     ///   [`downscale_factor`](AutoencoderKlConfig::downscale_factor)
     pub fn forward(&self, latents: Tensor<4>) -> Tensor<4> {
-        let hidden = self.conv_in.forward(latents);
+        let hidden = conv2d(&self.conv_in, latents);
         let hidden = self.mid_block.forward(hidden);
         let hidden = self.up_blocks.iter().fold(hidden, |h, b| b.forward(h));
-        self.conv_out
-            .forward(sd_kernels::group_norm(&self.conv_norm_out, hidden, true))
+        conv2d(
+            &self.conv_out,
+            sd_kernels::group_norm(&self.conv_norm_out, hidden, true),
+        )
     }
 }

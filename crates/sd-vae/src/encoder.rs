@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor};
 use crate::AutoencoderKlConfig;
 use crate::resnet::{conv3x3, group_norm};
 use crate::unet_2d_blocks::{DownEncoderBlock2D, UNetMidBlock2D};
+use sd_kernels::conv2d;
 
 /// The encoder half of the VAE.
 #[derive(Module, Debug)]
@@ -68,10 +69,12 @@ impl Encoder {
     /// - output: `[batch, 2 * latent_channels, height / f, width / f]` with `f` the
     ///   config's [`downscale_factor`](AutoencoderKlConfig::downscale_factor)
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
-        let hidden = self.conv_in.forward(images);
+        let hidden = conv2d(&self.conv_in, images);
         let hidden = self.down_blocks.iter().fold(hidden, |h, b| b.forward(h));
         let hidden = self.mid_block.forward(hidden);
-        self.conv_out
-            .forward(sd_kernels::group_norm(&self.conv_norm_out, hidden, true))
+        conv2d(
+            &self.conv_out,
+            sd_kernels::group_norm(&self.conv_norm_out, hidden, true),
+        )
     }
 }

@@ -8,6 +8,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
+use sd_kernels::conv2d;
 
 /// The epsilon of every GroupNorm in diffusers' VAE (its `resnet_eps=1e-6`), not PyTorch's 1e-5.
 pub(crate) const NORM_EPS: f64 = 1e-6;
@@ -67,14 +68,16 @@ impl ResnetBlock2D {
     /// - input: `[batch, channels_in, height, width]`
     /// - output: `[batch, channels_out, height, width]`
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let hidden = self
-            .conv1
-            .forward(sd_kernels::group_norm(&self.norm1, input.clone(), true));
-        let hidden = self
-            .conv2
-            .forward(sd_kernels::group_norm(&self.norm2, hidden, true));
+        let hidden = conv2d(
+            &self.conv1,
+            sd_kernels::group_norm(&self.norm1, input.clone(), true),
+        );
+        let hidden = conv2d(
+            &self.conv2,
+            sd_kernels::group_norm(&self.norm2, hidden, true),
+        );
         let skip = match &self.conv_shortcut {
-            Some(conv) => conv.forward(input),
+            Some(conv) => conv2d(conv, input),
             None => input,
         };
         skip + hidden

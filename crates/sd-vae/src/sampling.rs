@@ -12,6 +12,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 
 use crate::resnet::conv3x3;
+use sd_kernels::conv2d;
 
 /// Halves height and width with a stride-2 3x3 convolution.
 #[derive(Module, Debug)]
@@ -41,7 +42,7 @@ impl Downsample2D {
     /// - output: `[batch, channels, height / 2, width / 2]` (rounded down; odd sizes as
     ///   diffusers: `floor((size - 2) / 2) + 1`)
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        self.conv.forward(input)
+        conv2d(&self.conv, input)
     }
 }
 
@@ -71,6 +72,6 @@ impl Upsample2D {
         // source pixel of output `i` is `floor(i / 2)`, which is PyTorch's `mode="nearest"`.
         let options = InterpolateOptions::new(InterpolateMode::Nearest)
             .with_output_size([2 * height, 2 * width]);
-        self.conv.forward(interpolate(input, options))
+        conv2d(&self.conv, interpolate(input, options))
     }
 }

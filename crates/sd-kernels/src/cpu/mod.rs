@@ -13,6 +13,7 @@ pub(crate) mod geglu;
 pub(crate) mod group_norm;
 mod math;
 pub(crate) mod tracked;
+pub(crate) mod winograd;
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Device};

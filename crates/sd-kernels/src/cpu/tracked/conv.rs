@@ -1,6 +1,7 @@
 //! The convolution of frozen weights as one graph operation that keeps only the weight (which
-//! the module holds anyway), not its input; its backward step is burn's own input gradient,
-//! a transposed convolution.
+//! the module holds anyway), not its input; its backward step is the input gradient, a
+//! transposed convolution. Both run by Winograd where [`winograd_shape`] allows (and
+//! [`convolution_3x3`] is Winograd), else by burn's own ops.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{
@@ -16,6 +17,9 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{DType, Tensor};
 
+use crate::conv::{Convolution3x3, convolution_3x3};
+use crate::cpu::winograd::{KernelOrientation, conv3x3_flex, winograd_shape};
+
 /// `conv(x)` for a convolution whose weight and bias want no gradient, for f32 on an
 /// autodiff `flex` device, as one graph operation that keeps only the weight (which the
 /// module holds anyway) instead of the input; `None` for anything else: parameters that
@@ -29,6 +33,13 @@ pub(crate) fn tracked_conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> 
     {
         return None;
     }
+    let options = conv_options(conv)?;
+    conv_on::<NoCheckpointing>(x, &weight, bias.as_ref(), &options)
+        .or_else(|| conv_on::<BalancedCheckpointing>(x, &weight, bias.as_ref(), &options))
+}
+
+/// The options of `conv`: `None` for asymmetric or `Same` padding.
+pub(crate) fn conv_options(conv: &Conv2d) -> Option<ConvOptions<2>> {
     let padding = match conv.padding {
         PaddingConfig2d::Valid => [0, 0],
         PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
@@ -36,9 +47,17 @@ pub(crate) fn tracked_conv2d(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> 
         }
         _ => return None,
     };
-    let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
-    conv_on::<NoCheckpointing>(x, &weight, bias.as_ref(), &options)
-        .or_else(|| conv_on::<BalancedCheckpointing>(x, &weight, bias.as_ref(), &options))
+    Some(ConvOptions::new(
+        conv.stride,
+        padding,
+        conv.dilation,
+        conv.groups,
+    ))
+}
+
+/// Whether the Winograd kernel is chosen.
+fn winograd_chosen() -> bool {
+    convolution_3x3() == Convolution3x3::Winograd
 }
 
 /// [`tracked_conv2d`] for one checkpointing strategy `C`.
@@ -68,15 +87,25 @@ where
         ),
         None => None,
     };
-    let [_, _, height, width] = x.dims();
+    let x_dims = x.dims();
+    let [_, _, height, width] = x_dims;
     let [_, _, kernel_height, kernel_width] = weight_dims;
     let x = x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-    let out = <Flex as ModuleOps<Flex>>::conv2d(
-        x.primitive().clone(),
-        weight.clone(),
-        bias,
-        options.clone(),
-    );
+    let out = match winograd_shape(x_dims, weight_dims, options).filter(|_| winograd_chosen()) {
+        Some(shape) => conv3x3_flex(
+            x.primitive(),
+            shape,
+            &weight,
+            KernelOrientation::Forward,
+            bias.as_ref(),
+        ),
+        None => <Flex as ModuleOps<Flex>>::conv2d(
+            x.primitive().clone(),
+            weight.clone(),
+            bias,
+            options.clone(),
+        ),
+    };
     let output = match FrozenConv
         .prepare::<C>([x.node()])
         .compute_bound()
@@ -127,6 +156,25 @@ impl Backward<Flex, 1> for FrozenConv {
         } = ops.state;
         let shape = d_out.layout().shape();
         let output_size = [shape[2], shape[3]];
+        let [out_channels, in_channels] = [weight.layout().shape()[0], weight.layout().shape()[1]];
+        // The input gradient is itself a stride-1, padding-1 3×3 convolution (of the output
+        // gradient, with the kernel turned and transposed) where the forward one was.
+        let gradient_shape = winograd_shape(
+            [shape[0], shape[1], shape[2], shape[3]],
+            [in_channels, out_channels, kernel[0], kernel[1]],
+            &options,
+        );
+        if let Some(gradient_shape) = gradient_shape.filter(|_| winograd_chosen()) {
+            let d_x = conv3x3_flex(
+                &d_out,
+                gradient_shape,
+                &weight,
+                KernelOrientation::Transposed,
+                None,
+            );
+            grads.register::<Flex>(parent.id, d_x);
+            return;
+        }
         // The transposed convolution's output is (out − 1)·stride − 2·padding +
         // dilation·(kernel − 1) + 1 + padding_out; padding_out makes it the input's size
         // again when the forward division by the stride had a remainder.

@@ -29,6 +29,6 @@ mod geglu;
 mod group_norm;
 
 pub(crate) use self::attention::tracked_attention;
-pub(crate) use self::conv::tracked_conv2d;
+pub(crate) use self::conv::{conv_options, tracked_conv2d};
 pub(crate) use self::geglu::tracked_geglu;
 pub(crate) use self::group_norm::tracked_group_norm;
