@@ -16,8 +16,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use sd_kernels::{Convolution3x3, set_convolution_3x3};
-use sd_textual_inversion::sd_core::burn::nn::PaddingConfig2d;
+use sd_textual_inversion::sd_core::burn::module::Module;
 use sd_textual_inversion::sd_core::burn::nn::conv::Conv2dConfig;
+use sd_textual_inversion::sd_core::burn::nn::{LinearConfig, PaddingConfig2d};
 use sd_textual_inversion::sd_core::{
     DeviceChoice,
     burn::tensor::{
@@ -80,7 +81,13 @@ fn main() -> anyhow::Result<()> {
 
     // The networks' 3×3 convolutions through `sd_kernels::conv2d`, by each algorithm: the
     // UNet's levels in a CFG step, the VAE decoder's 512 and 256 channels.
-    for (b, c, hw) in [(2, 320, 64), (2, 640, 32), (2, 1280, 16), (1, 512, 64), (1, 256, 256)] {
+    for (b, c, hw) in [
+        (2, 320, 64),
+        (2, 640, 32),
+        (2, 1280, 16),
+        (1, 512, 64),
+        (1, 256, 256),
+    ] {
         let (x, _, flops) = conv(b, c, hw, &device);
         let layer = Conv2dConfig::new([c, c], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -94,6 +101,43 @@ fn main() -> anyhow::Result<()> {
         }
     }
     set_convolution_3x3(Convolution3x3::default());
+
+    // The same in training: frozen weights, forward and input gradient, batch 1.
+    let grad_device = device.clone().autodiff();
+    for (c, hw) in [(320, 64), (640, 32)] {
+        let (x, _, flops) = conv(1, c, hw, &grad_device);
+        let x = x.require_grad();
+        let layer = Conv2dConfig::new([c, c], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&grad_device)
+            .no_grad();
+        for algorithm in [Convolution3x3::Direct, Convolution3x3::Winograd] {
+            set_convolution_3x3(algorithm);
+            let name =
+                format!("sd_conv3x3_frozen_fwd_bwd_{algorithm:?}_b1_c{c}_{hw}x{hw}").to_lowercase();
+            report(&args, &device, &name, 2.0 * flops, || {
+                let y = sd_kernels::conv2d(&layer, x.clone());
+                let grads = y.sum().backward();
+                let _ = x.grad(&grads).map(|g| g.into_data());
+            });
+        }
+    }
+    set_convolution_3x3(Convolution3x3::default());
+
+    // The UNet's linear layers through `sd_kernels::linear` (burn's `Linear` on other
+    // backends): the attention projections and the feed-forward's two products.
+    for (tokens, inner, outer) in [(8192, 320, 320), (8192, 320, 2560), (8192, 1280, 320)] {
+        let layer = LinearConfig::new(inner, outer).init(&device);
+        let x = Tensor::<3>::random([1, tokens, inner], Distribution::Default, &device);
+        let flops = 2.0 * (tokens * inner * outer) as f64;
+        let name = format!("sd_linear_{tokens}x{inner}x{outer}");
+        report(&args, &device, &name, flops, || {
+            let _ = sd_kernels::linear(&layer, x.clone()).into_data();
+        });
+        report(&args, &device, &format!("burn_{name}"), flops, || {
+            let _ = layer.forward(x.clone()).into_data();
+        });
+    }
 
     time_matmul(
         &args,

@@ -7,6 +7,7 @@ pub mod conv;
 mod cpu;
 pub mod geglu;
 pub mod group_norm;
+pub mod linear;
 pub mod pytorch_layout;
 pub mod simd;
 
@@ -14,6 +15,7 @@ pub use attention::{SCORE_BUDGET, scaled_dot_product};
 pub use conv::{Convolution3x3, conv2d, convolution_3x3, set_convolution_3x3};
 pub use geglu::geglu;
 pub use group_norm::group_norm;
+pub use linear::linear;
 pub use pytorch_layout::PyTorchLayoutF32;
 pub use simd::SimdLevel;
 #[cfg(feature = "flex")]

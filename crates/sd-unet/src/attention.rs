@@ -10,6 +10,7 @@
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
+use sd_kernels::linear;
 
 pub use sd_kernels::attention::{SCORE_BUDGET, scaled_dot_product};
 
@@ -67,14 +68,14 @@ impl Attention {
     /// - output: `[batch, queries, query_dim]`
     pub fn forward(&self, x: Tensor<3>, context: Option<Tensor<3>>) -> Tensor<3> {
         let context = context.unwrap_or_else(|| x.clone());
-        let q = self.split_heads(self.to_q.forward(x));
-        let k = self.split_heads(self.to_k.forward(context.clone()));
-        let v = self.split_heads(self.to_v.forward(context));
+        let q = self.split_heads(linear(&self.to_q, x));
+        let k = self.split_heads(linear(&self.to_k, context.clone()));
+        let v = self.split_heads(linear(&self.to_v, context));
         let [batch, heads, queries, head_dim] = q.dims();
         let out = scaled_dot_product(q, k, v, self.upcast_attention)
             .swap_dims(1, 2)
             .reshape([batch, queries, heads * head_dim]);
-        self.to_out.forward(out)
+        linear(&self.to_out, out)
     }
 
     /// `[batch, tokens, heads * head_dim]` → `[batch, heads, tokens, head_dim]`.
@@ -98,7 +99,7 @@ impl Geglu {
     /// - `x`: `[batch, tokens, dim]`
     /// - output: `[batch, tokens, inner]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        sd_kernels::geglu(self.proj.forward(x))
+        sd_kernels::geglu(linear(&self.proj, x))
     }
 }
 
@@ -130,6 +131,6 @@ impl FeedForward {
     /// - `x`: `[batch, tokens, dim]`
     /// - output: `[batch, tokens, dim]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.net_2.forward(self.net_0.forward(x))
+        linear(&self.net_2, self.net_0.forward(x))
     }
 }

@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
-use sd_kernels::{conv2d, group_norm};
+use sd_kernels::{conv2d, group_norm, linear};
 
 use crate::attention::{Attention, FeedForward};
 
@@ -171,14 +171,14 @@ impl Transformer2DModel {
         let normed = group_norm(&self.norm, x.clone(), false);
         let mut h = match &self.proj_in {
             Projection::Conv(conv) => to_tokens(conv2d(conv, normed)),
-            Projection::Linear(linear) => linear.forward(to_tokens(normed)),
+            Projection::Linear(layer) => linear(layer, to_tokens(normed)),
         };
         for block in &self.transformer_blocks {
             h = block.forward(h, context.clone());
         }
         let out = match &self.proj_out {
             Projection::Conv(conv) => conv2d(conv, to_image(h)),
-            Projection::Linear(linear) => to_image(linear.forward(h)),
+            Projection::Linear(layer) => to_image(linear(layer, h)),
         };
         out + x
     }

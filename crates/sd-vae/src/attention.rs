@@ -9,6 +9,7 @@
 use burn::module::Module;
 use burn::nn::{GroupNorm, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
+use sd_kernels::linear;
 
 use crate::resnet::group_norm;
 
@@ -57,15 +58,15 @@ impl Attention {
             .reshape([batch, channels, tokens])
             .swap_dims(1, 2);
         // One head: [B, 1, H*W, C].
-        let q = self.to_q.forward(hidden.clone()).unsqueeze_dim::<4>(1);
-        let k = self.to_k.forward(hidden.clone()).unsqueeze_dim::<4>(1);
-        let v = self.to_v.forward(hidden).unsqueeze_dim::<4>(1);
+        let q = linear(&self.to_q, hidden.clone()).unsqueeze_dim::<4>(1);
+        let k = linear(&self.to_k, hidden.clone()).unsqueeze_dim::<4>(1);
+        let v = linear(&self.to_v, hidden).unsqueeze_dim::<4>(1);
         let attended =
             sd_kernels::scaled_dot_product(q, k, v, false).reshape([batch, tokens, channels]);
         let attended = self
             .to_out
             .iter()
-            .fold(attended, |hidden, linear| linear.forward(hidden));
+            .fold(attended, |hidden, layer| linear(layer, hidden));
         let attended = attended
             .swap_dims(1, 2)
             .reshape([batch, channels, height, width]);

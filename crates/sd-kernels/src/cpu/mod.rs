@@ -12,6 +12,8 @@ pub(crate) mod attention;
 pub(crate) mod geglu;
 pub(crate) mod group_norm;
 mod math;
+pub(crate) mod matmul;
+mod micro_kernel;
 pub(crate) mod tracked;
 pub(crate) mod winograd;
 

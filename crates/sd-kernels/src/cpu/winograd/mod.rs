@@ -42,8 +42,9 @@ const OUT: usize = 4;
 const TILE: usize = 6;
 /// The entries of a transformed tile: one matrix product each.
 const POINTS: usize = TILE * TILE;
-/// The floats the tile outputs of one chunk may take (8 Mi floats, 32 MiB).
-const CHUNK_FLOATS: usize = 8 << 20;
+/// The floats the tile outputs of one chunk may take (2 Mi floats, 8 MiB: more only adds
+/// to the peak memory of a training step).
+const CHUNK_FLOATS: usize = 2 << 20;
 /// Tiles per rayon task: eight groups of the products' micro-kernel.
 const TASK_TILES: usize = 8 * MR;
 /// The fewest tiles worth transforming the kernel for: below it the 36 matrix products
@@ -163,7 +164,7 @@ impl WithSimd for Convolution<'_> {
             return out;
         }
         let mut buffers = CallBuffers::take();
-        pack_kernel(
+        let packed = pack_kernel(
             simd,
             weight,
             inputs,
@@ -171,10 +172,12 @@ impl WithSimd for Convolution<'_> {
             orientation,
             &mut buffers.kernel,
         );
-        let kernel = &buffers.kernel[..];
+        let kernel = &buffers.kernel[..packed];
         let per_tile = OUT * OUT * outputs;
         let chunk = shape.chunk_tiles().min(tiles);
-        buffers.tile_outputs.resize(chunk * per_tile, 0.0);
+        if buffers.tile_outputs.len() < chunk * per_tile {
+            buffers.tile_outputs.resize(chunk * per_tile, 0.0);
+        }
         let all_tile_outputs = &mut buffers.tile_outputs;
         for first in (0..tiles).step_by(chunk) {
             let count = chunk.min(tiles - first);
@@ -182,20 +185,20 @@ impl WithSimd for Convolution<'_> {
             tile_outputs
                 .par_chunks_mut(TASK_TILES * per_tile)
                 .enumerate()
-                .for_each_init(
-                    || TaskBuffers::new(inputs, outputs),
-                    |buffers, (task, y)| {
-                        let first = first + task * TASK_TILES;
-                        simd.vectorize(Task {
-                            x,
-                            shape,
-                            kernel,
-                            first,
-                            buffers,
-                            y,
-                        })
-                    },
-                );
+                .for_each(|(task, y)| {
+                    let mut buffers = TASK_BUFFERS.take();
+                    buffers.reserve(inputs, outputs);
+                    let first = first + task * TASK_TILES;
+                    simd.vectorize(Task {
+                        x,
+                        shape,
+                        kernel,
+                        first,
+                        buffers: &mut buffers,
+                        y,
+                    });
+                    TASK_BUFFERS.set(buffers);
+                });
             scatter(tile_outputs, shape, first, bias, &mut out);
         }
         buffers.keep();
@@ -230,7 +233,16 @@ impl CallBuffers {
     }
 }
 
+thread_local! {
+    /// This thread's task buffers between tasks and calls (allocated once per thread, not
+    /// per task: repeated large allocations and frees raise glibc's mmap threshold and
+    /// leave the freed memory resident).
+    static TASK_BUFFERS: std::cell::Cell<TaskBuffers> =
+        std::cell::Cell::new(TaskBuffers::default());
+}
+
 /// The working memory of one task.
+#[derive(Default)]
 struct TaskBuffers {
     /// [`input_tile`]'s scratch.
     scratch: Vec<f32>,
@@ -245,14 +257,19 @@ struct TaskBuffers {
 }
 
 impl TaskBuffers {
-    fn new(inputs: usize, outputs: usize) -> Self {
-        Self {
-            scratch: vec![0f32; 2 * POINTS * inputs],
-            tile: vec![0f32; POINTS * inputs],
-            packed: vec![0f32; TASK_TILES * POINTS * inputs],
-            products: vec![0f32; TASK_TILES * POINTS * outputs],
-            output_scratch: vec![0f32; TILE * OUT * outputs],
-        }
+    /// Lengthens the buffers to what a task of `inputs` and `outputs` channels uses (their
+    /// starts; the task slices them).
+    fn reserve(&mut self, inputs: usize, outputs: usize) {
+        let grow = |buffer: &mut Vec<f32>, len: usize| {
+            if buffer.len() < len {
+                buffer.resize(len, 0.0);
+            }
+        };
+        grow(&mut self.scratch, POINTS * (patch_stride(inputs) + inputs));
+        grow(&mut self.tile, POINTS * inputs);
+        grow(&mut self.packed, TASK_TILES * POINTS * inputs);
+        grow(&mut self.products, TASK_TILES * POINTS * outputs);
+        grow(&mut self.output_scratch, TILE * OUT * outputs);
     }
 }
 
@@ -306,12 +323,15 @@ fn run_task<S: Simd>(
             x,
             shape,
             first + index,
-            &mut buffers.scratch,
-            &mut buffers.tile,
+            &mut buffers.scratch[..POINTS * (patch_stride(inputs) + inputs)],
+            &mut buffers.tile[..POINTS * inputs],
         );
         let (group, slot) = (index / MR, index % MR);
         let group = &mut packed[group * POINTS * inputs * MR..][..POINTS * inputs * MR];
-        for (row, &value) in group.chunks_exact_mut(MR).zip(&buffers.tile) {
+        for (row, &value) in group
+            .chunks_exact_mut(MR)
+            .zip(&buffers.tile[..POINTS * inputs])
+        {
             row[slot] = value;
         }
     }
@@ -321,26 +341,34 @@ fn run_task<S: Simd>(
         .chunks_exact(POINTS * outputs)
         .zip(y.chunks_exact_mut(per_tile))
     {
-        output_tile(m, &mut buffers.output_scratch, y);
+        output_tile(m, &mut buffers.output_scratch[..TILE * OUT * outputs], y);
     }
 }
 
+/// The distance between the channel vectors of [`input_tile`]'s patch: one cache line more
+/// than the channels, so that the 36 vectors it fills at once do not share cache sets (SD's
+/// channel counts are multiples of 64 floats, 256 bytes).
+fn patch_stride(channels: usize) -> usize {
+    channels + 16
+}
+
 /// Tile `tile`'s transformed input `V = Bᵀ d B` into `v` (`[36][in]`); `scratch` holds
-/// `2 · 36 · in` floats.
+/// `36 · (patch_stride(in) + in)` floats.
 #[inline(always)]
 fn input_tile(x: &[f32], shape: Conv3x3Shape, tile: usize, scratch: &mut [f32], v: &mut [f32]) {
     let channels = shape.in_channels;
     let (batch, row0, col0) = shape.place(tile);
     let (height, width) = (shape.height, shape.width);
-    let (patch, columns) = scratch.split_at_mut(POINTS * channels);
+    let stride = patch_stride(channels);
+    let (patch, columns) = scratch.split_at_mut(POINTS * stride);
     // The 6×6 patch around the tile (one row and column of padding before it), channel
-    // vectors: `patch[(i · 6 + j) · in + c]`.
+    // vectors: `patch[(i · 6 + j) · stride + c]`.
     let plane_len = height * width;
     let image = &x[batch * channels * plane_len..(batch + 1) * channels * plane_len];
     let interior = col0 >= 1 && col0 + TILE - 1 <= width;
     for (c, plane) in image.chunks_exact(plane_len).enumerate() {
         for i in 0..TILE {
-            let at = |j: usize| (i * TILE + j) * channels + c;
+            let at = |j: usize| (i * TILE + j) * stride + c;
             let row = (row0 + i).checked_sub(1).filter(|&r| r < height);
             match row {
                 Some(r) if interior => {
@@ -365,7 +393,7 @@ fn input_tile(x: &[f32], shape: Conv3x3Shape, tile: usize, scratch: &mut [f32], 
     }
     // Down the columns: `columns[(j · 6 + a) · in]` = (Bᵀ d)[a][j].
     for (j, out) in columns.chunks_exact_mut(TILE * channels).enumerate() {
-        let d = std::array::from_fn(|i| &patch[(i * TILE + j) * channels..][..channels]);
+        let d = std::array::from_fn(|i| &patch[(i * TILE + j) * stride..][..channels]);
         input_1d(d, rows_mut(out, channels));
     }
     // Along the rows: `v[(a · 6 + b) · in]` = (Bᵀ d B)[a][b].

@@ -4,36 +4,23 @@
 //!
 //! The transformed kernel `U` is packed once per call in panels of [`nr`] output channels
 //! (`[panel][36][in][nr]`), the transformed inputs of a task's tiles in groups of [`MR`]
-//! tiles (`[group][36][in][MR]`), so that the micro-kernel reads both as consecutive
-//! memory: per input channel, [`MR`] broadcast values and two vectors, into `MR × 2`
-//! accumulators (12 of the 16 AVX2 registers).
+//! tiles (`[group][36][in][MR]`), so that the crate's micro-kernel reads both as
+//! consecutive memory.
 
 use pulp::Simd;
 use rayon::prelude::*;
+
+pub(super) use crate::cpu::micro_kernel::MR;
+use crate::cpu::micro_kernel::{micro_kernel, nr, store_row};
 
 use super::KernelOrientation;
 use super::POINTS;
 use super::transforms::kernel_2d;
 
-/// Tiles per micro-kernel call: the rows of a packed group.
-pub(super) const MR: usize = 6;
-
-/// The f32 lanes of `S`.
-#[inline(always)]
-pub(super) fn lanes<S: Simd>() -> usize {
-    size_of::<S::f32s>() / size_of::<f32>()
-}
-
-/// Output channels per packed panel of the kernel: two vectors.
-#[inline(always)]
-pub(super) fn nr<S: Simd>() -> usize {
-    2 * lanes::<S>()
-}
-
 /// `U = G g Gᵀ` for every channel pair of `weight`, packed `[panel][36][in][nr]` (columns
-/// past the last output channel are zero) into `packed`, whose length it sets (a buffer
-/// kept between calls: a fresh one would cost a page fault per 4 KiB, tens of
-/// milliseconds for the largest kernels). `weight` is `[out][in][3][3]` for
+/// past the last output channel are zero) into the start of `packed`, which it lengthens
+/// if needed (a buffer kept between calls: a fresh one would cost a page fault per 4 KiB,
+/// tens of milliseconds for the largest kernels); returns the packed length. `weight` is `[out][in][3][3]` for
 /// [`KernelOrientation::Forward`], `[in][out][3][3]` (each kernel turned by 180°) for
 /// [`KernelOrientation::Transposed`].
 pub(super) fn pack_kernel<S: Simd>(
@@ -43,11 +30,13 @@ pub(super) fn pack_kernel<S: Simd>(
     outputs: usize,
     orientation: KernelOrientation,
     packed: &mut Vec<f32>,
-) {
+) -> usize {
     let nr = nr::<S>();
-    let panels = outputs.div_ceil(nr);
-    packed.resize(panels * POINTS * inputs * nr, 0.0);
-    packed
+    let len = outputs.div_ceil(nr) * POINTS * inputs * nr;
+    if packed.len() < len {
+        packed.resize(len, 0.0);
+    }
+    packed[..len]
         .par_chunks_mut(POINTS * inputs * nr)
         .enumerate()
         .for_each(|(panel, block)| {
@@ -60,6 +49,7 @@ pub(super) fn pack_kernel<S: Simd>(
                 // One input channel at a time, the panel's columns side by side: each of the
                 // 36 transformed values is a row of `nr` consecutive floats.
                 let mut g = vec![[0f32; 9]; columns];
+                let mut rows = vec![0f32; POINTS * nr];
                 for input in 0..inputs {
                     for (column, g) in g.iter_mut().enumerate() {
                         let output = first + column;
@@ -72,15 +62,23 @@ pub(super) fn pack_kernel<S: Simd>(
                             *value = if flipped { source[8 - k] } else { source[k] };
                         }
                     }
+                    // The 36 rows of this input channel, side by side, then each row written
+                    // whole: written one value at a time, the 36 rows (`inputs · nr` floats
+                    // apart, a multiple of 4 KiB for SD's channel counts) would fall into
+                    // the same few cache sets and evict each other.
                     for (column, g) in g.iter().enumerate() {
                         let u = kernel_2d(g, false);
                         for (point, &value) in u.as_flattened().iter().enumerate() {
-                            block[(point * inputs + input) * nr + column] = value;
+                            rows[point * nr + column] = value;
                         }
+                    }
+                    for (point, row) in rows.chunks_exact(nr).enumerate() {
+                        block[(point * inputs + input) * nr..][..nr].copy_from_slice(row);
                     }
                 }
             })
         });
+    len
 }
 
 /// `products[tile][p][out] = Σ_c v[group][p][c][slot] · u[panel][p][c][col]` for the tiles
@@ -96,7 +94,6 @@ pub(super) fn multiply<S: Simd>(
     products: &mut [f32],
 ) {
     let nr = nr::<S>();
-    let lanes = lanes::<S>();
     let tiles = products.len() / (POINTS * outputs);
     let group_len = POINTS * inputs * MR;
     let panel_len = POINTS * inputs * nr;
@@ -115,34 +112,9 @@ pub(super) fn multiply<S: Simd>(
                         break;
                     }
                     let dst = &mut products[(tile * POINTS + point) * outputs + first..][..width];
-                    if width == nr {
-                        let (dst, _) = S::as_mut_simd_f32s(dst);
-                        dst[0] = row[0];
-                        dst[1] = row[1];
-                    } else {
-                        let (low, high) = dst.split_at_mut(width.min(lanes));
-                        simd.partial_store_f32s(low, row[0]);
-                        simd.partial_store_f32s(high, row[1]);
-                    }
+                    store_row(simd, *row, dst);
                 }
             }
         }
     }
-}
-
-/// One `MR × nr` block: `Σ_c a[c][r] · b[c]` for `a` `[in][MR]` and `b` `[in]` of two
-/// vectors each.
-#[inline(always)]
-fn micro_kernel<S: Simd>(simd: S, a: &[f32], b: &[S::f32s]) -> [[S::f32s; 2]; MR] {
-    let zero = simd.splat_f32s(0.0);
-    let mut acc = [[zero; 2]; MR];
-    for (a, b) in a.chunks_exact(MR).zip(b.chunks_exact(2)) {
-        let (b0, b1) = (b[0], b[1]);
-        for (row, &value) in acc.iter_mut().zip(a) {
-            let value = simd.splat_f32s(value);
-            row[0] = simd.mul_add_e_f32s(value, b0, row[0]);
-            row[1] = simd.mul_add_e_f32s(value, b1, row[1]);
-        }
-    }
-    acc
 }
