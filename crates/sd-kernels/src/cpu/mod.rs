@@ -1,9 +1,11 @@
 //! The kernels for burn's CPU backend (`flex`), used on f32 where burn's ops are slow for
 //! SD's shapes: the attention ([`attention`]) and its backward pass, the GEGLU feed-forward's
 //! gate ([`geglu`]) and GroupNorm with its SiLU ([`group_norm`]), each with its backward
-//! pass, joined to burn's autodiff graph by [`tracked`]. Each is dispatched at run time by
-//! `pulp` to the widest SIMD the CPU has (AVX2 + FMA on x86-64-v3, NEON on aarch64, scalar
-//! otherwise), runs on rayon's threads, and is tested against a textbook formula in f64.
+//! pass, joined to burn's autodiff graph by [`tracked`]; the 3×3 convolutions by Winograd
+//! ([`winograd`]) and the linear layers' products ([`matmul`]), both on one register-tiled
+//! micro-kernel. Each is dispatched at run time by `pulp` to the widest SIMD the CPU has
+//! (AVX-512 on x86-64-v4, AVX2 + FMA on x86-64-v3, NEON on aarch64, scalar otherwise), runs
+//! on rayon's threads, and is tested against a textbook formula in f64.
 //!
 //! They work on slices; the crate's top-level modules decide when they apply and turn
 //! tensors into slices and back.
