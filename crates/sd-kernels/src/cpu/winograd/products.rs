@@ -67,7 +67,7 @@ pub(super) fn pack_kernel<S: Simd>(
                     // apart, a multiple of 4 KiB for SD's channel counts) would fall into
                     // the same few cache sets and evict each other.
                     for (column, g) in g.iter().enumerate() {
-                        let u = kernel_2d(g, false);
+                        let u = kernel_2d(g);
                         for (point, &value) in u.as_flattened().iter().enumerate() {
                             rows[point * nr + column] = value;
                         }

@@ -26,26 +26,14 @@ pub(super) fn kernel_1d(g: [f32; 3]) -> [f32; 6] {
     ]
 }
 
-/// `U = G g Gᵀ` for a 3×3 kernel `g` (row-major), row-major 6×6; `flipped` transforms
-/// the kernel turned by 180° instead (the input gradient's kernel).
+/// `U = G g Gᵀ` for a 3×3 kernel `g` (row-major), row-major 6×6.
 #[inline(always)]
-pub(super) fn kernel_2d(g: &[f32], flipped: bool) -> [[f32; 6]; 6] {
-    let at = |row: usize, col: usize| {
-        if flipped {
-            g[(2 - row) * 3 + (2 - col)]
-        } else {
-            g[row * 3 + col]
-        }
-    };
-    // Columns first: `G g` is 6×3.
-    let mut columns = [[0f32; 3]; 6];
-    for col in 0..3 {
-        let t = kernel_1d([at(0, col), at(1, col), at(2, col)]);
-        for (row, value) in t.into_iter().enumerate() {
-            columns[row][col] = value;
-        }
-    }
-    columns.map(kernel_1d)
+pub(super) fn kernel_2d(g: &[f32; 9]) -> [[f32; 6]; 6] {
+    // Columns first: `G g` is 6×3, from the three column transforms.
+    let columns: [[f32; 6]; 3] =
+        std::array::from_fn(|col| kernel_1d([g[col], g[3 + col], g[6 + col]]));
+    let rows: [[f32; 3]; 6] = std::array::from_fn(|row| columns.map(|column| column[row]));
+    rows.map(kernel_1d)
 }
 
 /// `Bᵀ d` along one line of a tile: six input vectors to six transformed vectors.
