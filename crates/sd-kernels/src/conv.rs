@@ -75,10 +75,12 @@ fn on_cpu(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
     }
     let options = tracked::conv_options(conv)?;
     let weight = conv.weight.val();
-    let shape = winograd_shape(x.dims(), weight.dims(), &options)?;
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    let bias_len = bias.as_ref().map(|b| b.dims()[0]);
+    let shape = winograd_shape(x.dims(), weight.dims(), bias_len, &options)?;
     let primitive = |t: Tensor<4>| t.try_into_primitive::<Flex>().ok();
-    let bias = match &conv.bias {
-        Some(bias) => Some(bias.val().try_into_primitive::<Flex>().ok()?),
+    let bias = match bias {
+        Some(bias) => Some(bias.try_into_primitive::<Flex>().ok()?),
         None => None,
     };
     let out = conv3x3_flex(
@@ -193,6 +195,10 @@ mod tests {
                 let direct = on_cpu(&conv, &x);
                 set_convolution_3x3(Convolution3x3::Winograd);
                 assert!(direct.is_none(), "Direct leaves the convolution to burn");
+                // A bias of the wrong length (a broken file) is left to burn.
+                let mut broken = conv.clone();
+                broken.bias = broken.bias.map(|p| p.map(|_| Tensor::zeros([71], &device)));
+                assert!(on_cpu(&broken, &x).is_none());
             }
         }
     }

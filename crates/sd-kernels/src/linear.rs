@@ -50,7 +50,11 @@ fn on_cpu<const D: usize>(linear: &Linear, x: &Tensor<D>) -> Option<Tensor<D>> {
     let rows = dims[..D - 1].iter().product::<usize>();
     let weight = linear.weight.val();
     let [d_input, d_output] = weight.dims();
-    if rows < MIN_ROWS || d_input != inner {
+    let bias_fits = linear
+        .bias
+        .as_ref()
+        .is_none_or(|b| b.val().dims() == [d_output]);
+    if rows < MIN_ROWS || d_input != inner || !bias_fits {
         return None;
     }
     let primitive = |t: FlexTensor| contiguous_f32(&t);
@@ -100,6 +104,11 @@ mod tests {
             let err: f32 = (ours - expected).abs().max().into_scalar();
             assert!(err < 1e-5, "bias {bias}: error {err:e}");
         }
+        // A bias of the wrong length (a broken file) is left to burn, not indexed out of range.
+        let mut layer = LinearConfig::new(8, 4).init(&device);
+        let x = Tensor::<2>::random([64, 8], Distribution::Default, &device);
+        layer.bias = layer.bias.map(|p| p.map(|_| Tensor::zeros([3], &device)));
+        assert!(on_cpu(&layer, &x).is_none());
         let layer = LinearConfig::new(8, 4).init(&device);
         let few = Tensor::<2>::random([MIN_ROWS - 1, 8], Distribution::Default, &device);
         assert!(on_cpu(&layer, &few).is_none());

@@ -13,6 +13,7 @@ use std::cell::Cell;
 use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
+use super::lengthen;
 use super::micro_kernel::{MR, micro_kernel, nr, store_row};
 
 /// Rows of `x` per task: eight micro-kernel groups.
@@ -76,9 +77,7 @@ impl WithSimd for Matmul<'_> {
         let nr = nr::<S>();
         let mut packed = PACKED_WEIGHT.take();
         let len = cols.div_ceil(nr) * inner * nr;
-        if packed.len() < len {
-            packed.resize(len, 0.0);
-        }
+        lengthen(&mut packed, len);
         packed[..len]
             .par_chunks_mut(inner * nr)
             .enumerate()

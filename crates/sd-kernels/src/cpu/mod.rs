@@ -44,6 +44,14 @@ pub(crate) fn values(tensor: &FlexTensor) -> &[f32] {
         .expect("contiguous_f32 makes contiguous f32 tensors")
 }
 
+/// Lengthens `buffer` to at least `len` values (zeros), never shortening it: the kernels
+/// keep their large buffers between calls and use their starts.
+pub(crate) fn lengthen(buffer: &mut Vec<f32>, len: usize) {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+}
+
 /// `n` deterministic pseudo-random values in `[low, high)` (xorshift32), for the kernels'
 /// tests.
 #[cfg(test)]

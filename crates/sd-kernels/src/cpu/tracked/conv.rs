@@ -77,6 +77,7 @@ where
     };
     let weight_dims = weight.dims();
     let weight = primitive(weight.clone())?;
+    let bias_len = bias.map(|b| b.dims()[0]);
     let bias = match bias {
         Some(bias) => Some(
             bias.clone()
@@ -91,7 +92,9 @@ where
     let [_, _, height, width] = x_dims;
     let [_, _, kernel_height, kernel_width] = weight_dims;
     let x = x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-    let out = match winograd_shape(x_dims, weight_dims, options).filter(|_| winograd_chosen()) {
+    let out = match winograd_shape(x_dims, weight_dims, bias_len, options)
+        .filter(|_| winograd_chosen())
+    {
         Some(shape) => conv3x3_flex(
             x.primitive(),
             shape,
@@ -162,6 +165,7 @@ impl Backward<Flex, 1> for FrozenConv {
         let gradient_shape = winograd_shape(
             [shape[0], shape[1], shape[2], shape[3]],
             [in_channels, out_channels, kernel[0], kernel[1]],
+            None,
             &options,
         );
         if let Some(gradient_shape) = gradient_shape.filter(|_| winograd_chosen()) {

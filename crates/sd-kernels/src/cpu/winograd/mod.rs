@@ -32,7 +32,7 @@ use burn::tensor::TensorData;
 use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::values;
+use super::{lengthen, values};
 use products::{MR, multiply, pack_kernel};
 use transforms::{input_1d, output_1d};
 
@@ -175,9 +175,7 @@ impl WithSimd for Convolution<'_> {
         let kernel = &buffers.kernel[..packed];
         let per_tile = OUT * OUT * outputs;
         let chunk = shape.chunk_tiles().min(tiles);
-        if buffers.tile_outputs.len() < chunk * per_tile {
-            buffers.tile_outputs.resize(chunk * per_tile, 0.0);
-        }
+        lengthen(&mut buffers.tile_outputs, chunk * per_tile);
         let all_tile_outputs = &mut buffers.tile_outputs;
         for first in (0..tiles).step_by(chunk) {
             let count = chunk.min(tiles - first);
@@ -260,16 +258,11 @@ impl TaskBuffers {
     /// Lengthens the buffers to what a task of `inputs` and `outputs` channels uses (their
     /// starts; the task slices them).
     fn reserve(&mut self, inputs: usize, outputs: usize) {
-        let grow = |buffer: &mut Vec<f32>, len: usize| {
-            if buffer.len() < len {
-                buffer.resize(len, 0.0);
-            }
-        };
-        grow(&mut self.scratch, POINTS * (patch_stride(inputs) + inputs));
-        grow(&mut self.tile, POINTS * inputs);
-        grow(&mut self.packed, TASK_TILES * POINTS * inputs);
-        grow(&mut self.products, TASK_TILES * POINTS * outputs);
-        grow(&mut self.output_scratch, TILE * OUT * outputs);
+        lengthen(&mut self.scratch, POINTS * (patch_stride(inputs) + inputs));
+        lengthen(&mut self.tile, POINTS * inputs);
+        lengthen(&mut self.packed, TASK_TILES * POINTS * inputs);
+        lengthen(&mut self.products, TASK_TILES * POINTS * outputs);
+        lengthen(&mut self.output_scratch, TILE * OUT * outputs);
     }
 }
 
@@ -468,17 +461,19 @@ fn scatter(
 /// `N` consecutive rows of `len` floats of `buffer`, as separate slices.
 #[inline(always)]
 fn rows_mut<const N: usize>(buffer: &mut [f32], len: usize) -> [&mut [f32]; N] {
-    let mut rows = buffer.chunks_exact_mut(len);
-    std::array::from_fn(|_| rows.next().expect("the buffer holds N rows"))
+    // The callers' buffers hold exactly `N` rows; a missing row would be empty, not a panic.
+    let mut rows = buffer.chunks_exact_mut(len.max(1));
+    std::array::from_fn(|_| rows.next().unwrap_or_default())
 }
 
 /// The Winograd shape of `conv(x)` with `weight: [out, in, kh, kw]` and `options`, where this
 /// kernel applies and pays: a 3×3 kernel, stride 1, padding 1, no dilation, one group, at
-/// least 64 input and output channels (below, the products are too thin), and at least
-/// [`MIN_TILES`] output tiles.
+/// least 64 input and output channels (below, the products are too thin), at least
+/// [`MIN_TILES`] output tiles, and a bias (of `bias_len` values, if any) per output channel.
 pub(crate) fn winograd_shape(
     x: [usize; 4],
     weight: [usize; 4],
+    bias_len: Option<usize>,
     options: &burn::tensor::ops::ConvOptions<2>,
 ) -> Option<Conv3x3Shape> {
     let [batch, in_channels, height, width] = x;
@@ -496,6 +491,7 @@ pub(crate) fn winograd_shape(
         && options.padding == [(1, 1), (1, 1)]
         && options.dilation == [1, 1]
         && options.groups == 1
+        && bias_len.is_none_or(|len| len == out_channels)
         && in_channels >= 64
         && out_channels >= 64
         && shape.tiles() >= MIN_TILES;

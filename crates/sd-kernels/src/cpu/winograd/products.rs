@@ -10,6 +10,7 @@
 use pulp::Simd;
 use rayon::prelude::*;
 
+use crate::cpu::lengthen;
 pub(super) use crate::cpu::micro_kernel::MR;
 use crate::cpu::micro_kernel::{micro_kernel, nr, store_row};
 
@@ -33,9 +34,7 @@ pub(super) fn pack_kernel<S: Simd>(
 ) -> usize {
     let nr = nr::<S>();
     let len = outputs.div_ceil(nr) * POINTS * inputs * nr;
-    if packed.len() < len {
-        packed.resize(len, 0.0);
-    }
+    lengthen(packed, len);
     packed[..len]
         .par_chunks_mut(POINTS * inputs * nr)
         .enumerate()
