@@ -36,7 +36,7 @@ impl ClipMlp {
         let h = match self.act {
             // OpenAI CLIP's approximation: x * sigmoid(1.702 x).
             HiddenAct::QuickGelu => h.clone() * activation::sigmoid(h * 1.702),
-            HiddenAct::Gelu => activation::gelu(h),
+            HiddenAct::Gelu => sd_kernels::gelu(h),
         };
         self.fc2.forward(h)
     }

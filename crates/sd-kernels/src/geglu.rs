@@ -5,9 +5,9 @@
 //!
 //! burn's path (two `narrow`s, `gelu`, a product) evaluates `erf` one element at a time,
 //! makes a second pass over fresh memory for the product, and under autodiff keeps every
-//! intermediate of its `erf` for the backward pass.
+//! intermediate of its `erf` for the backward pass. Its GELU is [`crate::gelu()`], exact
+//! in both passes on every backend.
 
-use burn::tensor::activation::gelu;
 use burn::tensor::{DType, Device, Tensor};
 
 /// `value · gelu(gate)` of a `[batch, tokens, 2 · inner]` projection whose rows are
@@ -38,7 +38,7 @@ fn geglu_with_burn(projected: Tensor<3>) -> Tensor<3> {
     let value = projected.clone().narrow(2, 0, inner);
     let gate = projected.narrow(2, inner, inner);
     debug_assert_eq!(value.dims(), [batch, tokens, inner]);
-    value * gelu(gate)
+    value * crate::gelu(gate)
 }
 
 /// Whether this crate's CPU kernels take tensors of `dtype` on `device`: f32 on
