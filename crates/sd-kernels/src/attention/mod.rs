@@ -27,13 +27,21 @@
 //!   from `q`, `k` and that log-sum-exp (flash attention's backward). Nothing of
 //!   `[queries, keys]` size is kept: for SD 1.5 at 512² pixels the training step held
 //!   1.6 GiB instead of 6.2 GiB, and took about half the time;
-//! - on other autodiff devices the scores are written out as
+//! - on an autodiff GPU device (wgpu, CUDA), f32 attention is one graph operation too
+//!   ([`blockwise`]): a block of queries at a time forward, and flash attention's
+//!   block-by-block recomputation backward, written with burn's tensor ops; at most
+//!   [`SCORE_BUDGET`] scores exist at once;
+//! - on other autodiff devices (and for other dtypes) the scores are written out as
 //!   `(exp(s - max(s)) · v) / Σ exp(s - max(s))`: the same function (the shift is a constant
 //!   to the gradient, as softmax is shift-invariant), but the one exponential tensor serves
 //!   both the `exp` and the matmul backward, and the division happens on the
 //!   `[queries, head_dim]` result rather than on the `[queries, keys]` scores: one
 //!   score-sized tensor per head is kept instead of two. Heads go in [`SCORE_BUDGET`] chunks
 //!   there too.
+
+// Taken only with a GPU backend; compiled everywhere so that the CPU's tests check it.
+#[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
+mod blockwise;
 
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -63,7 +71,9 @@ pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, upcast: bool
     let scale = 1.0 / (q.dims()[3] as f64).sqrt();
     let device = q.device();
     let out = if device.is_autodiff() {
-        match tracked_on_cpu(&q, &k, &v, scale) {
+        match tracked_on_cpu(&q, &k, &v, scale)
+            .or_else(|| blockwise::tracked_attention(&q, &k, &v, scale))
+        {
             Some(out) => out,
             None => in_chunks(q, k, v, SCORE_BUDGET, |q, k, v| {
                 attention_for_autodiff(q, k, v, scale)
@@ -199,7 +209,7 @@ fn streams_scores(device: &Device) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use burn::tensor::activation::softmax;
     use burn::tensor::{Distribution, Tensor};
 
@@ -260,7 +270,7 @@ mod tests {
     /// The gradients to q, k and v of `attend` on `device` against those of the textbook
     /// softmax formula, with q a constant (as in the first cross-attention of a textual
     /// inversion step) or not.
-    fn check_gradients(
+    pub(crate) fn check_gradients(
         device: &Device,
         shape: [usize; 5],
         q_is_constant: bool,
