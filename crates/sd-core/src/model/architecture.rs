@@ -76,20 +76,11 @@ impl ModelArchitecture {
             .ok_or_else(|| {
                 unrecognised(format!("no UNet cross-attention `{LDM_FIRST_ATTN2_K}`"))
             })?;
-        let (expected_context, mut unet, text_encoder, vae) = match family {
-            ModelFamily::Sd1 => (
-                768,
-                UNetConfig::sd15(),
-                ClipTextConfig::sd15(),
-                AutoencoderKlConfig::sd15(),
-            ),
-            ModelFamily::Sd2 => (
-                1024,
-                UNetConfig::sd21(),
-                ClipTextConfig::sd21(),
-                AutoencoderKlConfig::sd21(),
-            ),
+        let mut architecture = match family {
+            ModelFamily::Sd1 => Self::sd15(),
+            ModelFamily::Sd2 => Self::sd21(),
         };
+        let expected_context = architecture.unet.cross_attention_dim;
         if model_channels != 320 || context != expected_context || ![4, 9].contains(&in_channels) {
             let stem = path
                 .file_stem()
@@ -103,15 +94,34 @@ impl ModelArchitecture {
                 family_label(family),
             )));
         }
-        unet.in_channels = in_channels;
-        Ok(Self {
-            family,
+        architecture.unet.in_channels = in_channels;
+        Ok(architecture)
+    }
+
+    /// Stable Diffusion 1.x (1.4, 1.5 and their fine-tunes): CLIP ViT-L/14's text encoder,
+    /// the 860M-parameter UNet, the KL-f8 VAE, ε-prediction on the scaled-linear schedule.
+    pub fn sd15() -> Self {
+        Self {
+            family: ModelFamily::Sd1,
             prediction: Prediction::Epsilon,
-            text_encoder,
-            unet,
-            vae,
+            text_encoder: ClipTextConfig::sd15(),
+            unet: UNetConfig::sd15(),
+            vae: AutoencoderKlConfig::sd15(),
             noise_schedule: NoiseScheduleConfig::sd(),
-        })
+        }
+    }
+
+    /// Stable Diffusion 2.x at 512 (ε-prediction): OpenCLIP ViT-H/14's text encoder and the
+    /// SD 2 UNet; set [`prediction`](Self::prediction) to `V` for the 768-v models.
+    pub fn sd21() -> Self {
+        Self {
+            family: ModelFamily::Sd2,
+            prediction: Prediction::Epsilon,
+            text_encoder: ClipTextConfig::sd21(),
+            unet: UNetConfig::sd21(),
+            vae: AutoencoderKlConfig::sd21(),
+            noise_schedule: NoiseScheduleConfig::sd(),
+        }
     }
 
     /// Reads a diffusers-style config folder (`text_encoder/config.json`, `unet/config.json`,

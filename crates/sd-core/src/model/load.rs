@@ -78,6 +78,49 @@ impl StableDiffusion {
     }
 }
 
+/// What [`StableDiffusion::path`] is for a model of random weights: no file.
+const NO_FILE: &str = "";
+
+impl StableDiffusion {
+    /// A model of `architecture` with freshly initialised random weights (burn's default
+    /// initialisers), built in memory: the real networks at their real sizes, for benchmarks
+    /// and memory checks that should not need a 2 GB file. It draws noise. Its tokenizer is
+    /// the standard CLIP vocabulary cut to the text encoder's rows, as for single files; its
+    /// [`path`](Self::path) is empty and it has no [`hash`](Self::hash).
+    ///
+    /// # Errors
+    /// [`CoreError::Unet`] or [`CoreError::Vae`] for a config that describes no buildable
+    /// network; [`CoreError::TextEncoder`] when the vocabulary cannot be cut to its size.
+    pub fn with_random_weights(architecture: ModelArchitecture, device: &Device) -> Result<Self> {
+        let path = Path::new(NO_FILE);
+        let tokenizer = single_file_tokenizer(path, None, &architecture)?;
+        let text_encoder = architecture.text_encoder.init(device);
+        let unet = architecture
+            .unet
+            .init(device)
+            .map_err(|source| CoreError::Unet {
+                path: path.to_owned(),
+                source,
+            })?;
+        let vae = architecture
+            .vae
+            .init(device)
+            .map_err(|source| CoreError::Vae {
+                path: path.to_owned(),
+                source,
+            })?;
+        assemble(
+            path,
+            architecture,
+            tokenizer,
+            text_encoder,
+            unet,
+            vae,
+            device,
+        )
+    }
+}
+
 fn load_folder(
     folder: &Path,
     options: &LoadOptions,
