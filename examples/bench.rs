@@ -4,7 +4,13 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- --model sd15.safetensors --work unet --batch 2 --reps 3
+//! cargo run --release --features wgpu --example bench -- --random-weights sd15 --device wgpu \
+//!     --work ti-step
 //! ```
+//!
+//! `--random-weights sd15` (or `sd21`) builds the real networks in memory with random weights
+//! instead of loading a checkpoint: the same shapes and work, no 2 GB file to carry to a GPU
+//! machine (`tools/gpu_check.sh`).
 //!
 //! Works (each in its own process, so the peak resident memory is that work's alone):
 //! - `load`: checkpoint → ready model (`times_s` are repeated loads);
@@ -22,7 +28,10 @@
 //! "peak_rss_mib", "simd", "conv3x3"}` (peak resident memory from `/proc/self/status`
 //! `VmHWM`, the process's high-water mark, model included; `simd` the instruction set the
 //! CPU kernels ran on, `avx512`, `avx2`, `neon` or `scalar`; `conv3x3` the 3×3 convolution
-//! algorithm, `winograd` or `direct`).
+//! algorithm, `winograd` or `direct`). On a GPU (wgpu, CUDA) the line adds
+//! `gpu_reserved_mib`, what burn's allocator holds on the device after the timed runs: its
+//! pools keep their pages for reuse, so this is the high-water mark of the device memory
+//! the work needed (weights included), and `gpu_in_use_mib`, what live tensors use then.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,7 +48,9 @@ use sd_textual_inversion::sd_core::conditioning::{EmbeddingLookup, TextualInvers
 use sd_textual_inversion::sd_core::sd_unet::embeddings::Timesteps;
 use sd_textual_inversion::sd_core::sd_unet::transformer_2d::{Projection, Transformer2DModel};
 use sd_textual_inversion::sd_core::sd_unet::unet_2d_condition::UNet2DConditionModel;
-use sd_textual_inversion::sd_core::{DeviceChoice, GenerationRequest, StableDiffusion};
+use sd_textual_inversion::sd_core::{
+    DeviceChoice, GenerationRequest, ModelArchitecture, StableDiffusion,
+};
 use sd_textual_inversion::train::{AdamW, AdamWConfig, StepBatch, freeze, loss_and_grad};
 
 /// The prompt of `clip` and `txt2img` (the negative prompt is empty).
@@ -49,8 +60,12 @@ const PROMPT: &str = "a photograph of an astronaut riding a horse";
 #[command(about = "Time one piece of Stable Diffusion work; prints one JSON line")]
 struct Args {
     /// Checkpoint (single file or diffusers folder; default: the bundled tiny model).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "random_weights")]
     model: Option<PathBuf>,
+    /// Build this standard architecture with random weights in memory instead of loading a
+    /// checkpoint: sd15 or sd21.
+    #[arg(long, value_enum)]
+    random_weights: Option<RandomWeights>,
     /// What to time: load, clip, unet, unet-attention, vae-decode, vae-encode, ti-step,
     /// txt2img.
     #[arg(long)]
@@ -84,6 +99,24 @@ struct Args {
     conv3x3: Conv3x3,
 }
 
+/// `--random-weights`' values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum RandomWeights {
+    /// Stable Diffusion 1.5.
+    Sd15,
+    /// Stable Diffusion 2.1 (512, ε-prediction).
+    Sd21,
+}
+
+impl RandomWeights {
+    fn architecture(self) -> ModelArchitecture {
+        match self {
+            Self::Sd15 => ModelArchitecture::sd15(),
+            Self::Sd21 => ModelArchitecture::sd21(),
+        }
+    }
+}
+
 /// `--conv3x3`'s values.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum Conv3x3 {
@@ -114,10 +147,19 @@ fn main() -> anyhow::Result<()> {
     } else {
         args.device.parse::<DeviceChoice>()?.device()?
     };
-    let path = model_or_bundled(args.model.clone())?;
+    let load = || -> anyhow::Result<StableDiffusion> {
+        Ok(match args.random_weights {
+            Some(preset) => StableDiffusion::with_random_weights(preset.architecture(), &device)?,
+            None => {
+                let path = model_or_bundled(args.model.clone())?;
+                StableDiffusion::load(&path, &device)
+                    .with_context(|| format!("loading {}", path.display()))?
+            }
+        })
+    };
     let start = Instant::now();
-    let model = StableDiffusion::load(&path, &device)
-        .with_context(|| format!("loading {}", path.display()))?;
+    let model = load()?;
+    let _ = device.sync();
     let load_s = start.elapsed().as_secs_f64();
 
     let b = args.batch;
@@ -133,7 +175,8 @@ fn main() -> anyhow::Result<()> {
             let mut times = vec![load_s];
             for _ in 1..args.reps {
                 let start = Instant::now();
-                let m = StableDiffusion::load(&path, &device)?;
+                let m = load()?;
+                let _ = device.sync();
                 times.push(start.elapsed().as_secs_f64());
                 drop(m);
             }
@@ -184,6 +227,18 @@ fn main() -> anyhow::Result<()> {
     });
     if args.gradient_checkpointing {
         extra.insert("gradient_checkpointing".into(), true.into());
+    }
+    if let Some(preset) = args.random_weights {
+        extra.insert(
+            "random_weights".into(),
+            format!("{preset:?}").to_lowercase().into(),
+        );
+    }
+    // The CPU backend reports no pools; its memory is `peak_rss_mib`.
+    if let Some(usage) = device.memory_pool_usage().filter(|_| args.device != "cpu") {
+        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        extra.insert("gpu_reserved_mib".into(), mib(usage.bytes_reserved).into());
+        extra.insert("gpu_in_use_mib".into(), mib(usage.bytes_in_use).into());
     }
     if let Some(obj) = line.as_object_mut() {
         obj.extend(extra);
