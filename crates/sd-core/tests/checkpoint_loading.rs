@@ -244,3 +244,27 @@ fn decode_ones(model: &StableDiffusion, device: &Device) -> Vec<f32> {
         .try_to_vec::<f32>()
         .expect("f32")
 }
+
+/// `with_random_weights` builds the networks an architecture describes — the loaded model's
+/// parameter shapes, other values — and the result generates.
+#[test]
+fn random_weights_of_an_architecture_generate() {
+    use burn::module::Module;
+    use sd_core::ModelArchitecture;
+
+    let device = Device::default();
+    let folder = Path::new(ROOT).join("fixtures/tiny-sd1");
+    let loaded = StableDiffusion::load(&folder, &device).expect("tiny-sd1 loads");
+    let architecture = ModelArchitecture::from_config_dir(&folder).expect("its configs");
+    let random = StableDiffusion::with_random_weights(architecture, &device).expect("builds");
+    let describe = |model: &StableDiffusion| format!("{:?}", model.architecture());
+    assert_eq!(describe(&random), describe(&loaded));
+    assert_eq!(random.unet.num_params(), loaded.unet.num_params());
+    assert_eq!(random.vae.num_params(), loaded.vae.num_params());
+    assert_eq!(random.text_encoder.num_params(), loaded.text_encoder.num_params());
+    assert!(random.hash().is_none());
+    let (ours, theirs) = (latents(&random), latents(&loaded));
+    assert_eq!(ours.len(), theirs.len());
+    assert!(ours.iter().all(|x| x.is_finite()));
+    assert_ne!(ours, theirs, "random weights are not the file's");
+}

@@ -28,7 +28,7 @@
 //!   `[queries, keys]` size is kept: for SD 1.5 at 512² pixels the training step held
 //!   1.6 GiB instead of 6.2 GiB, and took about half the time;
 //! - on an autodiff GPU device (wgpu, CUDA), f32 attention is one graph operation too
-//!   ([`blockwise`]): a block of queries at a time forward, and flash attention's
+//!   (`attention/blockwise.rs`): a block of queries at a time forward, and flash attention's
 //!   block-by-block recomputation backward, written with burn's tensor ops; at most
 //!   [`SCORE_BUDGET`] scores exist at once;
 //! - on other autodiff devices (and for other dtypes) the scores are written out as
