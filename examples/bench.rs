@@ -66,6 +66,11 @@ struct Args {
     /// checkpoint: sd15 or sd21.
     #[arg(long, value_enum)]
     random_weights: Option<RandomWeights>,
+    /// With `--random-weights`: cut CLIP's vocabulary (and the tokenizer) to this many rows.
+    /// For wgpu devices whose largest storage-buffer binding is smaller than CLIP's
+    /// 49 408 × 768 f32 token table (152 MB), such as Mesa's lavapipe (128 MiB): 40000 fits.
+    #[arg(long, requires = "random_weights")]
+    vocab_rows: Option<usize>,
     /// What to time: load, clip, unet, unet-attention, vae-decode, vae-encode, ti-step,
     /// txt2img.
     #[arg(long)]
@@ -149,7 +154,13 @@ fn main() -> anyhow::Result<()> {
     };
     let load = || -> anyhow::Result<StableDiffusion> {
         Ok(match args.random_weights {
-            Some(preset) => StableDiffusion::with_random_weights(preset.architecture(), &device)?,
+            Some(preset) => {
+                let mut architecture = preset.architecture();
+                if let Some(rows) = args.vocab_rows {
+                    architecture.text_encoder.vocab_size = rows;
+                }
+                StableDiffusion::with_random_weights(architecture, &device)?
+            }
             None => {
                 let path = model_or_bundled(args.model.clone())?;
                 StableDiffusion::load(&path, &device)
@@ -233,6 +244,9 @@ fn main() -> anyhow::Result<()> {
             "random_weights".into(),
             format!("{preset:?}").to_lowercase().into(),
         );
+    }
+    if let Some(rows) = args.vocab_rows {
+        extra.insert("vocab_rows".into(), rows.into());
     }
     // The CPU backend reports no pools; its memory is `peak_rss_mib`.
     if let Some(usage) = device.memory_pool_usage().filter(|_| args.device != "cpu") {
