@@ -261,7 +261,10 @@ fn random_weights_of_an_architecture_generate() {
     assert_eq!(describe(&random), describe(&loaded));
     assert_eq!(random.unet.num_params(), loaded.unet.num_params());
     assert_eq!(random.vae.num_params(), loaded.vae.num_params());
-    assert_eq!(random.text_encoder.num_params(), loaded.text_encoder.num_params());
+    assert_eq!(
+        random.text_encoder.num_params(),
+        loaded.text_encoder.num_params()
+    );
     assert!(random.hash().is_none());
     let (ours, theirs) = (latents(&random), latents(&loaded));
     assert_eq!(ours.len(), theirs.len());
