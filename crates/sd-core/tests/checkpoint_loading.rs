@@ -256,6 +256,12 @@ fn random_weights_of_an_architecture_generate() {
     let folder = Path::new(ROOT).join("fixtures/tiny-sd1");
     let loaded = StableDiffusion::load(&folder, &device).expect("tiny-sd1 loads");
     let architecture = ModelArchitecture::from_config_dir(&folder).expect("its configs");
+    let mut broken = architecture.clone();
+    broken.text_encoder.vocab_size = 0;
+    assert!(
+        StableDiffusion::with_random_weights(broken, &device).is_err(),
+        "a config that describes no network is an error"
+    );
     let random = StableDiffusion::with_random_weights(architecture, &device).expect("builds");
     let describe = |model: &StableDiffusion| format!("{:?}", model.architecture());
     assert_eq!(describe(&random), describe(&loaded));

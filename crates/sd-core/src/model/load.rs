@@ -89,10 +89,12 @@ impl StableDiffusion {
     /// [`path`](Self::path) is empty and it has no [`hash`](Self::hash).
     ///
     /// # Errors
-    /// [`CoreError::Unet`] or [`CoreError::Vae`] for a config that describes no buildable
-    /// network; [`CoreError::TextEncoder`] when the vocabulary cannot be cut to its size.
+    /// [`CoreError::TextEncoder`], [`CoreError::Unet`] or [`CoreError::Vae`] for a config
+    /// that [`ModelArchitecture::validate`] refuses, or when the vocabulary cannot be cut to
+    /// the text encoder's size.
     pub fn with_random_weights(architecture: ModelArchitecture, device: &Device) -> Result<Self> {
         let path = Path::new(NO_FILE);
+        architecture.validate(path, path, path)?;
         let tokenizer = single_file_tokenizer(path, None, &architecture)?;
         let text_encoder = architecture.text_encoder.init(device);
         let unet = architecture
