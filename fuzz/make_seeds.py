@@ -174,6 +174,15 @@ def image_seeds():
         "gray.jpg": (base.convert("L"), "JPEG", {}),
         "cmyk.jpg": (base.convert("CMYK"), "JPEG", {}),
         "progressive.jpg": (base, "JPEG", {"progressive": True}),
+        "rgb.webp": (base, "WEBP", {"lossless": True}),
+        "rgba-lossy.webp": (base.convert("RGBA"), "WEBP", {"quality": 50}),
+        "rgb.bmp": (base, "BMP", {}),
+        "palette.bmp": (base.convert("P"), "BMP", {}),
+        "rgb.tiff": (base, "TIFF", {}),
+        "lzw.tiff": (base, "TIFF", {"compression": "tiff_lzw"}),
+        "gray16.tiff": (base.convert("I;16"), "TIFF", {}),
+        "float.tiff": (base.convert("F"), "TIFF", {}),
+        "rgb.gif": (base, "GIF", {}),
     }
     for name, (img, fmt, kw) in variants.items():
         buf = io.BytesIO()
@@ -185,6 +194,10 @@ def image_seeds():
     buf = io.BytesIO()
     base.save(buf, "JPEG", exif=exif.tobytes())
     put("preprocess_image", "exif6.jpg", buf.getvalue())
+    # An animated GIF: two frames.
+    buf = io.BytesIO()
+    base.save(buf, "GIF", save_all=True, append_images=[Image.new("RGB", (5, 3))], duration=100)
+    put("preprocess_image", "animated.gif", buf.getvalue())
 
 
 def tokenizer_seeds():

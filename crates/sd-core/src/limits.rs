@@ -61,7 +61,8 @@ pub const DEFAULT_MAX_GENERATION_PIXELS: u64 = 4096 * 4096;
 pub const DEFAULT_MAX_MASK_BLUR: u32 = 256;
 
 /// Bytes per pixel the image decoder may allocate under [`Limits::image_decoder_limits`]:
-/// 16-bit RGBA, the widest layout the PNG and JPEG decoders produce.
+/// 16-bit RGBA, the widest integer layout the decoders produce. A 32-bit float TIFF (12 or
+/// 16 bytes a pixel) over half the pixel cap is refused by this allocation limit.
 const DECODER_BYTES_PER_PIXEL: u64 = 8;
 
 /// The caps (see the module docs for each default and why). Serde reads a partial object:

@@ -24,7 +24,7 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// The bundled sample set (four 64×64 pictures captioned `a red disc`).
 fn sample_set() -> PathBuf {
-    PathBuf::from(format!("{ROOT}/examples/assets/sample-set"))
+    PathBuf::from(format!("{ROOT}/crates/sdti/assets/sample-set"))
 }
 
 /// A short run on the sample set, its outputs under `dir`.

@@ -31,7 +31,7 @@ const STEPS: usize = 40;
 
 fn config(dir: &Path) -> TrainConfig {
     TrainConfig {
-        data_dir: PathBuf::from(format!("{ROOT}/examples/assets/sample-set")),
+        data_dir: PathBuf::from(format!("{ROOT}/crates/sdti/assets/sample-set")),
         log_dir: dir.join("logs"),
         embeddings_dir: dir.join("embeddings"),
         template: "subject".into(),

@@ -431,3 +431,54 @@ fn a_negative_or_infinite_learning_rate_is_refused_before_training() {
         );
     }
 }
+
+/// A data folder of PNG, JPEG, WebP, BMP, TIFF and GIF pictures: each is a training picture
+/// (A1111 opens them all through PIL), a file that is none is skipped, and the run draws its
+/// loss plot beside the CSV.
+#[test]
+fn every_picture_format_is_a_training_picture() {
+    use image::ImageFormat;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let picture = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 64, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 4) as u8, 90])
+    }));
+    let formats = [
+        (ImageFormat::Png, "png"),
+        (ImageFormat::Jpeg, "jpg"),
+        (ImageFormat::WebP, "webp"),
+        (ImageFormat::Bmp, "bmp"),
+        (ImageFormat::Tiff, "tif"),
+        (ImageFormat::Gif, "gif"),
+    ];
+    for (format, extension) in formats {
+        picture
+            .save_with_format(
+                data.join(format!("{extension}-0-picture.{extension}")),
+                format,
+            )
+            .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+    }
+    std::fs::write(data.join("notes.md"), "not a picture").expect("write");
+
+    let model = model();
+    let embedding = create_embedding(&model, "formats", "photo", 1).expect("create");
+    let mut images = 0;
+    let outcome = Trainer::new(model, embedding, config(dir.path(), &data, 1))
+        .expect("trainer")
+        .run(
+            &mut |event| {
+                if let TrainEvent::Started { images: n, .. } = event {
+                    images = *n;
+                }
+            },
+            &CancelToken::new(),
+        )
+        .expect("trains");
+    assert_eq!(images, formats.len());
+    let skipped: Vec<_> = outcome.skipped.iter().map(|s| s.path.clone()).collect();
+    assert_eq!(skipped, [data.join("notes.md")]);
+    let plot = image::open(outcome.run_folder.join("textual_inversion_loss.png")).expect("plot");
+    assert_eq!((plot.width(), plot.height()), (800, 500));
+}

@@ -2,8 +2,10 @@
 //! mask, preprocessing's photos, training's data set) is opened here, as A1111 opens it:
 //! `Image.open`, `ImageOps.exif_transpose`, and `convert("RGB")` where RGB is wanted.
 //!
-//! - **Any format** the `image` crate decodes with the features it is built with, recognised
-//!   from the content (the extension only when the content says nothing).
+//! - **PNG, JPEG, WebP, BMP, TIFF and GIF** (the formats A1111 users hand PIL; the `image`
+//!   crate's features enabled for the workspace), recognised from the content (the extension
+//!   only when the content says nothing). A GIF or an animated WebP gives its first frame, as
+//!   `Image.open` does.
 //! - **The EXIF orientation** is applied, so a phone photo stored sideways comes out upright.
 //!   A missing or unreadable orientation tag means "upright", as in Pillow.
 //! - **The pixel cap** ([`crate::limits::Limits::max_image_pixels`]) is checked against the
@@ -15,10 +17,12 @@
 //!   cut PNG fails in its decoder ([`ImageFileError::Decode`]).
 //!
 //! [`to_rgb8`] follows Pillow's conversions: alpha is dropped (Pillow's `RGBA → RGB` copies
-//! the colour channels; it does not composite on a background), grey is replicated. One
-//! deliberate difference: 16-bit samples are scaled to 8 bits (`round(v / 257)`), where
-//! Pillow's `I;16 → RGB` clips every value above 255 to white, which makes A1111 turn 16-bit
-//! greyscale PNGs into blank white pictures.
+//! the colour channels; it does not composite on a background), grey is replicated, a GIF's
+//! palette is looked up (the decoder gives RGBA). Two deliberate differences: 16-bit samples
+//! are scaled to 8 bits (`round(v / 257)`), where Pillow's `I;16 → RGB` clips every value
+//! above 255 to white, which makes A1111 turn 16-bit greyscale PNGs into blank white pictures;
+//! and 32-bit float TIFFs are read as 0..1 (scaled by 255, clamped, NaN as white), where
+//! Pillow's `F → RGB` clips 0..255 and so makes them black.
 //!
 //! ```no_run
 //! let photo = sd_core::image_file::open_rgb("photo.jpg".as_ref())?;

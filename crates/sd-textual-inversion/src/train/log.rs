@@ -1,11 +1,14 @@
 //! A run's folder, as A1111 lays it out: `<log_dir>/<YYYY-MM-DD>/<name>/` with
 //! `embeddings/`, `images/`, `image_embeddings/`, `textual_inversion_loss.csv` and the
-//! settings. Every file is written whole to a temporary name and renamed.
+//! settings; and, beside the CSV, `textual_inversion_loss.png`, the CSV drawn as a plot
+//! ([`super::loss_plot`], redrawn at each write; A1111 has no such file). Every file is
+//! written whole to a temporary name and renamed.
 
 use std::path::{Path, PathBuf};
 
 use sd_core::fs::write_atomic;
 
+use super::loss_plot::{DEFAULT_WINDOW, loss_plot_png};
 use crate::error::{Result, TrainError};
 
 /// One row of `textual_inversion_loss.csv`.
@@ -31,6 +34,10 @@ pub struct RunFolder {
     rows: Vec<LossRow>,
     /// The CSV's text from earlier runs, read at the first write.
     earlier: Option<String>,
+    /// The rows of `earlier` that parse, for the plot.
+    earlier_rows: Vec<LossRow>,
+    /// The plot's running-mean window, in steps.
+    plot_window: usize,
 }
 
 impl RunFolder {
@@ -41,6 +48,8 @@ impl RunFolder {
             root: log_dir.join(today()).join(name),
             rows: Vec::new(),
             earlier: None,
+            earlier_rows: Vec::new(),
+            plot_window: DEFAULT_WINDOW,
         }
     }
 
@@ -83,17 +92,33 @@ impl RunFolder {
         self.root.join("textual_inversion_loss.csv")
     }
 
+    /// The loss plot, the CSV drawn ([`super::loss_plot::draw_loss_plot`]).
+    pub fn loss_plot(&self) -> PathBuf {
+        self.root.join("textual_inversion_loss.png")
+    }
+
+    /// Sets the window of the plot's running mean, in steps (default
+    /// [`DEFAULT_WINDOW`]; the trainer passes A1111's `3 × ` the number of pictures).
+    pub fn set_plot_window(&mut self, steps: usize) {
+        self.plot_window = steps;
+    }
+
     /// Appends a row to the CSV (`step,epoch,epoch_step,loss,learn_rate`, A1111's columns and
     /// its `{loss:.7f}`). As A1111's `write_loss` (`open(..., "a+")`, a header only when the
     /// file is new), the rows of earlier runs in this folder stay, a resumed run's rows
     /// included: the file is their history, in the order written. The whole file is written
     /// to a temporary and renamed, so a crash never leaves half a row.
     ///
+    /// Then redraws [`Self::loss_plot`] from every row of the file (the earlier runs' rows
+    /// that parse, then this run's), written the same way.
+    ///
     /// # Errors
-    /// When the file cannot be read or written.
+    /// When a file cannot be read or written.
     pub fn write_loss(&mut self, row: LossRow) -> Result<()> {
         if self.earlier.is_none() {
-            self.earlier = Some(self.read_earlier_rows()?);
+            let text = self.read_earlier_rows()?;
+            self.earlier_rows = parse_rows(&text);
+            self.earlier = Some(text);
         }
         self.rows.push(row);
         let mut text = self.earlier.clone().unwrap_or_default();
@@ -111,6 +136,13 @@ impl RunFolder {
             ));
         }
         write_atomic(&self.loss_csv(), text.as_bytes())?;
+        let all: Vec<LossRow> = self
+            .earlier_rows
+            .iter()
+            .chain(&self.rows)
+            .copied()
+            .collect();
+        write_atomic(&self.loss_plot(), &loss_plot_png(&all, self.plot_window)?)?;
         Ok(())
     }
 
@@ -153,6 +185,24 @@ impl RunFolder {
         write_atomic(&path, text.as_bytes())?;
         Ok(path)
     }
+}
+
+/// The rows of a loss CSV's text; the header, blank lines and lines that do not parse are
+/// left out.
+fn parse_rows(text: &str) -> Vec<LossRow> {
+    let row = |line: &str| {
+        let mut fields = line.trim_end_matches('\r').split(',');
+        let mut next = || fields.next().map(str::trim);
+        let row = LossRow {
+            step: next()?.parse().ok()?,
+            epoch: next()?.parse().ok()?,
+            epoch_step: next()?.parse().ok()?,
+            loss: next()?.parse().ok()?,
+            learn_rate: next()?.parse().ok()?,
+        };
+        next().is_none().then_some(row)
+    };
+    text.lines().filter_map(row).collect()
 }
 
 /// How Python prints a float (`0.005`, `1e-05`, `0.1`), for the CSV's learn_rate column.
@@ -198,6 +248,59 @@ mod tests {
         assert_eq!(python_float(1e-5), "1e-05");
         assert_eq!(python_float(1.0), "1.0");
         assert_eq!(python_float(0.0001), "0.0001");
+    }
+
+    #[test]
+    fn earlier_rows_parse_and_garbage_is_left_out() {
+        let text = "step,epoch,epoch_step,loss,learn_rate\n1,0,0,0.5000000,0.005\r\n\
+                    2,0,1,nan,1e-05\n\ngarbage\n3,0,2,0.25\n4,0,3,0.1,0.1,extra\n5,1,0,inf,0.0\n";
+        let rows = parse_rows(text);
+        let steps: Vec<usize> = rows.iter().map(|r| r.step).collect();
+        assert_eq!(steps, [1, 2, 5]);
+        assert_eq!(rows[0].loss, 0.5);
+        assert_eq!(rows[0].learn_rate, 0.005);
+        assert!(rows[1].loss.is_nan());
+        assert_eq!(rows[1].learn_rate, 1e-5);
+        assert_eq!(rows[2].loss, f32::INFINITY);
+    }
+
+    #[test]
+    fn each_csv_write_redraws_the_plot_with_the_earlier_runs() {
+        use super::super::loss_plot::{HEIGHT, WIDTH};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut folder = RunFolder::new(dir.path(), "x");
+        std::fs::create_dir_all(&folder.root).expect("mkdir");
+        // An earlier run's file, with a line that does not parse.
+        std::fs::write(
+            folder.loss_csv(),
+            "step,epoch,epoch_step,loss,learn_rate\n1,0,0,0.9,0.005\nnot a row\n",
+        )
+        .expect("csv");
+        folder.set_plot_window(3);
+        let row = |step, loss| LossRow {
+            step,
+            epoch: 0,
+            epoch_step: step - 1,
+            loss,
+            learn_rate: 0.005,
+        };
+        folder.write_loss(row(1, 0.2)).expect("write");
+        let first = std::fs::read(folder.loss_plot()).expect("the plot is written");
+        let plot = image::load_from_memory(&first).expect("a PNG").to_rgb8();
+        assert_eq!(plot.dimensions(), (WIDTH, HEIGHT));
+        // The earlier run is drawn: the plot is the one drawn from both rows.
+        let both = [row(1, 0.9), row(1, 0.2)];
+        assert_eq!(plot, super::super::loss_plot::draw_loss_plot(&both, 3));
+        assert_ne!(plot, super::super::loss_plot::draw_loss_plot(&both[1..], 3));
+        // A NaN row is written and drawn without failing, and the plot changes.
+        folder.write_loss(row(2, f32::NAN)).expect("write");
+        let second = std::fs::read(folder.loss_plot()).expect("the plot");
+        assert_ne!(first, second);
+        let names: Vec<_> = std::fs::read_dir(&folder.root)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no temporaries left: {names:?}");
     }
 
     #[test]

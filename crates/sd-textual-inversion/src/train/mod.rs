@@ -6,6 +6,7 @@ mod config;
 mod data;
 mod events;
 mod log;
+pub mod loss_plot;
 mod preflight;
 mod save;
 mod step;

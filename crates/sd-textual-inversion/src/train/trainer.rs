@@ -167,7 +167,7 @@ impl Trainer {
     fn prepare(
         &self,
         checked: Checked,
-        folder: RunFolder,
+        mut folder: RunFolder,
         initial_step: usize,
         events: &mut dyn FnMut(&TrainEvent),
     ) -> Result<RunState> {
@@ -181,6 +181,9 @@ impl Trainer {
         let mut rng = SplitMix64::new(config.seed);
         let mut noise = TorchCpuGenerator::new(config.seed);
         let set = TrainingSet::load(&self.model, config, &captions, &mut rng, &mut noise)?;
+        // The plot's running mean is the loss A1111's progress bar shows: the mean of the last
+        // `3 × len(dataset)` steps.
+        folder.set_plot_window(set.items.len().saturating_mul(3));
         let plan = EpochPlan::new(
             set.items.len(),
             config.batch_size,

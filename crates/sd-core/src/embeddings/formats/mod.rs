@@ -1,6 +1,6 @@
 //! One module per file layout, and the dispatch by file extension A1111 uses
 //! (`.pt`/`.bin` torch, `.safetensors`, `.png` image; A1111 also reads `.webp`, `.jxl` and
-//! `.avif` images, which this crate does not decode).
+//! `.avif` images, which this crate does not read as embeddings).
 
 pub mod a1111_pt;
 pub mod caption;
@@ -35,7 +35,7 @@ pub enum FileKind {
 
 impl FileKind {
     /// The kind of `path` by its extension (case-insensitive); `None` for files A1111 passes
-    /// over (and for `.webp`/`.jxl`/`.avif`, which this crate cannot decode).
+    /// over (and for `.webp`/`.jxl`/`.avif`, which this crate does not read as embeddings).
     pub fn of(path: &Path) -> Option<FileKind> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
