@@ -14,7 +14,7 @@ use common::{assert_refused, run};
 
 /// The bundled sample set: four pictures captioned `a red disc`.
 fn sample_set() -> PathBuf {
-    Path::new(common::ROOT).join("examples/assets/sample-set")
+    Path::new(common::ROOT).join("crates/sdti/assets/sample-set")
 }
 
 /// `train_embedding --steps 2 --name disc-ti` plus `extra`, which may set its own `--steps`

@@ -1,4 +1,10 @@
-//! The bundled tiny model: every example runs without `--model`.
+//! The bundled tiny models: every program runs without `--model`.
+//!
+//! [`TINY_SD1_CONCEPT`], the default of the `sdti` programs, is `tiny-sd1` trained by
+//! `tools/train_concept_model.py` to draw coloured circles and squares on a grey ground from
+//! captions such as "a photo of a red circle": a model small enough to train an embedding on
+//! in seconds that still knows something, so a trained embedding visibly draws what it
+//! learned. It is a diffusers folder (float32 weights, 3.8 MB).
 //!
 //! `tiny-sd1` is an SD 1.x-shaped model with random weights (CLIP text width 32, UNet channels
 //! 16/32/32, a four-level VAE so latents are 1/8 of the image, as in SD). It is built by
@@ -47,6 +53,68 @@ pub const TINY_SD1: BundledModel = BundledModel {
         asset!("vae/config.json"),
     ],
 };
+
+macro_rules! concept_asset {
+    ($path:literal) => {
+        (
+            $path,
+            include_bytes!(concat!("../assets/tiny-sd1-concept/", $path)) as &[u8],
+        )
+    };
+}
+
+/// A model compiled into the library as a diffusers folder: every file, by relative path.
+#[derive(Debug, Clone, Copy)]
+pub struct BundledFolder {
+    /// The folder's name (`tiny-sd1-concept`).
+    pub name: &'static str,
+    /// Every file of the folder: relative path and contents.
+    pub files: &'static [(&'static str, &'static [u8])],
+}
+
+/// `tiny-sd1` trained to draw coloured circles and squares from their captions (the module
+/// docs): the default model of the command-line programs. Its text encoder and tokenizer
+/// are `tiny-sd1`'s, unchanged.
+pub const TINY_SD1_CONCEPT: BundledFolder = BundledFolder {
+    name: "tiny-sd1-concept",
+    files: &[
+        concept_asset!("model_index.json"),
+        concept_asset!("unet/config.json"),
+        concept_asset!("unet/diffusion_pytorch_model.safetensors"),
+        concept_asset!("vae/config.json"),
+        concept_asset!("vae/diffusion_pytorch_model.safetensors"),
+        concept_asset!("text_encoder/model.safetensors"),
+        asset!("text_encoder/config.json"),
+        asset!("scheduler/scheduler_config.json"),
+        asset!("tokenizer/merges.txt"),
+        asset!("tokenizer/tokenizer_config.json"),
+        asset!("tokenizer/vocab.json"),
+    ],
+};
+
+impl BundledFolder {
+    /// Writes the folder as `dir/<name>/` and returns its path (what
+    /// [`StableDiffusion::load`](crate::StableDiffusion::load) takes). Files already there
+    /// with the same contents are kept; every file is written to a temporary name and
+    /// renamed into place.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join("sd-core-doctest-bundled-folder");
+    /// let folder = sd_core::bundled::TINY_SD1_CONCEPT.extract_to(&dir)?;
+    /// assert!(folder.join("unet/config.json").is_file());
+    /// # Ok::<(), sd_core::CoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`CoreError::Io`](crate::CoreError::Io) naming the file that could not be written.
+    pub fn extract_to(&self, dir: impl AsRef<Path>) -> Result<PathBuf> {
+        let root = dir.as_ref().join(self.name);
+        for (relative, bytes) in self.files {
+            write_if_changed(&root.join(relative), bytes)?;
+        }
+        Ok(root)
+    }
+}
 
 impl BundledModel {
     /// Writes the model into `dir` as `<name>.safetensors` plus the `<name>/` config folder

@@ -1,24 +1,113 @@
-//! Command-line pieces the example programs share. The examples are thin: everything they do
-//! is library code from the `sd-*` crates; this module only turns flags into library calls.
+//! Command-line pieces the subcommands share. The commands are thin: everything they do is
+//! library code from the `sd-*` crates; this module only turns flags into library calls.
 
 use std::path::PathBuf;
 
-use sd_textual_inversion::sd_core::bundled;
+use sd_textual_inversion::sd_core::bundled::{self, BundledFolder};
+use sd_textual_inversion::sd_core::sd_schedulers::{SamplerSpec, SigmaSchedule};
 
-/// The checkpoint a `--model` flag names, or the bundled tiny model (written once to a folder
-/// under the system's temporary directory) when the flag is absent.
+/// Where the bundled model and sample set are written: a folder under the system's
+/// temporary directory, shared by every run (files already there are kept).
+fn bundled_dir() -> PathBuf {
+    std::env::temp_dir().join("sdti-bundled")
+}
+
+/// The checkpoint a `--model` flag names, or the bundled tiny concept model
+/// ([`bundled::TINY_SD1_CONCEPT`]: it draws coloured circles and squares from their
+/// captions) when the flag is absent.
 ///
 /// # Errors
 /// When the bundled model cannot be written to the temporary folder.
 pub fn model_or_bundled(model: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match model {
         Some(path) => Ok(path),
-        None => {
-            let dir = std::env::temp_dir().join("sd-examples-bundled");
-            Ok(bundled::TINY_SD1.extract_to(&dir)?)
-        }
+        None => Ok(bundled::TINY_SD1_CONCEPT.extract_to(bundled_dir())?),
     }
 }
+
+macro_rules! sample {
+    ($path:literal) => {
+        (
+            $path,
+            include_bytes!(concat!("../assets/sample-set/", $path)) as &[u8],
+        )
+    };
+}
+
+/// The bundled sample set: four 64×64 pictures of a red disc on different grounds, each
+/// captioned "a red disc" (`assets/sample-set/`, public domain).
+pub const SAMPLE_SET: BundledFolder = BundledFolder {
+    name: "sample-set",
+    files: &[
+        sample!("00000-0-disc.png"),
+        sample!("00000-0-disc.txt"),
+        sample!("00001-0-disc.png"),
+        sample!("00001-0-disc.txt"),
+        sample!("00002-0-disc.png"),
+        sample!("00002-0-disc.txt"),
+        sample!("00003-0-disc.png"),
+        sample!("00003-0-disc.txt"),
+    ],
+};
+
+/// The folder a `--data` flag names, or the bundled sample set ([`SAMPLE_SET`]) when the
+/// flag is absent.
+///
+/// # Errors
+/// When the sample set cannot be written to the temporary folder.
+pub fn data_or_sample_set(data: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match data {
+        Some(path) => Ok(path),
+        None => Ok(SAMPLE_SET.extract_to(bundled_dir())?),
+    }
+}
+
+/// `--sampler`'s parser: an A1111 sampler name, alias or combined name ("Euler a",
+/// "k_dpmpp_2m", "DPM++ 2M Karras"), checked here so a typo fails before a model loads.
+///
+/// # Errors
+/// An unknown name, with the list of known ones.
+pub fn parse_sampler(text: &str) -> Result<String, String> {
+    text.parse::<SamplerSpec>()
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("{e}; the samplers: {}", sampler_names()))
+}
+
+/// `--schedule`'s parser: a schedule type as A1111 names it (`karras`, `exponential`, ...).
+///
+/// # Errors
+/// An unknown name, with the list of known ones.
+pub fn parse_schedule(text: &str) -> Result<String, String> {
+    text.parse::<SigmaSchedule>()
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("{e}; the schedules: {}", schedule_names()))
+}
+
+/// Every sampler's A1111 label, comma-separated, for `--help`.
+pub fn sampler_names() -> String {
+    use sd_textual_inversion::sd_core::sd_schedulers::SamplerKind;
+    SamplerKind::ALL
+        .iter()
+        .map(|k| k.label())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every schedule type's name, comma-separated, for `--help`.
+pub fn schedule_names() -> String {
+    SigmaSchedule::ALL
+        .iter()
+        .map(|s| s.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The compute devices `--device` accepts (whether one is compiled in is checked when it is
+/// used).
+pub const DEVICE_NAMES: [&str; 3] = sd_textual_inversion::sd_core::DeviceChoice::NAMES;
+
+/// The noise sources `--rng` accepts, as A1111's "Random number generator source" setting.
+pub const RNG_NAMES: [&str; 3] = ["gpu", "cpu", "nv"];
 
 /// The autodiff device training runs on: `--device` parsed, with burn's balanced gradient
 /// checkpointing when `--gradient-checkpointing` asks for it (norms and activations are
@@ -39,6 +128,23 @@ pub fn training_device(
     } else {
         device
     })
+}
+
+/// `--sampler`'s long help: the names.
+fn sampler_help() -> String {
+    format!(
+        "Sampler, as A1111 names it (aliases such as k_euler_a and old combined names such as \
+         \"DPM++ 2M Karras\" too): {}",
+        sampler_names()
+    )
+}
+
+/// `--schedule`'s long help: the names.
+fn schedule_help() -> String {
+    format!(
+        "Schedule type (default: the sampler's own, A1111's \"Automatic\"): {}",
+        schedule_names()
+    )
 }
 
 /// The flags txt2img and img2img share (A1111's generation settings).
@@ -65,12 +171,11 @@ pub struct GenerationArgs {
     /// Sampling steps.
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
-    /// Sampler, as A1111 names it ("Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", ...).
-    #[arg(long, default_value = "Euler a")]
+    /// Sampler, as A1111 names it (or an old combined name such as "DPM++ 2M Karras").
+    #[arg(long, default_value = "Euler a", value_parser = parse_sampler, long_help = sampler_help())]
     pub sampler: String,
-    /// Schedule type: automatic, uniform, karras, exponential, polyexponential, sgm_uniform,
-    /// kl_optimal, align_your_steps, simple, normal, ddim, beta.
-    #[arg(long)]
+    /// Schedule type (default: the sampler's own).
+    #[arg(long, value_parser = parse_schedule, long_help = schedule_help())]
     pub schedule: Option<String>,
     /// Classifier-free guidance scale.
     #[arg(long, default_value_t = 7.0)]
@@ -98,7 +203,7 @@ pub struct GenerationArgs {
     pub clip_skip: usize,
     /// Noise source: gpu (A1111's default; NVIDIA's Philox stream, = nv), cpu (torch's CPU
     /// generator) or nv.
-    #[arg(long, default_value = "gpu")]
+    #[arg(long, default_value = "gpu", value_parser = RNG_NAMES)]
     pub rng: String,
     /// η of ancestral samplers (default: the sampler's own, 1).
     #[arg(long)]
@@ -118,8 +223,8 @@ pub struct GenerationArgs {
     /// by file name.
     #[arg(long)]
     pub embeddings_dir: Option<PathBuf>,
-    /// Compute device: cpu, wgpu or cuda.
-    #[arg(long, default_value = "cpu")]
+    /// Compute device (wgpu and cuda when built with that feature).
+    #[arg(long, default_value = "cpu", value_parser = DEVICE_NAMES)]
     pub device: String,
     /// Where to write the picture (PNG with A1111's `parameters`; the name must end in .png);
     /// batch item i > 0 goes to `<stem>-<i>.png`.

@@ -3,8 +3,8 @@
 //! `tools/bench_compare.py`).
 //!
 //! ```text
-//! cargo run --release --example bench -- --model sd15.safetensors --work unet --batch 2 --reps 3
-//! cargo run --release --features wgpu --example bench -- --random-weights sd15 --device wgpu \
+//! sdti bench --model sd15.safetensors --work unet --batch 2 --reps 3
+//! sdti-wgpu bench --random-weights sd15 --device wgpu \
 //!     --work ti-step
 //! ```
 //!
@@ -37,9 +37,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::cli::{model_or_bundled, training_device};
 use anyhow::{Context, bail};
 use clap::Parser;
-use sd_examples::{model_or_bundled, training_device};
 use sd_kernels::{Convolution3x3, conv2d, group_norm};
 use sd_textual_inversion::sd_core::burn::tensor::{
     Device, Distribution, Int, Tensor, TensorData, activation::silu,
@@ -56,9 +56,9 @@ use sd_textual_inversion::train::{AdamW, AdamWConfig, StepBatch, freeze, loss_an
 /// The prompt of `clip` and `txt2img` (the negative prompt is empty).
 const PROMPT: &str = "a photograph of an astronaut riding a horse";
 
+/// Time one piece of Stable Diffusion work; prints one JSON line.
 #[derive(Parser)]
-#[command(about = "Time one piece of Stable Diffusion work; prints one JSON line")]
-struct Args {
+pub struct Args {
     /// Checkpoint (single file or diffusers folder; default: the bundled tiny model).
     #[arg(long, conflicts_with = "random_weights")]
     model: Option<PathBuf>,
@@ -131,13 +131,20 @@ enum Conv3x3 {
     Direct,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Runs the command.
+///
+/// # Errors
+/// Whatever stops it: the message names the flag or file at fault.
+pub fn run(args: Args) -> anyhow::Result<()> {
     sd_kernels::set_convolution_3x3(match args.conv3x3 {
         Conv3x3::Winograd => Convolution3x3::Winograd,
         Conv3x3::Direct => Convolution3x3::Direct,
     });
-    if args.width % 8 != 0 || args.height % 8 != 0 || args.width == 0 || args.height == 0 {
+    if !args.width.is_multiple_of(8)
+        || !args.height.is_multiple_of(8)
+        || args.width == 0
+        || args.height == 0
+    {
         bail!("--width and --height must be positive multiples of 8");
     }
     if args.batch == 0 || args.reps == 0 {

@@ -1,20 +1,20 @@
 //! Step 1: a new embedding, as A1111's "Create embedding".
 //!
 //! ```text
-//! cargo run --release --example create_embedding -- --model sd15.safetensors \
+//! sdti create --model sd15.safetensors \
 //!     --name realbenny-t1 --init-text person --vectors 1 --output-dir embeddings
 //! ```
 
 use std::path::PathBuf;
 
+use crate::cli::model_or_bundled;
 use clap::Parser;
-use sd_examples::model_or_bundled;
 use sd_textual_inversion::create::{check_vectors, create_embedding, sanitized_name};
 use sd_textual_inversion::sd_core::{DeviceChoice, StableDiffusion, embeddings::write_file};
 
+/// Create a textual-inversion embedding (A1111's Create embedding).
 #[derive(Parser)]
-#[command(about = "Create a textual-inversion embedding (A1111's Create embedding)")]
-struct Args {
+pub struct Args {
     /// The checkpoint whose token embeddings seed the vectors (default: the bundled model).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -35,8 +35,11 @@ struct Args {
     output_dir: PathBuf,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Runs the command.
+///
+/// # Errors
+/// Whatever stops it: the message names the flag or file at fault.
+pub fn run(args: Args) -> anyhow::Result<()> {
     // Name, vector count and the file to write are checked before the model loads.
     let name = sanitized_name(&args.name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
     check_vectors(args.vectors).map_err(|e| anyhow::anyhow!("--vectors: {e}"))?;

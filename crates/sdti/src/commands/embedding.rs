@@ -2,9 +2,9 @@
 //! kohya use.
 //!
 //! ```text
-//! cargo run --release --example embedding -- inspect embeddings/realbenny-t2.pt
+//! sdti embedding inspect embeddings/realbenny-t2.pt
 //! {"name":"realbenny-t2","format":"a1111-pt","vectors":3,"dim":768,"step":500,"checkpoint":"a1b2c3d4e5","checksum":"3b1f"}
-//! cargo run --release --example embedding -- convert realbenny-t2.pt realbenny-t2.safetensors
+//! sdti embedding convert realbenny-t2.pt realbenny-t2.safetensors
 //! ```
 //!
 //! `convert` writes the format the output's extension implies: `.pt` A1111's
@@ -19,9 +19,9 @@ use sd_textual_inversion::sd_core::embeddings::{
     self, SafetensorsLayout, formats::safetensors as st,
 };
 
+/// Inspect or convert a textual-inversion embedding file.
 #[derive(Parser)]
-#[command(about = "Inspect or convert a textual-inversion embedding file")]
-struct Args {
+pub struct Args {
     #[command(subcommand)]
     command: Command,
 }
@@ -85,8 +85,12 @@ fn convert(input: &Path, output: &Path, name: Option<String>, kohya: bool) -> an
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    match Args::parse().command {
+/// Runs the command.
+///
+/// # Errors
+/// Whatever stops it: the message names the flag or file at fault.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
         Command::Inspect { file } => inspect(&file),
         Command::Convert {
             input,

@@ -1,16 +1,16 @@
 //! Image to image and inpainting, as A1111's img2img tab ("Just resize", whole picture).
 //!
 //! ```text
-//! cargo run --release --example img2img -- --init-image photo.png --denoising-strength 0.6 \
+//! sdti img2img --init-image photo.png --denoising-strength 0.6 \
 //!     --prompt "an oil painting" --output painted.png
-//! cargo run --release --example img2img -- --init-image photo.png --mask mask.png \
+//! sdti img2img --init-image photo.png --mask mask.png \
 //!     --mask-blur 4 --inpainting-fill original --prompt "a red hat" --output hat.png
 //! ```
 
 use std::path::PathBuf;
 
+use crate::cli::{GenerationArgs, progress_bar};
 use clap::{Parser, ValueEnum};
-use sd_examples::{GenerationArgs, progress_bar};
 use sd_textual_inversion::sd_core::{Img2ImgInput, pipeline::InpaintingFill};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -21,11 +21,9 @@ enum MaskedContent {
     LatentNothing,
 }
 
+/// Repaint a picture from a prompt, optionally only under a mask (A1111's img2img).
 #[derive(Parser)]
-#[command(
-    about = "Repaint a picture from a prompt, optionally only under a mask (A1111's img2img)"
-)]
-struct Args {
+pub struct Args {
     #[command(flatten)]
     generation: GenerationArgs,
     /// The picture to start from (resized to --width × --height).
@@ -48,8 +46,11 @@ struct Args {
     inpainting_mask_invert: bool,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Runs the command.
+///
+/// # Errors
+/// Whatever stops it: the message names the flag or file at fault.
+pub fn run(args: Args) -> anyhow::Result<()> {
     let gen_args = &args.generation;
     // Every flag and file is checked before the model loads; the pictures go through the
     // library's one loader (EXIF orientation, pixel cap, truncated files refused).

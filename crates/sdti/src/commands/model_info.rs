@@ -1,8 +1,8 @@
 //! Describes a Stable Diffusion checkpoint without loading its weights.
 //!
 //! ```text
-//! cargo run --release --example model_info                      # the bundled tiny model
-//! cargo run --release --example model_info -- --model v1-5.safetensors --hash
+//! sdti model-info                      # the bundled tiny model
+//! sdti model-info --model v1-5.safetensors --hash
 //! ```
 //!
 //! Prints one JSON object: format (single file or diffusers folder), family (SD 1.x/2.x),
@@ -14,11 +14,9 @@ use std::path::PathBuf;
 use clap::Parser;
 use sd_textual_inversion::sd_core::checkpoint::{CheckpointSummary, ModelHash};
 
+/// Describe a Stable Diffusion checkpoint (single .safetensors file or diffusers folder).
 #[derive(Parser)]
-#[command(
-    about = "Describe a Stable Diffusion checkpoint (single .safetensors file or diffusers folder)"
-)]
-struct Args {
+pub struct Args {
     /// Checkpoint: a `.safetensors` single file or a diffusers folder. Default: the bundled
     /// tiny model.
     #[arg(long)]
@@ -28,9 +26,12 @@ struct Args {
     hash: bool,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let path = sd_examples::model_or_bundled(args.model)?;
+/// Runs the command.
+///
+/// # Errors
+/// Whatever stops it: the message names the flag or file at fault.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let path = crate::cli::model_or_bundled(args.model)?;
     let summary = CheckpointSummary::read(&path)?;
     let mut json = serde_json::to_value(&summary)?;
     if args.hash && path.is_file() {

@@ -1,7 +1,7 @@
 //! The generation parameters stored in a picture (ours or A1111's), as JSON.
 //!
 //! ```text
-//! cargo run --release --example png_info -- fox.png
+//! sdti png-info fox.png
 //! {"prompt":"a red fox in the snow","negative_prompt":"","steps":20,"sampler":"DPM++ 2M", ...}
 //! ```
 //!
@@ -14,15 +14,18 @@ use anyhow::Context;
 use clap::Parser;
 use sd_textual_inversion::sd_core::infotext::{GenerationParameters, read_png_parameters_file};
 
+/// Print the A1111 generation parameters of a PNG as JSON.
 #[derive(Parser)]
-#[command(about = "Print the A1111 generation parameters of a PNG as JSON")]
-struct Args {
+pub struct Args {
     /// The picture.
     file: PathBuf,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Runs the command.
+///
+/// # Errors
+/// Whatever stops it: the message names the flag or file at fault.
+pub fn run(args: Args) -> anyhow::Result<()> {
     let text = read_png_parameters_file(&args.file)?
         .with_context(|| format!("{}: no `parameters` text in this PNG", args.file.display()))?;
     let mut params = GenerationParameters::parse(&text);

@@ -1,7 +1,7 @@
 //! Prepare a folder of photos for training, as A1111's "Preprocess images".
 //!
 //! ```text
-//! cargo run --release --example preprocess -- --input photos --output train \
+//! sdti preprocess --input photos --output train \
 //!     --width 512 --height 512 --crop focal --flip --caption-action copy
 //! ```
 //!
@@ -16,9 +16,9 @@ use sd_textual_inversion::preprocess::{
     CaptionAction, CropMode, PreprocessOptions, preprocess_with_progress,
 };
 
+/// Resize, crop, split and flip a folder of pictures for textual inversion.
 #[derive(Parser)]
-#[command(about = "Resize, crop, split and flip a folder of pictures for textual inversion")]
-struct Args {
+pub struct Args {
     /// Folder of source pictures (any format the `image` crate decodes) and `.txt` captions.
     #[arg(long)]
     input: PathBuf,
@@ -52,8 +52,11 @@ struct Args {
     caption_action: CaptionAction,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Runs the command.
+///
+/// # Errors
+/// Whatever stops it: the message names the flag or file at fault.
+pub fn run(args: Args) -> anyhow::Result<()> {
     let options = PreprocessOptions {
         width: args.width,
         height: args.height,

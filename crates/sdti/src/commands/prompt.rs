@@ -2,8 +2,8 @@
 //! emphasis of each scheduled text, one JSON object per prompt (the format: docs/prompt-syntax.md).
 //!
 //! ```text
-//! cargo run --example prompt -- --steps 20 --prompt "a [cat:dog:0.5]"
-//! echo "a (cat) AND a dog:0.5" | cargo run --example prompt -- --steps 20 --hires-steps 10
+//! sdti prompt --steps 20 --prompt "a [cat:dog:0.5]"
+//! echo "a (cat) AND a dog:0.5" | sdti prompt --steps 20 --hires-steps 10
 //! ```
 
 use std::io::{BufRead, Write};
@@ -15,7 +15,7 @@ use sd_textual_inversion::sd_core::limits::Limits;
 
 /// Evaluate A1111 prompts (emphasis, editing, alternation, AND, BREAK) for a step count.
 #[derive(Parser)]
-struct Args {
+pub struct Args {
     /// Sampling steps (the first pass when --hires-steps is given).
     #[arg(long)]
     steps: u32,
@@ -39,8 +39,11 @@ fn print(out: &mut impl Write, text: &str, steps: &Steps) -> anyhow::Result<()> 
         .context("writing to stdout")
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Runs the command.
+///
+/// # Errors
+/// Whatever stops it: the message names the flag or file at fault.
+pub fn run(args: Args) -> anyhow::Result<()> {
     // The schedule has an entry per step: a billion steps is a mistake, refused up front.
     let limits = Limits::default();
     limits

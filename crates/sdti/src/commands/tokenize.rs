@@ -1,9 +1,9 @@
 //! CLIP token ids of each line of stdin.
 //!
 //! ```text
-//! echo "a photo of a cat" | cargo run --release --example tokenize
+//! echo "a photo of a cat" | sdti tokenize
 //! [320,1125,539,320,2368]
-//! cargo run --release --example tokenize -- --model path/to/diffusers-folder < prompts.txt
+//! sdti tokenize --model path/to/diffusers-folder < prompts.txt
 //! ```
 //!
 //! Prints one JSON array per input line: the ids without BOS/EOS, untruncated. Without
@@ -20,11 +20,9 @@ use std::{
 use clap::Parser;
 use sd_clip::{ClipTokenizer, TextNormalization};
 
+/// Print the CLIP token ids of each stdin line as a JSON array (no BOS/EOS, no truncation).
 #[derive(Parser)]
-#[command(
-    about = "Print the CLIP token ids of each stdin line as a JSON array (no BOS/EOS, no truncation)"
-)]
-struct Args {
+pub struct Args {
     /// A model's own tokenizer: a diffusers folder, a folder containing `tokenizer/`, or a
     /// tokenizer folder (`vocab.json` + `merges.txt`, or `tokenizer.json`). A single-file
     /// checkpoint uses the config folder of the same stem beside it, else the bundled
@@ -58,8 +56,11 @@ impl From<Normalization> for TextNormalization {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Runs the command.
+///
+/// # Errors
+/// Whatever stops it: the message names the flag or file at fault.
+pub fn run(args: Args) -> anyhow::Result<()> {
     let tokenizer = match &args.model {
         Some(path) => ClipTokenizer::for_model(path)?,
         None => ClipTokenizer::standard()?,

@@ -2,21 +2,22 @@
 //!
 //! ```text
 //! # On the bundled model and the bundled sample set (a red disc), then a picture with it:
-//! cargo run --release --example train_embedding -- --name red-disc --init-text disc \
+//! sdti train --name red-disc --init-text disc \
 //!     --steps 30 --generate "a photo of red-disc" --output red-disc.png
 //! # A real run:
-//! cargo run --release --example train_embedding -- --model sd15.safetensors \
+//! sdti train --model sd15.safetensors \
 //!     --embedding embeddings/realbenny-t1.pt --data benny-512 --template subject_filewords \
 //!     --learn-rate "0.005:100, 1e-3:1000, 1e-5" --steps 3000 --log-dir textual_inversion
 //! ```
 //!
 //! Ctrl-C stops after the current step, saves the embedding and exits cleanly.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::cli::{data_or_sample_set, model_or_bundled, training_device};
 use anyhow::Context;
-use clap::Parser;
-use sd_examples::{model_or_bundled, training_device};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use sd_textual_inversion::TrainError;
 use sd_textual_inversion::create::{check_vectors, create_embedding, sanitized_name};
 use sd_textual_inversion::sd_core::conditioning::EmbeddingLookup;
@@ -30,9 +31,15 @@ use sd_textual_inversion::train::{
     CancelToken, SavedOptimizer, StopReason, TrainConfig, TrainEvent, Trainer, optimizer_path,
 };
 
-#[derive(Parser)]
-#[command(about = "Train a textual-inversion embedding (A1111's Train tab)")]
-struct Args {
+/// Train a textual-inversion embedding (A1111's Train tab).
+#[derive(Parser, serde::Serialize)]
+#[command(args_override_self = true)]
+pub struct Args {
+    /// Read the flags from a TOML file (`learn_rate = "0.005"`, `steps = 3000`; flags on the
+    /// command line win), or from a run's `settings.toml` / `settings.json` to repeat it.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
     /// The checkpoint (default: the bundled tiny model).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -119,8 +126,8 @@ struct Args {
     /// Where the generated picture goes.
     #[arg(long, default_value = "output.png")]
     output: PathBuf,
-    /// Compute device: cpu, wgpu or cuda.
-    #[arg(long, default_value = "cpu")]
+    /// Compute device (wgpu and cuda when built with that feature).
+    #[arg(long, default_value = "cpu", value_parser = crate::cli::DEVICE_NAMES)]
     device: String,
     /// Recompute memory-bound operations (norms, activations) in the backward pass instead of
     /// keeping them: burn's balanced gradient checkpointing (about 5 % less peak memory for an
@@ -129,8 +136,43 @@ struct Args {
     gradient_checkpointing: bool,
 }
 
-fn main() -> anyhow::Result<()> {
-    run(Args::parse()).map_err(name_the_flag)
+/// Runs the command.
+///
+/// # Errors
+/// Whatever stops it: the message names the flag or file at fault.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    train(args).map_err(name_the_flag)
+}
+
+impl Args {
+    /// With `--config FILE`, the flags again from the file's keys followed by `tokens`, the
+    /// command line's tokens after the subcommand (see [`crate::run_config`]); without it,
+    /// `self`. A bad value gets clap's own message and exit status.
+    ///
+    /// # Errors
+    /// The file cannot be read, or holds a key that is not a flag (named with the file).
+    pub fn with_config(self, tokens: &[OsString]) -> anyhow::Result<Self> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let command = Self::command().name("train");
+        let merged = crate::run_config::merged_args(&path, &command, tokens)?;
+        let matches = command
+            .try_get_matches_from(merged)
+            .unwrap_or_else(|e| e.exit());
+        Self::from_arg_matches(&matches).map_err(|e| e.exit())
+    }
+}
+
+/// Writes `settings.toml` into the run folder: every flag of this run (defaults included),
+/// the keys `--config` reads.
+fn write_settings_toml(args: &Args, run_folder: &std::path::Path) -> anyhow::Result<()> {
+    let text = toml::to_string(args).context("the flags as TOML")?;
+    let header = "# The flags of this run: `sdti train --config settings.toml` repeats it.\n";
+    let path = run_folder.join("settings.toml");
+    sd_textual_inversion::sd_core::fs::write_atomic(&path, format!("{header}{text}").as_bytes())
+        .with_context(|| path.display().to_string())?;
+    Ok(())
 }
 
 /// A library error about a setting, prefixed with the flag that sets it.
@@ -148,14 +190,11 @@ fn name_the_flag(error: anyhow::Error) -> anyhow::Error {
     anyhow::anyhow!("{flag}: {error}")
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn train(args: Args) -> anyhow::Result<()> {
     let device = training_device(&args.device, args.gradient_checkpointing)?;
     let model_path = model_or_bundled(args.model.clone())?;
     let bundled_data = args.data.is_none();
-    let data = match &args.data {
-        Some(d) => d.clone(),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/sample-set")),
-    };
+    let data = data_or_sample_set(args.data.clone())?;
     // The bundled model and sample set are 64×64; real models train at 512.
     let default_side = if bundled_data && args.model.is_none() {
         64
@@ -236,7 +275,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     );
     let outcome = trainer.run(
         &mut |event| match event {
-            TrainEvent::Started { initial_step, .. } => bar.set_position(*initial_step as u64),
+            TrainEvent::Started {
+                initial_step,
+                run_folder,
+                ..
+            } => {
+                bar.set_position(*initial_step as u64);
+                // The flags as given, so `--config <run folder>/settings.toml` repeats the run.
+                if let Err(e) = write_settings_toml(&args, run_folder) {
+                    bar.println(format!("could not write the run's settings.toml: {e:#}"));
+                }
+            }
             TrainEvent::Step {
                 step,
                 loss,

@@ -1,7 +1,7 @@
 //! Text to image, as A1111's txt2img tab.
 //!
 //! ```text
-//! cargo run --release --example txt2img -- --prompt "a red fox in the snow" --steps 20 \
+//! sdti txt2img --prompt "a red fox in the snow" --steps 20 \
 //!     --sampler "DPM++ 2M Karras" --seed 3711471449 --output fox.png
 //! ```
 //!
@@ -9,18 +9,22 @@
 //! in a second). The PNG carries A1111's `parameters` text, so A1111's "PNG Info" tab (or the
 //! `png_info` example) reads the settings back.
 
+use crate::cli::{GenerationArgs, progress_bar};
 use clap::Parser;
-use sd_examples::{GenerationArgs, progress_bar};
 
+/// Generate pictures from a prompt (A1111's txt2img).
 #[derive(Parser)]
-#[command(about = "Generate pictures from a prompt (A1111's txt2img)")]
-struct Args {
+pub struct Args {
     #[command(flatten)]
     generation: GenerationArgs,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse().generation;
+/// Runs the command.
+///
+/// # Errors
+/// Whatever stops it: the message names the flag or file at fault.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let args = args.generation;
     // Every flag is checked before the model loads.
     let params = args.params()?;
     args.output_paths(params.batch_size)?;

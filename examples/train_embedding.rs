@@ -1,0 +1,12 @@
+//! `sdti train` under its example name: `cargo run --release --example train_embedding -- --help`.
+//! The command itself is `crates/sdti/src/commands/train.rs`.
+
+use clap::Parser;
+use sdti::commands::train;
+
+fn main() -> anyhow::Result<()> {
+    sdti::logging::init(0);
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = train::Args::parse_from(&argv).with_config(argv.get(1..).unwrap_or_default())?;
+    train::run(args)
+}
