@@ -5,9 +5,9 @@
 //!     --sampler "DPM++ 2M Karras" --seed 3711471449 --output fox.png
 //! ```
 //!
-//! Without `--model` it runs the bundled tiny model (random weights: the picture is noise,
-//! in a second). The PNG carries A1111's `parameters` text, so A1111's "PNG Info" tab (or the
-//! `png_info` example) reads the settings back.
+//! Without `--model` it runs the bundled tiny concept model (coloured circles and squares on
+//! grey, 64×64: pass `--width 64 --height 64`, in a second). The PNG carries A1111's
+//! `parameters` text, so A1111's "PNG Info" tab (or `sdti png-info`) reads the settings back.
 
 use crate::cli::{GenerationArgs, progress_bar};
 use clap::Parser;
