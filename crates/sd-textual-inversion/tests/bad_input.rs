@@ -892,6 +892,7 @@ fn rows() -> Vec<Row> {
                     epoch_step: step - 1,
                     loss: 0.5,
                     learn_rate: 0.005,
+                    validation_loss: None,
                 };
                 let mut first = RunFolder::new(dir, "disc-ti");
                 first.write_loss(row(1)).expect("write");

@@ -120,6 +120,17 @@ pub enum EmbeddingError {
         /// What is wrong.
         reason: String,
     },
+    /// The file's embedding was trained for a text encoder of another width (an SD 2.x
+    /// embedding on an SD 1.x model, or the reverse).
+    #[error("{path}: trained for a {embedding}-wide text encoder; this model's is {model}", path = path.display())]
+    WrongWidth {
+        /// The file.
+        path: PathBuf,
+        /// The embedding's width.
+        embedding: usize,
+        /// The model's text encoder width.
+        model: usize,
+    },
     /// Registering the embedding with a tokenizer failed.
     #[error(transparent)]
     Conditioning(#[from] crate::conditioning::ConditioningError),

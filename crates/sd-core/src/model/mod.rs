@@ -5,6 +5,7 @@
 //! Every weight becomes f32 on the chosen device.
 
 mod architecture;
+mod embeddings;
 mod f32_store;
 mod ldm_yaml;
 mod load;

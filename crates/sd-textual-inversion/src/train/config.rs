@@ -107,6 +107,53 @@ pub struct TrainConfig {
     pub resume_from: Option<PathBuf>,
     /// Caps on captions (`max_prompt_chars`) and training pictures (`max_image_pixels`).
     pub limits: Limits,
+    /// A validation loss every few steps, with early stopping (`None`, the default: off, as
+    /// in A1111).
+    pub validation: Option<Validation>,
+}
+
+/// The validation loss: the training loss made deterministic, so that its curve shows what
+/// each step's random timestep and noise hide ("Is This Loss Informative?", Voronov et al.,
+/// 2023). Each picture is noised at every one of `timesteps` with noise drawn once from
+/// `seed`, and the UNet's error is averaged over all of them; the same prompts (their
+/// template line and caption chosen once), latents and noise at every evaluation. The run
+/// keeps the best step's vectors as `<run>/embeddings/<name>-best.pt`.
+///
+/// ```
+/// use sd_textual_inversion::train::{TrainConfig, Validation};
+/// let config = TrainConfig {
+///     data_dir: "photos-512".into(),
+///     validation: Some(Validation { every: 100, patience: Some(5), ..Validation::default() }),
+///     ..TrainConfig::default()
+/// };
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Validation {
+    /// Evaluate after every this many optimizer steps (at least 1).
+    pub every: usize,
+    /// Held-out pictures (captions as for training); `None` validates on the training
+    /// pictures.
+    pub data_dir: Option<PathBuf>,
+    /// The timesteps the loss averages over (each below the model's training timesteps).
+    pub timesteps: Vec<usize>,
+    /// Seed of the fixed noise, prompts and latents.
+    pub seed: u64,
+    /// Stop after this many evaluations without a new best loss (`None`: never stop early).
+    pub patience: Option<usize>,
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        Self {
+            every: 100,
+            data_dir: None,
+            timesteps: vec![100, 300, 500, 700, 900],
+            seed: 0,
+            patience: None,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -137,6 +184,7 @@ impl Default for TrainConfig {
             overwrite: false,
             resume_from: None,
             limits: Limits::default(),
+            validation: None,
         }
     }
 }

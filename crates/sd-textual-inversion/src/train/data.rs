@@ -2,6 +2,7 @@
 //! (PIL bicubic), encoded once by the VAE, its caption and (optionally) its alpha weight map;
 //! the VAE is then off the hot path.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Tensor, TensorData};
@@ -57,14 +58,16 @@ pub(crate) struct TrainingSet {
 }
 
 impl TrainingSet {
-    /// Loads `config.data_dir`, encoding every picture with `model`'s VAE.
+    /// Loads `config.data_dir`, encoding every picture with `model`'s VAE. `progress` hears
+    /// `(files done, files)` before each file and at the end; `None` when it breaks
+    /// (cancelled).
     pub(crate) fn load(
         model: &StableDiffusion,
         config: &TrainConfig,
         captions: &CaptionBuilder,
-        rng: &mut impl RandomSource,
-        noise: &mut TorchCpuGenerator,
-    ) -> Result<Self> {
+        (rng, noise): (&mut impl RandomSource, &mut TorchCpuGenerator),
+        progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
+    ) -> Result<Option<Self>> {
         let (w, h) = (config.width, config.height);
         if w == 0 || h == 0 || w % 8 != 0 || h % 8 != 0 {
             return Err(TrainError::InvalidConfig {
@@ -75,7 +78,12 @@ impl TrainingSet {
         let (lw, lh) = ((w / 8) as usize, (h / 8) as usize);
         let mut items = Vec::new();
         let mut skipped = Vec::new();
-        for path in list_candidates(&config.data_dir)? {
+        let candidates = list_candidates(&config.data_dir)?;
+        let total = candidates.len();
+        for (done, path) in candidates.into_iter().enumerate() {
+            if progress(done, total).is_break() {
+                return Ok(None);
+            }
             // Captions beside the pictures are read with them, not as pictures.
             if path
                 .extension()
@@ -129,6 +137,9 @@ impl TrainingSet {
                 weight,
             });
         }
+        if progress(total, total).is_break() {
+            return Ok(None);
+        }
         if items.is_empty() {
             return Err(TrainError::EmptyDataset {
                 path: config.data_dir.clone(),
@@ -139,7 +150,7 @@ impl TrainingSet {
                 },
             });
         }
-        Ok(Self { items, skipped })
+        Ok(Some(Self { items, skipped }))
     }
 
     /// The prompt for item `i` this time, with the index of its template line.

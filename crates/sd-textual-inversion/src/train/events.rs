@@ -41,6 +41,33 @@ pub enum TrainEvent {
         /// Where.
         path: PathBuf,
     },
+    /// A training picture was read and encoded by the VAE (minutes for a large set at 512²
+    /// on a CPU): `done` of `total` files looked at, before [`TrainEvent::Started`]. Held-out
+    /// validation pictures are reported the same way after the training ones.
+    Encoding {
+        /// Files done.
+        done: usize,
+        /// Files in the folder.
+        total: usize,
+    },
+    /// A preview is being rendered (its sampling steps): `done` of `total`.
+    Rendering {
+        /// Sampling steps done.
+        done: usize,
+        /// Sampling steps in all.
+        total: usize,
+    },
+    /// The validation loss was evaluated (see [`Validation`](super::Validation)).
+    Validation {
+        /// The step it was evaluated after.
+        step: usize,
+        /// The mean loss over the validation pictures and timesteps.
+        loss: f32,
+        /// The best step so far (this one when it improved).
+        best_step: usize,
+        /// The loss at the best step.
+        best_loss: f32,
+    },
     /// A preview picture was written.
     Preview {
         /// The step.
@@ -114,5 +141,11 @@ pub enum StopReason {
     Diverged {
         /// The failing step.
         step: usize,
+    },
+    /// The validation loss did not improve for
+    /// [`Validation::patience`](super::Validation::patience) evaluations.
+    NoImprovement {
+        /// The step of the best validation loss (its vectors: `<name>-best.pt`).
+        best_step: usize,
     },
 }

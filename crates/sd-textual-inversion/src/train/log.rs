@@ -24,6 +24,9 @@ pub struct LossRow {
     pub loss: f32,
     /// The learning rate used.
     pub learn_rate: f64,
+    /// The validation loss evaluated after this step (only with validation on; A1111 has
+    /// no such column).
+    pub validation_loss: Option<f32>,
 }
 
 /// The folders and files of one run.
@@ -38,6 +41,8 @@ pub struct RunFolder {
     earlier_rows: Vec<LossRow>,
     /// The plot's running-mean window, in steps.
     plot_window: usize,
+    /// Whether the CSV has the `validation_loss` column.
+    validation_column: bool,
 }
 
 impl RunFolder {
@@ -50,7 +55,14 @@ impl RunFolder {
             earlier: None,
             earlier_rows: Vec::new(),
             plot_window: DEFAULT_WINDOW,
+            validation_column: false,
         }
+    }
+
+    /// Adds the `validation_loss` column to a CSV this run starts (empty on the rows where
+    /// it was not evaluated). Off by default: the file is then A1111's.
+    pub fn set_validation_column(&mut self, on: bool) {
+        self.validation_column = on;
     }
 
     /// `embeddings/`: the copies saved every N steps.
@@ -123,17 +135,27 @@ impl RunFolder {
         self.rows.push(row);
         let mut text = self.earlier.clone().unwrap_or_default();
         if text.is_empty() {
-            text.push_str("step,epoch,epoch_step,loss,learn_rate\n");
+            text.push_str("step,epoch,epoch_step,loss,learn_rate");
+            text.push_str(if self.validation_column {
+                ",validation_loss\n"
+            } else {
+                "\n"
+            });
         }
         for r in &self.rows {
             text.push_str(&format!(
-                "{},{},{},{:.7},{}\n",
+                "{},{},{},{:.7},{}",
                 r.step,
                 r.epoch,
                 r.epoch_step,
                 r.loss,
                 python_float(r.learn_rate)
             ));
+            match (self.validation_column, r.validation_loss) {
+                (true, Some(v)) => text.push_str(&format!(",{v:.7}\n")),
+                (true, None) => text.push_str(",\n"),
+                (false, _) => text.push('\n'),
+            }
         }
         write_atomic(&self.loss_csv(), text.as_bytes())?;
         let all: Vec<LossRow> = self
@@ -199,8 +221,17 @@ fn parse_rows(text: &str) -> Vec<LossRow> {
             epoch_step: next()?.parse().ok()?,
             loss: next()?.parse().ok()?,
             learn_rate: next()?.parse().ok()?,
+            validation_loss: None,
         };
-        next().is_none().then_some(row)
+        // A sixth column: the validation loss, empty where it was not evaluated.
+        let validation_loss = match next() {
+            None | Some("") => None,
+            Some(v) => Some(v.parse().ok()?),
+        };
+        next().is_none().then_some(LossRow {
+            validation_loss,
+            ..row
+        })
     };
     text.lines().filter_map(row).collect()
 }
@@ -283,6 +314,7 @@ mod tests {
             epoch_step: step - 1,
             loss,
             learn_rate: 0.005,
+            validation_loss: None,
         };
         folder.write_loss(row(1, 0.2)).expect("write");
         let first = std::fs::read(folder.loss_plot()).expect("the plot is written");

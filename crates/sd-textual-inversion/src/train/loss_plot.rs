@@ -58,6 +58,8 @@ const GRID: [u8; 3] = [232, 232, 232];
 const LOSS_DOT: [u8; 3] = [31, 119, 180];
 const MEAN_LINE: [u8; 3] = [255, 127, 14];
 const RATE_LINE: [u8; 3] = [44, 160, 44];
+/// matplotlib's fourth colour: the validation loss.
+const VALIDATION_LINE: [u8; 3] = [214, 39, 40];
 const EARLIER: [u8; 3] = [150, 150, 150];
 
 /// The ends of an axis sit this many pixels inside the frame, so that dots there show whole.
@@ -83,7 +85,8 @@ pub fn draw_loss_plot(rows: &[LossRow], window: usize) -> RgbImage {
     );
     let losses = rows
         .iter()
-        .map(|r| f64::from(r.loss))
+        .flat_map(|r| std::iter::once(r.loss).chain(r.validation_loss))
+        .map(f64::from)
         .filter(|v| v.is_finite());
     let loss_axis = Axis::new(
         losses.clone().fold(f64::INFINITY, f64::min),
@@ -122,6 +125,19 @@ pub fn draw_loss_plot(rows: &[LossRow], window: usize) -> RgbImage {
             .clone()
             .map(|j| means[j].map(|m| at(&rows[j], m, &loss_axis, LOSS)));
         canvas.polylines(&pieces(points), 1.1, mean, LOSS);
+        // The validation loss, where it was evaluated: a line through marked points.
+        let validation = if i == last { VALIDATION_LINE } else { EARLIER };
+        let evaluated: Vec<(f64, f64)> = rows[run.clone()]
+            .iter()
+            .filter_map(|r| {
+                let v = f64::from(r.validation_loss?);
+                v.is_finite().then(|| at(r, v, &loss_axis, LOSS))
+            })
+            .collect();
+        for &p in &evaluated {
+            canvas.line(p, p, 2.6, validation, 0.9, LOSS);
+        }
+        canvas.polylines(&[evaluated], 1.4, validation, LOSS);
         // Held until the next row: a schedule is a step function.
         let mut steps: Vec<Option<(f64, f64)>> = Vec::new();
         for r in &rows[run.clone()] {
@@ -139,7 +155,8 @@ pub fn draw_loss_plot(rows: &[LossRow], window: usize) -> RgbImage {
         canvas.text(cx, (LOSS.y0 + LOSS.y1) / 2 - GLYPH / 2, message, TEXT);
     }
 
-    let legend_x = canvas.legend(window.max(1), runs.len() > 1);
+    let validated = rows.iter().any(|r| r.validation_loss.is_some());
+    let legend_x = canvas.legend(window.max(1), runs.len() > 1, validated);
     let title = "textual inversion loss";
     // Left of the legend when they fit side by side; a long legend goes without it.
     if 12 + text_width(title) + 2 * GLYPH <= legend_x {
@@ -520,13 +537,14 @@ impl Canvas {
     }
 
     /// The legend, right-aligned over the loss panel; returns where it starts.
-    fn legend(&mut self, window: usize, earlier: bool) -> i64 {
+    fn legend(&mut self, window: usize, earlier: bool, validated: bool) -> i64 {
         let mean = format!("mean of last {window} steps");
-        let mut items: Vec<(&str, [u8; 3], bool)> = vec![
-            ("loss", LOSS_DOT, true),
-            (&mean, MEAN_LINE, false),
-            ("learning rate", RATE_LINE, false),
-        ];
+        let mut items: Vec<(&str, [u8; 3], bool)> =
+            vec![("loss", LOSS_DOT, true), (&mean, MEAN_LINE, false)];
+        if validated {
+            items.push(("validation", VALIDATION_LINE, false));
+        }
+        items.push(("learning rate", RATE_LINE, false));
         if earlier {
             items.push(("earlier runs", EARLIER, true));
         }
@@ -572,6 +590,7 @@ mod tests {
             epoch_step: step.saturating_sub(1),
             loss,
             learn_rate,
+            validation_loss: None,
         }
     }
 

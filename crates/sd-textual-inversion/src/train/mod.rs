@@ -11,15 +11,16 @@ mod preflight;
 mod save;
 mod step;
 mod trainer;
+mod validation;
 
 pub use adamw::{AdamW, AdamWConfig, AdamWState};
 pub use config::{
     ClipGrad, ClipGradMode, LatentSampling, MAX_BATCH_SIZE, MAX_GRADIENT_ACCUMULATION, MAX_SIDE,
-    MAX_STEPS, MAX_VECTORS, TrainConfig,
+    MAX_STEPS, MAX_VECTORS, TrainConfig, Validation,
 };
 pub use events::{CancelToken, StopReason, TrainEvent};
 pub use log::{LossRow, RunFolder};
 pub use preflight::{RunLock, check_embedding_name};
 pub use save::{SavedOptimizer, optimizer_path};
-pub use step::{StepBatch, StepResult, freeze, loss_and_grad};
-pub use trainer::{TrainOutcome, Trainer};
+pub use step::{StepBatch, StepResult, denoising_loss, freeze, loss_and_grad};
+pub use trainer::{BestStep, TrainOutcome, Trainer};

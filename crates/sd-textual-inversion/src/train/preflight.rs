@@ -157,6 +157,9 @@ impl TrainConfig {
                 &format!("{}: a probability from 0 to 1", self.tag_dropout),
             );
         }
+        if let Some(validation) = &self.validation {
+            check_validation(validation)?;
+        }
         Ok(())
     }
 
@@ -298,6 +301,44 @@ fn looks_like_picture(path: &Path) -> bool {
     image::ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
         .is_ok_and(|r| r.format().is_some())
+}
+
+/// The validation settings: a positive interval and patience, timesteps inside SD's 1000
+/// training timesteps, a held-out folder that is a folder.
+fn check_validation(validation: &super::Validation) -> Result<()> {
+    let invalid = |name, reason: &str| {
+        Err(TrainError::InvalidConfig {
+            name,
+            reason: reason.to_owned(),
+        })
+    };
+    if validation.every == 0 {
+        return invalid("validate_every", "0: evaluate every 1 or more steps");
+    }
+    if validation.patience == Some(0) {
+        return invalid("validation_patience", "0: stop after 1 or more evaluations");
+    }
+    if validation.timesteps.is_empty() {
+        return invalid("validation_timesteps", "no timestep to evaluate at");
+    }
+    if let Some(t) = validation.timesteps.iter().find(|&&t| t >= 1000) {
+        return invalid(
+            "validation_timesteps",
+            &format!("{t}: a timestep from 0 to 999"),
+        );
+    }
+    if validation.timesteps.len() > 1000 {
+        return invalid("validation_timesteps", "more than 1000 timesteps");
+    }
+    if let Some(dir) = &validation.data_dir
+        && !dir.is_dir()
+    {
+        return invalid(
+            "validation_data",
+            &format!("{}: not a folder", dir.display()),
+        );
+    }
+    Ok(())
 }
 
 /// Every entry of `schedule` (the text given as `setting`) is a finite value of 0 or more.

@@ -11,6 +11,7 @@ use sd_core::noise::RngSource;
 use serde::{Deserialize, Serialize};
 
 use super::adamw::AdamWState;
+use super::events::TrainEvent;
 use super::log::RunFolder;
 use super::trainer::Trainer;
 use crate::error::{Result, TrainError};
@@ -77,6 +78,7 @@ impl Trainer {
         lookup: &EmbeddingLookup,
         steps_done: usize,
         prompt: &str,
+        events: &mut dyn FnMut(&TrainEvent),
     ) -> Result<(PathBuf, image::RgbImage)> {
         let params = match &self.config.preview {
             Some(p) => p.clone(),
@@ -90,9 +92,15 @@ impl Trainer {
                 ..GenerationRequest::default()
             },
         };
-        let generation = self
-            .model
-            .txt2img(&params, lookup, &mut |_| ControlFlow::Continue(()))?;
+        let generation = self.model.txt2img(&params, lookup, &mut |p| {
+            events(&TrainEvent::Rendering {
+                done: p.step + 1,
+                total: p.total_steps,
+            });
+            ControlFlow::Continue(())
+        })?;
+        // The whole of A1111's infotext, as its previews carry (model, hashes, `TI hashes`).
+        let text = generation.infotext(0, &self.model);
         let Some(image) = generation.images.into_iter().next() else {
             return Err(TrainError::InvalidConfig {
                 name: "preview",
@@ -102,10 +110,6 @@ impl Trainer {
         let path = folder
             .images()
             .join(format!("{}-{steps_done}.png", self.embedding.name));
-        let text = format!(
-            "{}\nSteps: {}, Seed: {}",
-            params.prompt, params.steps, params.seed
-        );
         sd_core::infotext::write_png_rgb8(
             &path,
             image.width(),

@@ -55,13 +55,75 @@ pub fn loss_and_grad(
     clip_skip: usize,
     batch: &StepBatch,
 ) -> Result<StepResult> {
-    let device = model.device();
+    let param = vectors_tensor(model, lookup, id, vectors)?.require_grad();
+    let loss = loss_tensor(model, lookup, id, param.clone(), clip_skip, batch)?;
+    // No prompt of the batch holds the embedding: the loss does not depend on `param`, and
+    // burn's backward panics on an untracked tensor.
+    if !loss.is_tracked() {
+        return Err(TrainError::NoGradient);
+    }
+    let grads = loss.backward();
+    let loss_value: f32 = loss.into_scalar();
+    let grad = param
+        .grad(&grads)
+        .ok_or(TrainError::NoGradient)?
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|source| TrainError::ReadBack {
+            what: "the gradient",
+            source,
+        })?;
+    Ok(StepResult {
+        loss: loss_value,
+        grad,
+    })
+}
+
+/// The loss of [`loss_and_grad`] alone: no gradient, no graph kept (the validation loss).
+///
+/// # Errors
+/// As [`loss_and_grad`], but a batch whose prompts do not name the embedding has a loss too.
+pub fn denoising_loss(
+    model: &StableDiffusion,
+    lookup: &EmbeddingLookup,
+    id: EmbeddingId,
+    vectors: &[f32],
+    clip_skip: usize,
+    batch: &StepBatch,
+) -> Result<f32> {
+    let param = vectors_tensor(model, lookup, id, vectors)?;
+    Ok(loss_tensor(model, lookup, id, param, clip_skip, batch)?.into_scalar())
+}
+
+/// The embedding's `[n, dim]` values as a tensor on the model's device.
+fn vectors_tensor(
+    model: &StableDiffusion,
+    lookup: &EmbeddingLookup,
+    id: EmbeddingId,
+    vectors: &[f32],
+) -> Result<Tensor<2>> {
     let (n, dim) = match lookup.get(id) {
         Some(e) => (e.n, e.dim),
         None => return Err(TrainError::NoGradient),
     };
-    let param =
-        Tensor::<2>::from_data(TensorData::new(vectors.to_vec(), [n, dim]), device).require_grad();
+    Ok(Tensor::<2>::from_data(
+        TensorData::new(vectors.to_vec(), [n, dim]),
+        model.device(),
+    ))
+}
+
+/// ldm's `p_losses` with the embedding `id` taking the values of `param`: the prompts
+/// encoded, the latents noised to their timesteps, the UNet's prediction against the noise
+/// (or v), squared, weighted, averaged.
+fn loss_tensor(
+    model: &StableDiffusion,
+    lookup: &EmbeddingLookup,
+    id: EmbeddingId,
+    param: Tensor<2>,
+    clip_skip: usize,
+    batch: &StepBatch,
+) -> Result<Tensor<1>> {
+    let device = model.device();
     let flavour = match model.family() {
         ModelFamily::Sd2 => ModelFlavour::Sd2,
         _ => ModelFlavour::Sd1,
@@ -113,27 +175,7 @@ pub fn loss_and_grad(
         Some(weight) => sq * weight.clone().expand([b, c, h, w]),
         None => sq,
     };
-    let loss = sq.mean();
-    // No prompt of the batch holds the embedding: the loss does not depend on `param`, and
-    // burn's backward panics on an untracked tensor.
-    if !loss.is_tracked() {
-        return Err(TrainError::NoGradient);
-    }
-    let grads = loss.backward();
-    let loss_value: f32 = loss.into_scalar();
-    let grad = param
-        .grad(&grads)
-        .ok_or(TrainError::NoGradient)?
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|source| TrainError::ReadBack {
-            what: "the gradient",
-            source,
-        })?;
-    Ok(StepResult {
-        loss: loss_value,
-        grad,
-    })
+    Ok(sq.mean())
 }
 
 /// ldm's `sqrt_alphas_cumprod` and `sqrt_one_minus_alphas_cumprod` at `timesteps` (computed in

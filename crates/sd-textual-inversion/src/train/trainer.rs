@@ -19,6 +19,7 @@ use super::log::{LossRow, RunFolder};
 use super::preflight::{Checked, PromptCheck, RunLock};
 use super::save::SavedOptimizer;
 use super::step::{StepBatch, clip_gradient, freeze, loss_and_grad};
+use super::validation::ValidationState;
 use crate::create::check_vectors;
 use crate::dataset::batching::{EpochPlan, GroupedBatchSampler};
 use crate::dataset::caption::CaptionBuilder;
@@ -41,12 +42,30 @@ pub struct TrainOutcome {
     pub reason: StopReason,
     /// Pictures of the data folder that could not be used, with the reason.
     pub skipped: Vec<SkippedFile>,
+    /// The model, handed back (frozen, on the autodiff device): generate with the new
+    /// embedding or train another one without loading the checkpoint again.
+    pub model: StableDiffusion,
+    /// The step of the best validation loss, when validation was on and evaluated.
+    pub best: Option<BestStep>,
 }
 
-/// Trains one embedding on one model.
+/// The step whose validation loss was the lowest of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BestStep {
+    /// The step.
+    pub step: usize,
+    /// Its validation loss.
+    pub loss: f32,
+    /// Its vectors: `<run folder>/embeddings/<name>-best.pt`.
+    pub path: PathBuf,
+}
+
+/// Trains one embedding on one model, and hands the model back: train, then generate with
+/// the new embedding (or train another) without loading the checkpoint again.
 ///
 /// ```no_run
-/// use sd_textual_inversion::sd_core::{DeviceChoice, StableDiffusion};
+/// use std::ops::ControlFlow;
+/// use sd_textual_inversion::sd_core::{DeviceChoice, GenerationRequest, StableDiffusion};
 /// use sd_textual_inversion::train::{CancelToken, TrainConfig, Trainer};
 ///
 /// let device = DeviceChoice::Cpu.device()?.autodiff();
@@ -55,7 +74,11 @@ pub struct TrainOutcome {
 /// let config = TrainConfig { data_dir: "benny-512".into(), steps: 3000, ..Default::default() };
 /// let outcome = Trainer::new(model, embedding, config)?
 ///     .run(&mut |event| println!("{event:?}"), &CancelToken::new())?;
-/// println!("{}", outcome.path.display());
+/// // The same model, now with the trained file in a prompt.
+/// let model = outcome.model;
+/// let lookup = model.load_embedding(&outcome.path)?;
+/// let request = GenerationRequest { prompt: "a photo of realbenny-t1".into(), ..Default::default() };
+/// let pictures = model.txt2img(&request, &lookup, &mut |_| ControlFlow::Continue(()))?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Trainer {
@@ -116,6 +139,12 @@ impl Trainer {
         &self.model
     }
 
+    /// The model back, without training (a finished run hands it back in
+    /// [`TrainOutcome::model`]).
+    pub fn into_model(self) -> StableDiffusion {
+        self.model
+    }
+
     /// Runs until the configured step, the end of the learning-rate schedule, a NaN loss, an
     /// update that overflows, or `cancel`; then writes the embedding to
     /// `<embeddings_dir>/<name>.pt` (also on cancel and NaN, with the last good vectors) and
@@ -151,26 +180,43 @@ impl Trainer {
         if initial_step >= self.config.steps {
             // A1111's loop ends at once and saves the embedding as it is.
             let end = (folder.root, initial_step, StopReason::Completed, Vec::new());
-            return self.finish(end, events);
+            return self.finish(end, None, events);
         }
-        let mut run = self.prepare(checked, folder, initial_step, events)?;
+        let root = folder.root.clone();
+        let Some(mut run) = self.prepare(checked, folder, initial_step, events, cancel)? else {
+            // Cancelled while the pictures were encoded: the embedding is saved unchanged.
+            let end = (root, initial_step, StopReason::Cancelled, Vec::new());
+            return self.finish(end, None, events);
+        };
         let reason = loop {
             if let ControlFlow::Break(reason) = self.epoch(&mut run, events, cancel)? {
                 break reason;
             }
         };
-        self.finish((run.folder.root, run.step, reason, run.set.skipped), events)
+        let best = run.validation.as_ref().and_then(ValidationState::best);
+        let best = best.map(|(step, loss)| BestStep {
+            step,
+            loss,
+            path: best_path(&run.folder, &name),
+        });
+        self.finish(
+            (run.folder.root, run.step, reason, run.set.skipped),
+            best,
+            events,
+        )
     }
 
-    /// Loads and encodes the pictures, plans the epochs, writes the run's settings and
-    /// reports [`TrainEvent::Started`].
+    /// Loads and encodes the pictures (reporting [`TrainEvent::Encoding`]; `None` when
+    /// cancelled meanwhile), plans the epochs, builds the validation batches, writes the
+    /// run's settings and reports [`TrainEvent::Started`].
     fn prepare(
         &self,
         checked: Checked,
         mut folder: RunFolder,
         initial_step: usize,
         events: &mut dyn FnMut(&TrainEvent),
-    ) -> Result<RunState> {
+        cancel: &CancelToken,
+    ) -> Result<Option<RunState>> {
         let config = &self.config;
         let learn_rate = checked.learn_rate.scheduler();
         let clip = checked.clip.map(|(mode, s)| (mode, s.scheduler()));
@@ -180,7 +226,52 @@ impl Trainer {
             .tag_drop_out(f64::from(config.tag_dropout));
         let mut rng = SplitMix64::new(config.seed);
         let mut noise = TorchCpuGenerator::new(config.seed);
-        let set = TrainingSet::load(&self.model, config, &captions, &mut rng, &mut noise)?;
+        let mut encoding = |done, total| {
+            events(&TrainEvent::Encoding { done, total });
+            if cancel.is_cancelled() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let Some(set) = TrainingSet::load(
+            &self.model,
+            config,
+            &captions,
+            (&mut rng, &mut noise),
+            &mut encoding,
+        )?
+        else {
+            return Ok(None);
+        };
+        // Held-out validation pictures, with generators of their own: the training run's
+        // random choices stay those of a run without validation.
+        let held_out = match config.validation.as_ref().and_then(|v| v.data_dir.clone()) {
+            Some(data_dir) => {
+                let seed = config.validation.as_ref().map_or(0, |v| v.seed);
+                let held_out_config = TrainConfig {
+                    data_dir,
+                    ..config.clone()
+                };
+                let generators = (
+                    &mut SplitMix64::new(seed),
+                    &mut TorchCpuGenerator::new(seed),
+                );
+                let Some(held_out) = TrainingSet::load(
+                    &self.model,
+                    &held_out_config,
+                    &captions,
+                    generators,
+                    &mut encoding,
+                )?
+                else {
+                    return Ok(None);
+                };
+                Some(held_out)
+            }
+            None => None,
+        };
+        folder.set_validation_column(config.validation.is_some());
         // The plot's running mean is the loss A1111's progress bar shows: the mean of the last
         // `3 × len(dataset)` steps.
         folder.set_plot_window(set.items.len().saturating_mul(3));
@@ -208,7 +299,27 @@ impl Trainer {
         });
         let mut lookup = EmbeddingLookup::new();
         let id = self.register(&mut lookup)?;
-        Ok(RunState {
+        let validation = match &config.validation {
+            Some(settings) => {
+                let prompts = PromptCheck {
+                    tokenizer: &self.model.tokenizer,
+                    lookup: &lookup,
+                    id,
+                    name: &self.embedding.name,
+                    template: &template,
+                    max_chars: config.limits.max_prompt_chars,
+                };
+                let pictures = held_out.as_ref().unwrap_or(&set);
+                Some(ValidationState::new(
+                    settings,
+                    pictures,
+                    &self.model,
+                    (&captions, &prompts),
+                )?)
+            }
+            None => None,
+        };
+        Ok(Some(RunState {
             grad_sum: vec![0f32; self.embedding.vectors.data.len()],
             loss_sum: 0.0,
             step: initial_step,
@@ -225,7 +336,8 @@ impl Trainer {
             noise,
             lookup,
             id,
-        })
+            validation,
+        }))
     }
 
     /// One pass over the dataset (A1111 caps it at `max_batches_per_epoch` micro-batches).
@@ -290,7 +402,9 @@ impl Trainer {
             ControlFlow::Continue(learn_rate) => learn_rate,
             ControlFlow::Break(reason) => return Ok(ControlFlow::Break(reason)),
         };
-        self.after_step(run, &batch, learn_rate, events)?;
+        if let ControlFlow::Break(reason) = self.after_step(run, &batch, learn_rate, events)? {
+            return Ok(ControlFlow::Break(reason));
+        }
         run.loss_sum = 0.0;
         run.grad_sum.iter_mut().for_each(|g| *g = 0.0);
         Ok(ControlFlow::Continue(()))
@@ -329,14 +443,16 @@ impl Trainer {
 
     /// What follows an optimizer step, in A1111's order: the step's event, a copy of the
     /// embedding every `save_every` steps, a loss row every `csv_every`, a preview (and the
-    /// image embedding of the copy just saved) every `preview_every`.
+    /// image embedding of the copy just saved) every `preview_every`. With validation on, the
+    /// validation loss when due (before the loss row, which then also gets written), a copy
+    /// of a new best step, and the stop when the patience has run out.
     fn after_step(
         &self,
         run: &mut RunState,
         batch: &StepBatch,
         learn_rate: f64,
         events: &mut dyn FnMut(&TrainEvent),
-    ) -> Result<()> {
+    ) -> Result<ControlFlow<StopReason>> {
         let step = run.step;
         let (epoch, epoch_step) = run.plan.csv_epoch(step as u64);
         let (epoch, epoch_step) = (epoch.max(0) as usize, epoch_step.max(0) as usize);
@@ -360,20 +476,47 @@ impl Trainer {
             events(&TrainEvent::Saved { step, path });
             run.pending_image_embedding = Some(steps_done);
         }
-        if every(self.config.csv_every, step) {
+        let evaluation = match run.validation.as_mut() {
+            Some(validation) if validation.is_due(step) => {
+                let evaluation = validation.evaluate(
+                    step,
+                    &self.model,
+                    (&run.lookup, run.id),
+                    &self.embedding.vectors.data,
+                    self.config.clip_skip,
+                )?;
+                let (best_step, best_loss) = evaluation.best;
+                events(&TrainEvent::Validation {
+                    step,
+                    loss: evaluation.loss,
+                    best_step,
+                    best_loss,
+                });
+                if evaluation.improved {
+                    let path = best_path(&run.folder, name);
+                    self.save(&path)?;
+                    events(&TrainEvent::Saved { step, path });
+                }
+                Some(evaluation)
+            }
+            _ => None,
+        };
+        if every(self.config.csv_every, step) || evaluation.is_some() {
             let row = LossRow {
                 step,
                 epoch,
                 epoch_step,
                 loss,
                 learn_rate,
+                validation_loss: evaluation.map(|e| e.loss),
             };
             run.folder.write_loss(row)?;
         }
         if every(self.config.preview_every, steps_done) {
             // A batch is never empty (`batch_size` is at least 1).
             let prompt = batch.texts.first().cloned().unwrap_or_default();
-            let (path, image) = self.preview(&run.folder, &run.lookup, steps_done, &prompt)?;
+            let (path, image) =
+                self.preview(&run.folder, &run.lookup, steps_done, &prompt, events)?;
             events(&TrainEvent::Preview { step, path, prompt });
             if self.config.save_image_embeddings && run.pending_image_embedding == Some(steps_done)
             {
@@ -381,7 +524,12 @@ impl Trainer {
                 run.pending_image_embedding = None;
             }
         }
-        Ok(())
+        Ok(match evaluation {
+            Some(e) if e.exhausted => ControlFlow::Break(StopReason::NoImprovement {
+                best_step: e.best.0,
+            }),
+            _ => ControlFlow::Continue(()),
+        })
     }
 
     /// Writes the final embedding to `<embeddings_dir>/<name>.pt`, reports it, and hands
@@ -390,6 +538,7 @@ impl Trainer {
     fn finish(
         self,
         (run_folder, step, reason, skipped): (PathBuf, usize, StopReason, Vec<SkippedFile>),
+        best: Option<BestStep>,
         events: &mut dyn FnMut(&TrainEvent),
     ) -> Result<TrainOutcome> {
         let path = self
@@ -407,6 +556,8 @@ impl Trainer {
             run_folder,
             reason,
             skipped,
+            model: self.model,
+            best,
         })
     }
 
@@ -467,6 +618,13 @@ struct RunState {
     grad_sum: Vec<f32>,
     /// The `steps_done` of the copy saved last, until a preview writes its image embedding.
     pending_image_embedding: Option<usize>,
+    /// The validation loss's batches and best step, when validation is on.
+    validation: Option<ValidationState>,
+}
+
+/// Where a run keeps the vectors of its best validation step.
+fn best_path(folder: &RunFolder, name: &str) -> PathBuf {
+    folder.embeddings().join(format!("{name}-best.pt"))
 }
 
 /// The run's `settings.json`: what was trained, on what, from which pictures.
