@@ -191,3 +191,37 @@ fn the_infotext_reads_back_as_the_run() {
     assert_eq!(parsed.sampler.as_deref(), Some("Euler a"));
     assert_eq!((parsed.width, parsed.height), (Some(64), Some(48)));
 }
+
+/// A checkpoint held in memory loads to the same model as its file: the same latents to the
+/// bit, the same A1111 hashes; a cut image is a typed error naming it.
+#[test]
+fn a_checkpoint_in_memory_loads_as_its_file_does() {
+    let device = Device::default();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = sd_core::bundled::TINY_SD1
+        .extract_to(dir.path())
+        .expect("extract");
+    let from_file = StableDiffusion::load(&file, &device).expect("file");
+    let options = LoadOptions {
+        config_dir: Some(file.with_extension("")),
+        ..LoadOptions::default()
+    };
+    let bytes = std::fs::read(&file).expect("read");
+    let from_bytes =
+        StableDiffusion::load_bytes("tiny-sd1.safetensors", bytes.clone(), &options, &device)
+            .expect("bytes");
+    assert_eq!(from_bytes.name(), from_file.name());
+    assert_eq!(from_bytes.hash(), from_file.hash());
+    let case = cases()
+        .into_iter()
+        .find(|c| c.name == "euler")
+        .expect("the euler case");
+    let a = run(&from_file, &case).latents.into_data();
+    let b = run(&from_bytes, &case).latents.into_data();
+    assert_eq!(a, b);
+
+    let cut = bytes[..bytes.len() / 2].to_vec();
+    let error = StableDiffusion::load_bytes("cut.safetensors", cut, &options, &device)
+        .expect_err("half a checkpoint");
+    assert!(error.to_string().contains("cut.safetensors"), "{error}");
+}

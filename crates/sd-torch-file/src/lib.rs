@@ -96,6 +96,21 @@ impl TorchFile {
         Self::from_source(label.into(), Source::Memory(bytes), len)
     }
 
+    /// [`TorchFile::from_bytes`] under caller-chosen [`TorchFileLimits`] (see
+    /// [`TorchFile::open_with_limits`]).
+    ///
+    /// # Errors
+    /// As [`TorchFile::open_with_limits`].
+    pub fn from_bytes_with_limits(
+        label: impl Into<PathBuf>,
+        bytes: Vec<u8>,
+        limits: impl Into<TorchFileLimits>,
+    ) -> Result<TorchFile> {
+        let file = Self::from_bytes(label, bytes)?;
+        file.check_limits(&limits.into())?;
+        Ok(file)
+    }
+
     /// [`TorchFile::open`] under caller-chosen [`TorchFileLimits`]: pickled data nested
     /// deeper than [`TorchFileLimits::pickle_depth`] and tensor storages larger than
     /// [`TorchFileLimits::max_tensor_bytes`] are refused. ([`TorchFile::open`] applies only

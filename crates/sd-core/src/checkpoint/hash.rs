@@ -59,6 +59,16 @@ impl ModelHash {
         })
     }
 
+    /// The hashes of a checkpoint held in memory (the same as of the file it came from).
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        let start = (LEGACY_OFFSET as usize).min(bytes.len());
+        let end = (LEGACY_OFFSET + LEGACY_LEN).min(bytes.len() as u64) as usize;
+        Self {
+            legacy: hex(&Sha256::digest(&bytes[start..end]))[..8].to_owned(),
+            sha256: hex(&Sha256::digest(bytes)),
+        }
+    }
+
     /// The 10-hex `shorthash` A1111's infotext shows as `Model hash`.
     pub fn short(&self) -> &str {
         &self.sha256[..10]

@@ -151,17 +151,26 @@ impl SafetensorsHeader {
         limits: &crate::limits::Limits,
     ) -> Result<Self> {
         let header = Self::read(path)?;
-        for (name, info) in &header.tensors {
+        header.check_limits(limits)?;
+        Ok(header)
+    }
+
+    /// Refuses a header with a tensor larger than [`Limits::max_tensor_bytes`](crate::limits::Limits::max_tensor_bytes).
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidSafetensors`] naming the file and the tensor.
+    pub fn check_limits(&self, limits: &crate::limits::Limits) -> Result<()> {
+        for (name, info) in &self.tensors {
             let bytes = info.data_offsets.1 - info.data_offsets.0;
             if let Err(e) = limits.check_tensor_bytes(bytes) {
                 return Err(CoreError::InvalidSafetensors {
-                    path: header.path.clone(),
+                    path: self.path.clone(),
                     reason: format!("tensor `{name}`"),
                     source: Some(Box::new(e.into())),
                 });
             }
         }
-        Ok(header)
+        Ok(())
     }
 
     /// Reads and validates the header of a safetensors image held in memory (a `.ckpt`

@@ -13,7 +13,7 @@ use super::architecture::ModelArchitecture;
 use super::ldm_yaml::{SingleFileConfig, single_file_config};
 use super::weights::{self, WeightsFile};
 use super::{StableDiffusion, v_prediction};
-use crate::checkpoint::ModelFamily;
+use crate::checkpoint::{ModelFamily, ModelHash};
 use crate::error::{CoreError, Result};
 use crate::limits::Limits;
 
@@ -73,6 +73,45 @@ impl StableDiffusion {
         };
         if let Some(vae_path) = &options.vae {
             model.vae = load_separate_vae(vae_path, &model.architecture, limits, device)?;
+        }
+        Ok(model)
+    }
+}
+
+impl StableDiffusion {
+    /// A single-file checkpoint held in memory (an A1111 `.safetensors`, or a `.ckpt` read
+    /// as data, never executed): a download, an archive's entry, a model compiled into a
+    /// program. `name` stands for its path: it names the model in errors and infotext, and
+    /// its extension says which container the bytes are. A non-standard architecture needs
+    /// [`LoadOptions::config_dir`]. The bytes are hashed here (A1111's model hashes, a
+    /// second or two for a 2 GB checkpoint), as the file would be.
+    ///
+    /// ```
+    /// let bytes = sd_core::bundled::TINY_SD1.weights.to_vec();
+    /// let dir = std::env::temp_dir().join("sd-core-doctest-load-bytes");
+    /// let config = sd_core::bundled::TINY_SD1.extract_to(&dir)?.with_extension("");
+    /// let options = sd_core::LoadOptions { config_dir: Some(config), ..Default::default() };
+    /// let device = sd_core::DeviceChoice::Cpu.device()?;
+    /// let model = sd_core::StableDiffusion::load_bytes("tiny.safetensors", bytes, &options, &device)?;
+    /// assert_eq!(model.name(), "tiny");
+    /// # Ok::<(), sd_core::CoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`load`](Self::load), naming `name`.
+    pub fn load_bytes(
+        name: impl AsRef<Path>,
+        bytes: Vec<u8>,
+        options: &LoadOptions,
+        device: &Device,
+    ) -> Result<Self> {
+        let limits = Limits::default();
+        let hash = ModelHash::of_bytes(&bytes);
+        let file = weights::open_bytes(name.as_ref(), bytes, &limits)?;
+        let mut model = load_weights_file(file, options, device)?;
+        model.hash = OnceLock::from(Some(hash));
+        if let Some(vae_path) = &options.vae {
+            model.vae = load_separate_vae(vae_path, &model.architecture, &limits, device)?;
         }
         Ok(model)
     }
@@ -177,7 +216,18 @@ fn load_single_file(
     limits: &Limits,
     device: &Device,
 ) -> Result<StableDiffusion> {
-    let mut file = weights::open(path, limits)?;
+    let file = weights::open(path, limits)?;
+    load_weights_file(file, options, device)
+}
+
+/// A single-file checkpoint's networks from its opened weights.
+fn load_weights_file(
+    mut file: WeightsFile,
+    options: &LoadOptions,
+    device: &Device,
+) -> Result<StableDiffusion> {
+    let path = file.path.clone();
+    let path = path.as_path();
     let config = single_file_config(path, options.config_dir.as_deref());
     let mut architecture = match &config {
         Some(SingleFileConfig::Yaml(yaml)) => ModelArchitecture::from_ldm_yaml(yaml, &file.shapes)?,

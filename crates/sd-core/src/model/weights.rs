@@ -49,8 +49,34 @@ pub(crate) fn open(path: &Path, limits: &Limits) -> Result<WeightsFile> {
     })
 }
 
+/// [`open`] for a file held in memory (`path` names it, and its extension picks the
+/// container, as for a file).
+pub(crate) fn open_bytes(path: &Path, bytes: Vec<u8>, limits: &Limits) -> Result<WeightsFile> {
+    if is_torch_file(path) {
+        let file = sd_torch_file::TorchFile::from_bytes_with_limits(path, bytes, limits)?;
+        return torch_weights(path, file);
+    }
+    let header = SafetensorsHeader::from_image(path, &bytes)?;
+    header.check_limits(limits)?;
+    let shapes = header
+        .tensors
+        .into_iter()
+        .map(|(name, info)| (name, info.shape))
+        .collect();
+    Ok(WeightsFile {
+        path: path.to_owned(),
+        store: F32WeightStore::from_image(path, bytes)?,
+        shapes,
+    })
+}
+
 fn open_torch(path: &Path, limits: &Limits) -> Result<WeightsFile> {
     let file = sd_torch_file::TorchFile::open_with_limits(path, limits)?;
+    torch_weights(path, file)
+}
+
+/// The tensors of an opened torch file, as an in-memory safetensors image.
+fn torch_weights(path: &Path, file: sd_torch_file::TorchFile) -> Result<WeightsFile> {
     let tensors = file.state_dict()?;
     let shapes = tensors
         .iter()
