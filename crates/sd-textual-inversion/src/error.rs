@@ -15,6 +15,16 @@ pub enum TrainError {
     /// The data folder, a caption, a template or a schedule string is unusable.
     #[error(transparent)]
     Dataset(#[from] crate::dataset::DatasetError),
+    /// A setting's text does not parse: the learning-rate or clipping schedule, the template
+    /// (the message points into the text).
+    #[error("{source}")]
+    InvalidSetting {
+        /// The setting (`learn_rate`, `clip_grad`, `template`).
+        name: &'static str,
+        /// What is wrong, and where in the text.
+        #[source]
+        source: crate::dataset::DatasetError,
+    },
     /// The UNet refused its input at run time.
     #[error("network: {0}")]
     Network(#[from] sd_core::sd_unet::UNetError),
@@ -163,7 +173,7 @@ impl TrainError {
     /// about one: a command line can name its flag.
     pub fn setting(&self) -> Option<&'static str> {
         match self {
-            Self::InvalidConfig { name, .. } => Some(name),
+            Self::InvalidConfig { name, .. } | Self::InvalidSetting { name, .. } => Some(name),
             Self::OverLimit { setting, .. } | Self::OutputDir { setting, .. } => Some(setting),
             Self::EmbeddingNotInPrompt { .. }
             | Self::UnusablePrompt { .. }

@@ -3,7 +3,7 @@
 //! [`sd_textual_inversion`] and its `sd-*` dependencies).
 //!
 //! ```text
-//! cargo install --path crates/sdti
+//! cargo install --locked --path crates/sdti
 //! sdti train --name red-disc --init-text disc --steps 150 --learn-rate 0.01 \
 //!     --generate "a photo of red-disc" --output red-disc.png
 //! sdti txt2img --model v1-5-pruned-emaonly.safetensors --prompt "a red fox" --output fox.png

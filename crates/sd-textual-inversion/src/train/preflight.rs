@@ -203,13 +203,16 @@ impl TrainConfig {
         check_embedding_name(name)?;
         self.validate()?;
         let (steps, initial) = (self.steps as u64, initial_step as u64);
-        let schedule = LearnRateSchedule::parse(&self.learn_rate, steps, initial)?;
+        let setting = |name| move |source| TrainError::InvalidSetting { name, source };
+        let schedule = LearnRateSchedule::parse(&self.learn_rate, steps, initial)
+            .map_err(setting("learn_rate"))?;
         // A1111 parses these too, then torch's AdamW refuses them ("Invalid learning rate").
         check_rates("learn_rate", &schedule, &self.learn_rate)?;
         let clip = match &self.clip_grad {
             Some(text) => {
-                let clip: ClipGrad = text.parse()?;
-                let s = LearnRateSchedule::parse(&clip.value_schedule, steps, initial)?;
+                let clip: ClipGrad = text.parse().map_err(setting("clip_grad"))?;
+                let s = LearnRateSchedule::parse(&clip.value_schedule, steps, initial)
+                    .map_err(setting("clip_grad"))?;
                 // torch's clip_grad_value_ clamps with -v..v (a negative v is an error),
                 // clip_grad_norm_ with NaN would silently mean no clipping.
                 check_rates("clip_grad", &s, text)?;
@@ -217,7 +220,7 @@ impl TrainConfig {
             }
             None => None,
         };
-        let template = Template::load(&self.template)?;
+        let template = Template::load(&self.template).map_err(setting("template"))?;
         let captions = self.captions()?;
         let mut lookup = EmbeddingLookup::new();
         let id = lookup.register(
