@@ -180,3 +180,71 @@ fn the_readme_command_learns_the_red_disc() {
     assert!(after > 0.05, "trained: {after} of the pixels are red");
     assert!(before < 0.01, "untrained: {before} of the pixels are red");
 }
+
+/// Sends SIGINT to `child` with the system's `kill`.
+#[cfg(unix)]
+fn interrupt(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+/// Starts a long training run in `dir` and waits until it has started stepping (its run
+/// folder's `settings.toml` is written when training begins).
+#[cfg(unix)]
+fn start_long_run(dir: &Path) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_sdti"))
+        // At 256² a step takes long enough (tens of milliseconds even on a fast CPU) that a
+        // second signal sent right after the first arrives before the run has saved and
+        // exited.
+        .args([
+            "train",
+            "--name",
+            "long",
+            "--steps",
+            "100000",
+            "--save-every",
+            "0",
+        ])
+        .args(["--width", "256", "--height", "256"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let start = std::time::Instant::now();
+    while !dir.join("textual_inversion").is_dir()
+        || !run_folder(dir, "long").join("settings.toml").is_file()
+    {
+        assert!(start.elapsed().as_secs() < 120, "the run did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A few steps in.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child
+}
+
+/// The first Ctrl-C stops after the current step and saves (exit 0, the embedding's step
+/// above 0); two in a row quit at once (exit 130, as a shell reports SIGINT).
+#[cfg(unix)]
+#[test]
+fn ctrl_c_saves_and_a_second_one_quits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = start_long_run(dir.path());
+    interrupt(&child);
+    let out = child.wait_with_output().expect("exits");
+    assert_success(&out, "one Ctrl-C");
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    let saved = std::fs::read(dir.path().join("embeddings/long.pt")).expect("saved");
+    assert!(!saved.is_empty());
+
+    let again = tempfile::tempdir().expect("tempdir");
+    let child = start_long_run(again.path());
+    interrupt(&child);
+    interrupt(&child);
+    let out = child.wait_with_output().expect("exits");
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("quitting"), "{}", stderr(&out));
+}
