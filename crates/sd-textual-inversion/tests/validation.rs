@@ -1,6 +1,7 @@
 //! The validation loss (issue 26): off by default (A1111's CSV), when on evaluated every N
 //! steps at fixed timesteps and noise, written into the CSV and the plot, the best step's
-//! vectors kept, early stopping after the patience; cancelling while the pictures are encoded.
+//! vectors kept, early stopping after the patience; progress and cancelling while the pictures
+//! are encoded and while a preview renders.
 
 use std::path::Path;
 
@@ -268,4 +269,41 @@ fn cancelling_while_the_pictures_are_encoded_saves_the_untrained_embedding() {
     assert_eq!(encoded, [(0, 8), (1, 8), (2, 8)]);
     assert_eq!(outcome.embedding.step.unwrap_or(0), 0);
     assert!(outcome.path.is_file());
+}
+
+#[test]
+fn cancelling_while_a_preview_renders_writes_no_preview_and_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), 10, "0.01", Validation::default());
+    config.validation = None;
+    config.preview_every = 3;
+    let model = model();
+    let embedding = create_embedding(&model, "disc-preview", "disc", 1).expect("create");
+    let cancel = CancelToken::new();
+    let mut rendered = Vec::new();
+    let mut previews = 0;
+    let outcome = Trainer::new(model, embedding, config)
+        .expect("trainer")
+        .run(
+            &mut |event| match event {
+                TrainEvent::Rendering { done, total } => {
+                    rendered.push((*done, *total));
+                    if *done == 5 {
+                        cancel.cancel();
+                    }
+                }
+                TrainEvent::Preview { .. } => previews += 1,
+                _ => {}
+            },
+            &cancel,
+        )
+        .expect("runs");
+    assert_eq!(outcome.reason, StopReason::Cancelled);
+    // The first preview is due after step 2 (A1111 names it 3): 20 sampling steps, cut at 5.
+    assert_eq!(rendered, (1..=5).map(|d| (d, 20)).collect::<Vec<_>>());
+    assert_eq!(previews, 0);
+    assert_eq!(outcome.embedding.step, Some(2));
+    let images = outcome.run_folder.join("images");
+    let written = std::fs::read_dir(&images).map_or(0, |d| d.count());
+    assert_eq!(written, 0, "a preview was written in {}", images.display());
 }

@@ -11,7 +11,7 @@ use sd_core::noise::RngSource;
 use serde::{Deserialize, Serialize};
 
 use super::adamw::AdamWState;
-use super::events::TrainEvent;
+use super::events::{CancelToken, TrainEvent};
 use super::log::RunFolder;
 use super::trainer::Trainer;
 use crate::error::{Result, TrainError};
@@ -71,15 +71,16 @@ impl Trainer {
     }
 
     /// txt2img with the current vectors: the configured preview settings, or the batch's
-    /// first prompt with 20 steps at the training size.
+    /// first prompt with 20 steps at the training size, written with A1111's infotext.
+    /// Reports its sampling steps; `None` (and nothing written) when `cancel` interrupts it.
     pub(super) fn preview(
         &self,
         folder: &RunFolder,
         lookup: &EmbeddingLookup,
         steps_done: usize,
         prompt: &str,
-        events: &mut dyn FnMut(&TrainEvent),
-    ) -> Result<(PathBuf, image::RgbImage)> {
+        (events, cancel): (&mut dyn FnMut(&TrainEvent), &CancelToken),
+    ) -> Result<Option<(PathBuf, image::RgbImage)>> {
         let params = match &self.config.preview {
             Some(p) => p.clone(),
             None => GenerationRequest {
@@ -97,8 +98,15 @@ impl Trainer {
                 done: p.step + 1,
                 total: p.total_steps,
             });
-            ControlFlow::Continue(())
+            if cancel.is_cancelled() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })?;
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
         // The whole of A1111's infotext, as its previews carry (model, hashes, `TI hashes`).
         let text = generation.infotext(0, &self.model);
         let Some(image) = generation.images.into_iter().next() else {
@@ -118,7 +126,7 @@ impl Trainer {
             &text,
         )
         .map_err(sd_core::CoreError::from)?;
-        Ok((path, image))
+        Ok(Some((path, image)))
     }
 
     pub(super) fn save_image_embedding(

@@ -402,7 +402,9 @@ impl Trainer {
             ControlFlow::Continue(learn_rate) => learn_rate,
             ControlFlow::Break(reason) => return Ok(ControlFlow::Break(reason)),
         };
-        if let ControlFlow::Break(reason) = self.after_step(run, &batch, learn_rate, events)? {
+        if let ControlFlow::Break(reason) =
+            self.after_step(run, &batch, learn_rate, events, cancel)?
+        {
             return Ok(ControlFlow::Break(reason));
         }
         run.loss_sum = 0.0;
@@ -452,6 +454,7 @@ impl Trainer {
         batch: &StepBatch,
         learn_rate: f64,
         events: &mut dyn FnMut(&TrainEvent),
+        cancel: &CancelToken,
     ) -> Result<ControlFlow<StopReason>> {
         let step = run.step;
         let (epoch, epoch_step) = run.plan.csv_epoch(step as u64);
@@ -515,13 +518,21 @@ impl Trainer {
         if every(self.config.preview_every, steps_done) {
             // A batch is never empty (`batch_size` is at least 1).
             let prompt = batch.texts.first().cloned().unwrap_or_default();
-            let (path, image) =
-                self.preview(&run.folder, &run.lookup, steps_done, &prompt, events)?;
-            events(&TrainEvent::Preview { step, path, prompt });
-            if self.config.save_image_embeddings && run.pending_image_embedding == Some(steps_done)
-            {
-                self.save_image_embedding(&run.folder, steps_done, &image)?;
-                run.pending_image_embedding = None;
+            // Cancelled while it rendered: no preview (the next batch stops the run).
+            if let Some((path, image)) = self.preview(
+                &run.folder,
+                &run.lookup,
+                steps_done,
+                &prompt,
+                (events, cancel),
+            )? {
+                events(&TrainEvent::Preview { step, path, prompt });
+                if self.config.save_image_embeddings
+                    && run.pending_image_embedding == Some(steps_done)
+                {
+                    self.save_image_embedding(&run.folder, steps_done, &image)?;
+                    run.pending_image_embedding = None;
+                }
             }
         }
         Ok(match evaluation {
