@@ -248,3 +248,32 @@ fn ctrl_c_saves_and_a_second_one_quits() {
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(stderr(&out).contains("quitting"), "{}", stderr(&out));
 }
+
+/// A config that is a folder, not text, or not TOML: exit 1 naming it, nothing trained.
+#[test]
+fn a_hostile_config_file_is_refused_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let binary = dir.path().join("binary.toml");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x9c, 0x80]).expect("write");
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "steps = = 3\n[unclosed\n").expect("write");
+    let folder = dir.path().join("folder.toml");
+    std::fs::create_dir(&folder).expect("mkdir");
+    for path in [&binary, &broken, &folder] {
+        let out = sdti(
+            &["train", "--config", path.to_str().expect("UTF-8")],
+            dir.path(),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}: {}",
+            path.display(),
+            stderr(&out)
+        );
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(stderr(&out).contains(name), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+    assert!(!dir.path().join("embeddings").exists());
+}
