@@ -893,6 +893,7 @@ fn rows() -> Vec<Row> {
                     loss: 0.5,
                     learn_rate: 0.005,
                     validation_loss: None,
+                    mean_loss: None,
                 };
                 let mut first = RunFolder::new(dir, "disc-ti");
                 first.write_loss(row(1)).expect("write");

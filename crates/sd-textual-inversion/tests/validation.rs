@@ -307,3 +307,40 @@ fn cancelling_while_a_preview_renders_writes_no_preview_and_stops() {
     let written = std::fs::read_dir(&images).map_or(0, |d| d.count());
     assert_eq!(written, 0, "a preview was written in {}", images.display());
 }
+
+/// A1111's progress-bar loss: the mean of the last 3 × (pictures) step losses, in every step
+/// event (4 pictures: the last 12).
+#[test]
+fn the_step_event_carries_a1111s_running_mean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), 30, "0.01", Validation::default());
+    config.validation = None;
+    let model = model();
+    let embedding = create_embedding(&model, "disc-mean", "disc", 1).expect("create");
+    let mut steps = Vec::new();
+    Trainer::new(model, embedding, config)
+        .expect("trainer")
+        .run(
+            &mut |event| {
+                if let TrainEvent::Step {
+                    loss, mean_loss, ..
+                } = event
+                {
+                    steps.push((*loss, *mean_loss));
+                }
+            },
+            &CancelToken::new(),
+        )
+        .expect("runs");
+    assert_eq!(steps.len(), 30);
+    for i in 0..steps.len() {
+        let window = &steps[i.saturating_sub(11)..=i];
+        let mean = window.iter().map(|s| s.0).sum::<f32>() / window.len() as f32;
+        assert!(
+            (steps[i].1 - mean).abs() <= 1e-6 * mean.abs().max(1.0),
+            "step {}: {} vs {mean}",
+            i + 1,
+            steps[i].1
+        );
+    }
+}

@@ -31,6 +31,9 @@ pub enum TrainEvent {
         epoch_step: usize,
         /// The loss of the step (summed over accumulated batches).
         loss: f32,
+        /// The mean loss of the last 3 × pictures steps, this one included: what A1111's
+        /// progress bar shows as the loss.
+        mean_loss: f32,
         /// The learning rate used.
         learn_rate: f64,
     },

@@ -27,6 +27,10 @@ pub struct LossRow {
     /// The validation loss evaluated after this step (only with validation on; A1111 has
     /// no such column).
     pub validation_loss: Option<f32>,
+    /// The mean loss of the steps before it, as A1111's progress bar shows it (the last
+    /// 3 × pictures steps, all of them, not only those with a row): the plot's mean line.
+    /// Not written to the CSV; `None` for rows read back from it.
+    pub mean_loss: Option<f32>,
 }
 
 /// The folders and files of one run.
@@ -222,6 +226,7 @@ fn parse_rows(text: &str) -> Vec<LossRow> {
             loss: next()?.parse().ok()?,
             learn_rate: next()?.parse().ok()?,
             validation_loss: None,
+            mean_loss: None,
         };
         // A sixth column: the validation loss, empty where it was not evaluated.
         let validation_loss = match next() {
@@ -315,6 +320,7 @@ mod tests {
             loss,
             learn_rate: 0.005,
             validation_loss: None,
+            mean_loss: None,
         };
         folder.write_loss(row(1, 0.2)).expect("write");
         let first = std::fs::read(folder.loss_plot()).expect("the plot is written");

@@ -229,8 +229,9 @@ fn split_runs(rows: &[LossRow]) -> Vec<std::ops::Range<usize>> {
     runs
 }
 
-/// For each row, the mean of the finite losses of its run's rows in the `window` steps that
-/// end at it; `None` when there is none.
+/// For each row, its [`LossRow::mean_loss`] when the trainer gave one, else the mean of the
+/// finite losses of its run's rows in the `window` steps that end at it; `None` when there
+/// is none.
 fn running_means(
     rows: &[LossRow],
     runs: &[std::ops::Range<usize>],
@@ -248,7 +249,10 @@ fn running_means(
                 .map(|r| f64::from(r.loss))
                 .filter(|v| v.is_finite())
                 .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-            means[i] = (n > 0).then(|| sum / n as f64);
+            means[i] = match rows[i].mean_loss {
+                Some(mean) if mean.is_finite() => Some(f64::from(mean)),
+                _ => (n > 0).then(|| sum / n as f64),
+            };
         }
     }
     means
@@ -591,6 +595,7 @@ mod tests {
             loss,
             learn_rate,
             validation_loss: None,
+            mean_loss: None,
         }
     }
 

@@ -274,7 +274,8 @@ impl Trainer {
         folder.set_validation_column(config.validation.is_some());
         // The plot's running mean is the loss A1111's progress bar shows: the mean of the last
         // `3 × len(dataset)` steps.
-        folder.set_plot_window(set.items.len().saturating_mul(3));
+        let mean_window = set.items.len().saturating_mul(3);
+        folder.set_plot_window(mean_window);
         let plan = EpochPlan::new(
             set.items.len(),
             config.batch_size,
@@ -337,6 +338,7 @@ impl Trainer {
             lookup,
             id,
             validation,
+            recent: RecentLosses::new(mean_window),
         }))
     }
 
@@ -460,11 +462,13 @@ impl Trainer {
         let (epoch, epoch_step) = run.plan.csv_epoch(step as u64);
         let (epoch, epoch_step) = (epoch.max(0) as usize, epoch_step.max(0) as usize);
         let loss = run.loss_sum;
+        run.recent.push(loss);
         events(&TrainEvent::Step {
             step,
             epoch,
             epoch_step,
             loss,
+            mean_loss: run.recent.mean(),
             learn_rate,
         });
         // A1111 names saves and previews by `embedding.step + 1`.
@@ -512,6 +516,7 @@ impl Trainer {
                 loss,
                 learn_rate,
                 validation_loss: evaluation.map(|e| e.loss),
+                mean_loss: Some(run.recent.mean()),
             };
             run.folder.write_loss(row)?;
         }
@@ -631,6 +636,36 @@ struct RunState {
     pending_image_embedding: Option<usize>,
     /// The validation loss's batches and best step, when validation is on.
     validation: Option<ValidationState>,
+    /// The losses of the last 3 × pictures steps, for the plot's mean line.
+    recent: RecentLosses,
+}
+
+/// The step losses whose mean A1111's progress bar shows: a deque of the last
+/// `3 × len(dataset)` (its `loss_logging`).
+struct RecentLosses {
+    window: usize,
+    losses: std::collections::VecDeque<f32>,
+}
+
+impl RecentLosses {
+    fn new(window: usize) -> Self {
+        Self {
+            window: window.max(1),
+            losses: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, loss: f32) {
+        if self.losses.len() == self.window {
+            self.losses.pop_front();
+        }
+        self.losses.push_back(loss);
+    }
+
+    /// The mean (NaN before the first step).
+    fn mean(&self) -> f32 {
+        self.losses.iter().sum::<f32>() / self.losses.len() as f32
+    }
 }
 
 /// Where a run keeps the vectors of its best validation step.

@@ -156,25 +156,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     train(args).map_err(name_the_flag)
 }
 
-/// The losses of the last `window` steps, whose mean the progress bar shows (A1111's
-/// `loss_logging`, a deque of `3 * len(dataset)` step losses).
-#[derive(Default)]
-struct RecentLosses {
-    window: usize,
-    losses: std::collections::VecDeque<f32>,
-}
-
-impl RecentLosses {
-    /// Adds a step's loss; returns the mean over the window.
-    fn push(&mut self, loss: f32) -> f32 {
-        self.losses.push_back(loss);
-        while self.losses.len() > self.window.max(1) {
-            self.losses.pop_front();
-        }
-        self.losses.iter().sum::<f32>() / self.losses.len() as f32
-    }
-}
-
 impl Args {
     /// With `--config FILE`, the flags again from the file's keys followed by `tokens`, the
     /// command line's tokens after the subcommand (see [`crate::run_config`]); without it,
@@ -316,8 +297,6 @@ fn train(args: Args) -> anyhow::Result<()> {
         on_signal.cancel();
     })
     .context("installing the Ctrl-C handler")?;
-    // A1111's progress bar shows the mean loss of the last 3 × (pictures) steps.
-    let mut recent = RecentLosses::default();
     let bar = indicatif::ProgressBar::new(args.steps as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} ({eta} left)")
@@ -328,25 +307,23 @@ fn train(args: Args) -> anyhow::Result<()> {
             TrainEvent::Started {
                 initial_step,
                 run_folder,
-                images,
                 ..
             } => {
-                recent.window = (3 * images).max(1);
                 bar.set_position(*initial_step as u64);
                 // The flags as given, so `--config <run folder>/settings.toml` repeats the run.
                 if let Err(e) = write_settings_toml(&args, run_folder) {
                     bar.println(format!("could not write the run's settings.toml: {e:#}"));
                 }
             }
+            // A1111's bar: the mean loss of the last 3 × (pictures) steps.
             TrainEvent::Step {
                 step,
-                loss,
+                mean_loss,
                 learn_rate,
                 ..
             } => {
                 bar.set_position(*step as u64);
-                let mean = recent.push(*loss);
-                bar.set_message(format!("loss {mean:.7} lr {learn_rate}"));
+                bar.set_message(format!("loss {mean_loss:.7} lr {learn_rate}"));
             }
             TrainEvent::NaN { step } => {
                 bar.println(format!("loss became NaN at step {step}: stopping"))
