@@ -58,7 +58,12 @@ pub struct TrainConfig {
     /// Prompt template: a bundled one by name (`style_filewords`, `subject`, `none`, ...) or
     /// the path of a template file.
     pub template: String,
-    /// Learning rate, or a schedule (`0.005:100, 1e-3:1000, 1e-5`).
+    /// Learning rate, or a schedule (`0.005:100, 1e-3:1000, 1e-5`). Kept as text: whether
+    /// A1111 accepts a schedule depends on the step the run resumes from (entries that end
+    /// before it are skipped unparsed, and nothing after an open-ended entry is read), so it
+    /// is parsed against the run's steps by [`preflight`](Self::preflight), before any model
+    /// loads, with an error that points at the entry
+    /// ([`TrainError::InvalidSetting`](crate::TrainError::InvalidSetting)).
     pub learn_rate: String,
     /// Pictures per step.
     pub batch_size: usize,
