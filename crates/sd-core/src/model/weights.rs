@@ -37,16 +37,25 @@ pub(crate) fn open(path: &Path, limits: &Limits) -> Result<WeightsFile> {
     }
     let header = SafetensorsHeader::read_with_limits(path, limits)?;
     let store = F32WeightStore::from_header(&header)?;
+    Ok(safetensors_weights(path, header, store))
+}
+
+/// The opened safetensors `store` with the shapes its `header` lists.
+fn safetensors_weights(
+    path: &Path,
+    header: SafetensorsHeader,
+    store: F32WeightStore,
+) -> WeightsFile {
     let shapes = header
         .tensors
         .into_iter()
         .map(|(name, info)| (name, info.shape))
         .collect();
-    Ok(WeightsFile {
+    WeightsFile {
         path: path.to_owned(),
         store,
         shapes,
-    })
+    }
 }
 
 /// [`open`] for a file held in memory (`path` names it, and its extension picks the
@@ -58,16 +67,8 @@ pub(crate) fn open_bytes(path: &Path, bytes: Vec<u8>, limits: &Limits) -> Result
     }
     let header = SafetensorsHeader::from_image(path, &bytes)?;
     header.check_limits(limits)?;
-    let shapes = header
-        .tensors
-        .into_iter()
-        .map(|(name, info)| (name, info.shape))
-        .collect();
-    Ok(WeightsFile {
-        path: path.to_owned(),
-        store: F32WeightStore::from_image(path, bytes)?,
-        shapes,
-    })
+    let store = F32WeightStore::from_image(path, bytes)?;
+    Ok(safetensors_weights(path, header, store))
 }
 
 fn open_torch(path: &Path, limits: &Limits) -> Result<WeightsFile> {
