@@ -8,7 +8,8 @@
 # 1. Builds `bench` with `--features wgpu` (and `--features cuda`, which needs to download LLVM:
 #    skipped when that fails), unless `--bench PATH` names a wgpu binary built elsewhere.
 # 2. Runs, per backend: txt2img 512² × 20 Euler steps (CFG, batch 1, CLIP and VAE included)
-#    and the textual-inversion step at 512², batch 1 and 4. Prints it/s and the device memory
+#    and the textual-inversion step at 512², batch 1 and 4, in f32 and with `--precision f16`
+#    (as PyTorch's fp16 figures). Prints it/s and the device memory
 #    burn's allocator reserved (its high-water mark: pools keep their pages).
 # 3. Runs tools/gpu_reference.py (PyTorch, fp16, diffusers' SDPA attention) when
 #    `python3 -c 'import torch, diffusers, transformers'` works and torch sees a GPU.
@@ -79,6 +80,11 @@ for backend in "${!binaries[@]}"; do
   run_ours "$backend" --work txt2img --steps 20 --reps "$reps"
   run_ours "$backend" --work ti-step --batch 1 --reps "$reps"
   run_ours "$backend" --work ti-step --batch 4 --reps "$reps"
+  # Half precision, as PyTorch's figures below (`--precision f16`: the frozen networks in
+  # f16, the embedding f32, the loss scaled); a device without f16 shaders refuses it.
+  run_ours "$backend" --precision f16 --work txt2img --steps 20 --reps "$reps"
+  run_ours "$backend" --precision f16 --work ti-step --batch 1 --reps "$reps"
+  run_ours "$backend" --precision f16 --work ti-step --batch 4 --reps "$reps"
 done
 
 say "PyTorch fp16 SDPA"
@@ -94,7 +100,7 @@ say "summary"
 if command -v python3 >/dev/null; then
   python3 - "$log" <<'EOF' | tee "$out/summary.txt"
 import json, sys
-print(f"{'impl':<22} {'device':<26} {'work':<8} {'batch':>5} {'it/s':>8} {'GPU MiB':>9}")
+print(f"{'impl':<22} {'device':<26} {'prec':<5} {'work':<8} {'batch':>5} {'it/s':>8} {'GPU MiB':>9}")
 for raw in open(sys.argv[1]):
     r = json.loads(raw)
     if "failed" in r:
@@ -103,7 +109,8 @@ for raw in open(sys.argv[1]):
     best = min(r["times_s"])
     its = r.get("it_per_s") or (r.get("steps", 20) if r["work"] == "txt2img" else 1) / best
     mib = r.get("peak_gpu_mib") or r.get("gpu_reserved_mib") or float("nan")
-    print(f"{r['impl']:<22} {str(r['device'])[:26]:<26} {r['work']:<8} {r['batch']:>5} "
+    prec = r.get("precision", "fp16" if r["impl"] != "burn" else "f32")
+    print(f"{r['impl']:<22} {str(r['device'])[:26]:<26} {prec:<5} {r['work']:<8} {r['batch']:>5} "
           f"{its:>8.2f} {mib:>9.0f}")
 EOF
 else

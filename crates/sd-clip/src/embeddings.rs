@@ -6,6 +6,7 @@ use burn::{
     nn::{Embedding, EmbeddingConfig},
     tensor::{Device, Int, Tensor},
 };
+use sd_kernels::precision::to_dtype;
 
 use crate::{
     config::ClipTextConfig,
@@ -82,6 +83,7 @@ impl ClipTextEmbeddings {
             return Err(ClipError::TooLong { len: seq_len, max });
         }
         let mut tokens = self.token_embedding.forward(input_ids);
+        let dtype = tokens.dtype();
         for o in overrides {
             let [width] = o.vector.dims();
             if o.batch >= batch_size || o.position >= seq_len || width != hidden {
@@ -98,7 +100,7 @@ impl ClipTextEmbeddings {
             // output gradient at that row, and the replaced table row gets none.
             tokens = tokens.slice_assign(
                 [o.batch..o.batch + 1, o.position..o.position + 1, 0..hidden],
-                o.vector.clone().reshape([1, 1, hidden]),
+                to_dtype(o.vector.clone(), dtype).reshape([1, 1, hidden]),
             );
         }
         let positions = self

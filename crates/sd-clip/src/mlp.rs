@@ -35,7 +35,9 @@ impl ClipMlp {
         let h = self.fc1.forward(x);
         let h = match self.act {
             // OpenAI CLIP's approximation: x * sigmoid(1.702 x).
-            HiddenAct::QuickGelu => h.clone() * activation::sigmoid(h * 1.702),
+            HiddenAct::QuickGelu => {
+                sd_kernels::precision::in_f32(h, |h| h.clone() * activation::sigmoid(h * 1.702))
+            }
             HiddenAct::Gelu => sd_kernels::gelu(h),
         };
         self.fc2.forward(h)

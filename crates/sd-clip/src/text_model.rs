@@ -8,8 +8,9 @@
 use burn::{
     module::Module,
     nn::{LayerNorm, LayerNormConfig},
-    tensor::{Device, Int, Tensor},
+    tensor::{DType, Device, Int, Tensor},
 };
+use sd_kernels::precision::to_dtype;
 
 use crate::{
     config::ClipTextConfig,
@@ -105,7 +106,14 @@ impl ClipTextModel {
         for layer in &self.encoder.layers[..layers + 1 - clip_skip] {
             x = layer.forward(x);
         }
-        Ok(self.final_layer_norm.forward(x))
+        Ok(to_dtype(self.final_layer_norm.forward(x), DType::F32))
+    }
+
+    /// The type the weights hold and the network computes in: f32 unless
+    /// [`sd_kernels::precision::cast_params`] made it f16 or bf16. Overrides are cast to it;
+    /// the outputs are f32 whatever it is.
+    pub fn dtype(&self) -> DType {
+        self.final_layer_norm.gamma.val().dtype()
     }
 
     /// Every hidden state, the last hidden state and the pooled output.
@@ -128,7 +136,11 @@ impl ClipTextModel {
             x = layer.forward(x);
         }
         hidden_states.push(x.clone());
-        let last_hidden_state = self.final_layer_norm.forward(x);
+        let last_hidden_state = to_dtype(self.final_layer_norm.forward(x), DType::F32);
+        let hidden_states = hidden_states
+            .into_iter()
+            .map(|state| to_dtype(state, DType::F32))
+            .collect();
         let pooled = self.pooled(last_hidden_state.clone(), &input_ids);
         Ok(ClipTextOutput {
             last_hidden_state,

@@ -162,6 +162,14 @@ pub enum CoreError {
         /// Why it is refused.
         reason: String,
     },
+    /// The device cannot compute in the precision asked for.
+    #[error("the device {device} cannot compute in {precision}: use f32")]
+    UnsupportedPrecision {
+        /// The precision asked for.
+        precision: crate::model::Precision,
+        /// The device, as burn names it.
+        device: String,
+    },
     /// A device name that is not one of `cpu`, `wgpu`, `cuda`.
     #[error("unknown device `{0}`: expected cpu, wgpu or cuda")]
     UnknownDevice(String),

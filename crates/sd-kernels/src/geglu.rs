@@ -22,6 +22,11 @@ use burn::tensor::{DType, Device, Tensor};
 /// assert_eq!(sd_kernels::geglu(projected).dims(), [2, 7, 16]);
 /// ```
 pub fn geglu(projected: Tensor<3>) -> Tensor<3> {
+    crate::precision::in_f32(projected, geglu_in_place)
+}
+
+/// [`geglu`] in the projection's own type.
+fn geglu_in_place(projected: Tensor<3>) -> Tensor<3> {
     if cpu_kernels_take(&projected.device(), projected.dtype()) {
         geglu_on_cpu(projected)
     } else if let Some(out) = tracked_geglu_on_cpu(&projected) {

@@ -23,6 +23,11 @@ use burn::tensor::activation;
 /// assert!((y[0] + 0.158_655_3).abs() < 1e-6 && y[1] == 0.0 && (y[2] - 1.954_5).abs() < 1e-4);
 /// ```
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    crate::precision::in_f32(x, gelu_in_place)
+}
+
+/// [`gelu`] in `x`'s own type.
+fn gelu_in_place<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if x.device().is_autodiff() && !on_cpu_backend(&x) {
         (x.clone().div_scalar(std::f64::consts::SQRT_2).erf() + 1.0) * x * 0.5
     } else {

@@ -32,8 +32,44 @@ pub fn group_norm(norm: &GroupNorm, x: Tensor<4>, then_silu: bool) -> Tensor<4> 
     if let Some(out) = on_cpu(norm, &x, then_silu) {
         return out;
     }
+    if let Some(out) = widened(norm, &x, then_silu) {
+        return out;
+    }
     let out = norm.forward(x);
     if then_silu { silu(out) } else { out }
+}
+
+/// For f16 and bf16 inputs: the statistics, the affine and the SiLU in f32, rounded once to
+/// the input's type (burn's `GroupNorm` widens only the statistics, then rounds after the
+/// normalisation, the scale, the shift and each op of `silu`). `None` for other types and
+/// for norms without affine parameters.
+fn widened(norm: &GroupNorm, x: &Tensor<4>, then_silu: bool) -> Option<Tensor<4>> {
+    use burn::tensor::DType;
+
+    use crate::precision::{in_f32, to_dtype};
+
+    let (Some(gamma), Some(beta)) = (&norm.gamma, &norm.beta) else {
+        return None;
+    };
+    let [batch, channels, height, width] = x.dims();
+    if !matches!(x.dtype(), DType::F16 | DType::BF16)
+        || !norm.affine
+        || channels != norm.num_channels
+        || !channels.is_multiple_of(norm.num_groups)
+    {
+        return None;
+    }
+    let groups = norm.num_groups;
+    let affine = |p: Tensor<1>| to_dtype(p, DType::F32).reshape([1, channels, 1, 1]);
+    let (gamma, beta) = (affine(gamma.val()), affine(beta.val()));
+    Some(in_f32(x.clone(), |x| {
+        let x = x.reshape([batch, groups, channels / groups * height * width]);
+        let x = x.clone() - x.mean_dim(2);
+        let variance = x.clone().square().mean_dim(2);
+        let x = x / variance.add_scalar(norm.epsilon).sqrt();
+        let x = x.reshape([batch, channels, height, width]) * gamma + beta;
+        if then_silu { silu(x) } else { x }
+    }))
 }
 
 /// The CPU kernel's result, or `None` where it does not apply: another backend or dtype, a

@@ -9,6 +9,7 @@ pub mod geglu;
 pub mod gelu;
 pub mod group_norm;
 pub mod linear;
+pub mod precision;
 pub mod pytorch_layout;
 pub mod simd;
 

@@ -105,6 +105,8 @@ pub fn initial_vectors(
     table
         .select(0, index)
         .into_data()
+        // f32 whatever the text encoder computes in (an embedding is always f32).
+        .convert::<f32>()
         .try_to_vec::<f32>()
         .map_err(|source| TrainError::ReadBack {
             what: "the token embeddings",

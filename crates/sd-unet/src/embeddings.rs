@@ -88,7 +88,8 @@ impl TimestepEmbedding {
     /// - `x`: `[batch, in_channels]`
     /// - output: `[batch, time_embed_dim]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.linear_2.forward(silu(self.linear_1.forward(x)))
+        let hidden = sd_kernels::precision::in_f32(self.linear_1.forward(x), silu);
+        self.linear_2.forward(hidden)
     }
 }
 

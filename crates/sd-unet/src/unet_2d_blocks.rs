@@ -143,5 +143,5 @@ impl UpBlock2D {
 /// SiLU of the time embedding, shared by every resnet (each of diffusers' resnets applies
 /// `nonlinearity(temb)` to the same tensor; doing it once gives the same numbers).
 pub(crate) fn activate_time_embedding(temb: Tensor<2>) -> Tensor<2> {
-    silu(temb)
+    sd_kernels::precision::in_f32(temb, silu)
 }

@@ -4,7 +4,8 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
+use sd_kernels::precision::to_dtype;
 use sd_kernels::{conv2d, group_norm};
 
 use crate::config::UNetConfig;
@@ -275,12 +276,22 @@ impl UNet2DConditionModel {
         Ok(self.forward_unchecked(sample, timesteps, context))
     }
 
+    /// The type the weights hold and the network computes in: f32 unless
+    /// [`sd_kernels::precision::cast_params`] made it f16 or bf16. [`forward`](Self::forward)
+    /// casts its inputs to it and its output back to the sample's type.
+    pub fn dtype(&self) -> DType {
+        self.conv_in.weight.val().dtype()
+    }
+
     fn forward_unchecked(
         &self,
         sample: Tensor<4>,
         timesteps: Tensor<1>,
         context: Tensor<3>,
     ) -> Tensor<4> {
+        let (dtype, sample_dtype) = (self.dtype(), sample.dtype());
+        let sample = to_dtype(sample, dtype);
+        let context = to_dtype(context, dtype);
         let sample = if self.center_input_sample {
             sample * 2.0 - 1.0
         } else {
@@ -291,7 +302,10 @@ impl UNet2DConditionModel {
             flip_sin_to_cos: self.flip_sin_to_cos,
             freq_shift: self.freq_shift,
         };
-        let emb = self.time_embedding.forward(time_proj.forward(timesteps));
+        // The sinusoids in f32, then the weights' type (diffusers' `t_emb.to(dtype)`).
+        let emb = self
+            .time_embedding
+            .forward(to_dtype(time_proj.forward(timesteps), dtype));
         let temb_act = activate_time_embedding(emb);
 
         let mut h = conv2d(&self.conv_in, sample);
@@ -311,6 +325,7 @@ impl UNet2DConditionModel {
             });
             h = block.forward(h, &mut skips, &temb_act, &context, upsample_size);
         }
-        conv2d(&self.conv_out, group_norm(&self.conv_norm_out, h, true))
+        let out = conv2d(&self.conv_out, group_norm(&self.conv_norm_out, h, true));
+        to_dtype(out, sample_dtype)
     }
 }

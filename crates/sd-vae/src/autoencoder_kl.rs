@@ -5,7 +5,7 @@
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 
 use crate::AutoencoderKlConfig;
 use crate::decoder::Decoder;
@@ -13,6 +13,7 @@ use crate::distribution::DiagonalGaussianDistribution;
 use crate::encoder::Encoder;
 use crate::resnet::conv1x1;
 use sd_kernels::conv2d;
+use sd_kernels::precision::to_dtype;
 
 /// Stable Diffusion's autoencoder: images to latents ([`encode`](Self::encode)) and back
 /// ([`decode`](Self::decode)).
@@ -64,12 +65,20 @@ impl AutoencoderKl {
     ///   config's [`downscale_factor`](AutoencoderKlConfig::downscale_factor) `f`
     /// - the distribution's mean and log-variance: `[batch, latent_channels, height / f, width / f]`
     pub fn encode(&self, images: Tensor<4>) -> DiagonalGaussianDistribution {
-        let moments = self.encoder.forward(images);
+        let images_dtype = images.dtype();
+        let moments = self.encoder.forward(to_dtype(images, self.dtype()));
         let moments = match &self.quant_conv {
             Some(conv) => conv2d(conv, moments),
             None => moments,
         };
-        DiagonalGaussianDistribution::from_moments(moments)
+        DiagonalGaussianDistribution::from_moments(to_dtype(moments, images_dtype))
+    }
+
+    /// The type the weights hold and the network computes in: f32 unless
+    /// [`sd_kernels::precision::cast_params`] made it f16 or bf16. [`encode`](Self::encode)
+    /// and [`decode`](Self::decode) cast their inputs to it and their outputs back.
+    pub fn dtype(&self) -> DType {
+        self.decoder.conv_in.weight.val().dtype()
     }
 
     /// Decodes *unscaled* latents to images in roughly [-1, 1] (`vae.decode(z).sample`:
@@ -80,11 +89,13 @@ impl AutoencoderKl {
     /// - output: `[batch, out_channels, f * height, f * width]`, `f` the config's
     ///   [`downscale_factor`](AutoencoderKlConfig::downscale_factor)
     pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
+        let latents_dtype = latents.dtype();
+        let latents = to_dtype(latents, self.dtype());
         let latents = match &self.post_quant_conv {
             Some(conv) => conv2d(conv, latents),
             None => latents,
         };
-        self.decoder.forward(latents)
+        to_dtype(self.decoder.forward(latents), latents_dtype)
     }
 
     /// From the VAE's latent space to the UNet's: `(z - shift_factor) * scaling_factor`

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use sd_textual_inversion::sd_core::bundled::{self, BundledFolder};
+use sd_textual_inversion::sd_core::model::Precision;
 use sd_textual_inversion::sd_core::sd_schedulers::{SamplerSpec, SigmaSchedule};
 
 /// Where the bundled model and sample set are written: a folder under the system's
@@ -105,6 +106,15 @@ pub fn schedule_names() -> String {
 /// The compute devices `--device` accepts (whether one is compiled in is checked when it is
 /// used).
 pub const DEVICE_NAMES: [&str; 3] = sd_textual_inversion::sd_core::DeviceChoice::NAMES;
+
+/// `--precision`: the type the networks compute in (`f32`, `f16`, `bf16`; also `fp16`,
+/// `half`, `bfloat16`), parsed when the command line is.
+///
+/// # Errors
+/// Any other name, with the ones it takes.
+pub fn parse_precision(name: &str) -> Result<Precision, String> {
+    name.parse::<Precision>().map_err(|e| e.to_string())
+}
 
 /// The noise sources `--rng` accepts, as A1111's "Random number generator source" setting.
 pub const RNG_NAMES: [&str; 3] = ["gpu", "cpu", "nv"];
@@ -226,6 +236,10 @@ pub struct GenerationArgs {
     /// Compute device (wgpu and cuda when built with that feature).
     #[arg(long, default_value = "cpu", value_parser = DEVICE_NAMES)]
     pub device: String,
+    /// What the networks compute in: f32 (the reference results), f16 or bf16 (half the
+    /// weights' memory; on GPUs, A1111's default).
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    pub precision: Precision,
     /// Where to write the picture (PNG with A1111's `parameters`; the name must end in .png);
     /// batch item i > 0 goes to `<stem>-<i>.png`.
     #[arg(long, default_value = "output.png")]
@@ -259,7 +273,7 @@ impl GenerationArgs {
             config_dir: self.config.clone(),
             vae: self.vae.clone(),
         };
-        Ok(StableDiffusion::load_with(&path, &options, &device)?)
+        Ok(StableDiffusion::load_with(&path, &options, &device)?.with_precision(self.precision)?)
     }
 
     /// The library's parameters for these flags, checked ([`GenerationRequest::validate`]:

@@ -2,13 +2,15 @@
 //!
 //! [`StableDiffusion::load`] takes what users have: a single-file checkpoint as A1111 keeps
 //! them (`.safetensors` or `.ckpt`, LDM key names, fp16/bf16/fp32) or a diffusers folder.
-//! Every weight becomes f32 on the chosen device.
+//! Every weight becomes f32 on the chosen device; [`StableDiffusion::with_precision`] makes
+//! the networks compute in f16 or bf16.
 
 mod architecture;
 mod embeddings;
 mod f32_store;
 mod ldm_yaml;
 mod load;
+mod precision;
 mod v_prediction;
 mod weights;
 
@@ -24,6 +26,7 @@ use sd_vae::AutoencoderKl;
 pub use architecture::{ModelArchitecture, TensorShapes};
 pub use f32_store::F32WeightStore;
 pub use load::LoadOptions;
+pub use precision::Precision;
 
 use crate::checkpoint::{ModelFamily, ModelHash};
 use crate::error::Result;

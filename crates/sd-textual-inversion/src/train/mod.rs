@@ -7,6 +7,7 @@ mod data;
 mod events;
 mod log;
 pub mod loss_plot;
+mod loss_scale;
 mod preflight;
 mod save;
 mod step;
@@ -22,5 +23,7 @@ pub use events::{CancelToken, StopReason, TrainEvent};
 pub use log::{LossRow, RunFolder};
 pub use preflight::{RunLock, check_embedding_name};
 pub use save::{SavedOptimizer, optimizer_path};
-pub use step::{StepBatch, StepResult, denoising_loss, freeze, loss_and_grad};
+pub use step::{
+    StepBatch, StepResult, denoising_loss, freeze, loss_and_grad, loss_and_grad_scaled,
+};
 pub use trainer::{BestStep, TrainOutcome, Trainer};

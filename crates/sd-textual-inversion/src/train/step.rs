@@ -55,6 +55,27 @@ pub fn loss_and_grad(
     clip_skip: usize,
     batch: &StepBatch,
 ) -> Result<StepResult> {
+    loss_and_grad_scaled(model, lookup, id, vectors, clip_skip, batch, 1.0)
+}
+
+/// [`loss_and_grad`] with the backward pass run on `loss × loss_scale` and the gradient
+/// divided by `loss_scale` again in f32 (PyTorch's `GradScaler.scale(loss).backward()` and
+/// `unscale_`): for networks computing in f16, where unscaled gradients underflow. With a
+/// power of two the division is exact, so a finite result equals [`loss_and_grad`]'s up to
+/// the rounding the scale spared. The returned loss is unscaled. A gradient that overflowed
+/// holds infinities or NaN: try again with a smaller scale.
+///
+/// # Errors
+/// As [`loss_and_grad`].
+pub fn loss_and_grad_scaled(
+    model: &StableDiffusion,
+    lookup: &EmbeddingLookup,
+    id: EmbeddingId,
+    vectors: &[f32],
+    clip_skip: usize,
+    batch: &StepBatch,
+    loss_scale: f32,
+) -> Result<StepResult> {
     let param = vectors_tensor(model, lookup, id, vectors)?.require_grad();
     let loss = loss_tensor(model, lookup, id, param.clone(), clip_skip, batch)?;
     // No prompt of the batch holds the embedding: the loss does not depend on `param`, and
@@ -62,9 +83,13 @@ pub fn loss_and_grad(
     if !loss.is_tracked() {
         return Err(TrainError::NoGradient);
     }
-    let grads = loss.backward();
+    let grads = if loss_scale == 1.0 {
+        loss.backward()
+    } else {
+        loss.clone().mul_scalar(loss_scale).backward()
+    };
     let loss_value: f32 = loss.into_scalar();
-    let grad = param
+    let mut grad = param
         .grad(&grads)
         .ok_or(TrainError::NoGradient)?
         .into_data()
@@ -73,6 +98,9 @@ pub fn loss_and_grad(
             what: "the gradient",
             source,
         })?;
+    if loss_scale != 1.0 {
+        grad.iter_mut().for_each(|g| *g /= loss_scale);
+    }
     Ok(StepResult {
         loss: loss_value,
         grad,

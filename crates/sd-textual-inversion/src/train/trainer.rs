@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use sd_core::StableDiffusion;
 use sd_core::conditioning::{EmbeddingId, EmbeddingLookup, TextualInversionVectors};
 use sd_core::embeddings::Embedding;
+use sd_core::model::Precision;
 use sd_core::noise::TorchCpuGenerator;
 use serde::Serialize;
 
@@ -16,9 +17,10 @@ use super::config::TrainConfig;
 use super::data::TrainingSet;
 use super::events::{CancelToken, StopReason, TrainEvent};
 use super::log::{LossRow, RunFolder};
+use super::loss_scale::LossScale;
 use super::preflight::{Checked, PromptCheck, RunLock};
 use super::save::SavedOptimizer;
-use super::step::{StepBatch, clip_gradient, freeze, loss_and_grad};
+use super::step::{StepBatch, StepResult, clip_gradient, freeze, loss_and_grad_scaled};
 use super::validation::ValidationState;
 use crate::create::check_vectors;
 use crate::dataset::batching::{EpochPlan, GroupedBatchSampler};
@@ -339,6 +341,7 @@ impl Trainer {
             id,
             validation,
             recent: RecentLosses::new(mean_window),
+            loss_scale: (self.model.precision() == Precision::F16).then(LossScale::new),
         }))
     }
 
@@ -380,18 +383,10 @@ impl Trainer {
             s.step(run.step as u64);
         }
         let batch = self.batch(run, indices)?;
-        let out = loss_and_grad(
-            &self.model,
-            &run.lookup,
-            run.id,
-            &self.embedding.vectors.data,
-            self.config.clip_skip,
-            &batch,
-        )?;
-        if !out.loss.is_finite() || out.grad.iter().any(|g| !g.is_finite()) {
+        let Some(out) = self.scaled_loss_and_grad(run, &batch)? else {
             events(&TrainEvent::NaN { step: run.step + 1 });
             return Ok(ControlFlow::Break(StopReason::NaN { step: run.step + 1 }));
-        }
+        };
         let gradient_step = run.plan.gradient_step();
         run.loss_sum += out.loss / gradient_step as f32;
         for (acc, g) in run.grad_sum.iter_mut().zip(&out.grad) {
@@ -412,6 +407,42 @@ impl Trainer {
         run.loss_sum = 0.0;
         run.grad_sum.iter_mut().for_each(|g| *g = 0.0);
         Ok(ControlFlow::Continue(()))
+    }
+
+    /// The micro-batch's loss and gradient, `None` when either is not finite. Networks in
+    /// f16 scale the loss ([`LossScale`]): a gradient that overflowed is computed again at
+    /// half the scale, until the scale reaches 1.
+    fn scaled_loss_and_grad(
+        &self,
+        run: &mut RunState,
+        batch: &StepBatch,
+    ) -> Result<Option<StepResult>> {
+        loop {
+            let scale = run.loss_scale.as_ref().map_or(1.0, LossScale::scale);
+            let out = loss_and_grad_scaled(
+                &self.model,
+                &run.lookup,
+                run.id,
+                &self.embedding.vectors.data,
+                self.config.clip_skip,
+                batch,
+                scale,
+            )?;
+            let finite = out.loss.is_finite() && out.grad.iter().all(|g| g.is_finite());
+            match run.loss_scale.as_mut() {
+                _ if !out.loss.is_finite() => return Ok(None),
+                Some(loss_scale) if !finite => {
+                    if !loss_scale.back_off() {
+                        return Ok(None);
+                    }
+                }
+                Some(loss_scale) => {
+                    loss_scale.record_clean();
+                    return Ok(Some(out));
+                }
+                None => return Ok(finite.then_some(out)),
+            }
+        }
     }
 
     /// Clips the summed gradient and lets AdamW update the vectors, then registers them for
@@ -638,6 +669,8 @@ struct RunState {
     validation: Option<ValidationState>,
     /// The losses of the last 3 × pictures steps, for the plot's mean line.
     recent: RecentLosses,
+    /// The loss scale, when the networks compute in f16.
+    loss_scale: Option<LossScale>,
 }
 
 /// The step losses whose mean A1111's progress bar shows: a deque of the last

@@ -45,13 +45,14 @@ use sd_textual_inversion::sd_core::burn::tensor::{
     Device, Distribution, Int, Tensor, TensorData, activation::silu,
 };
 use sd_textual_inversion::sd_core::conditioning::{EmbeddingLookup, TextualInversionVectors};
+use sd_textual_inversion::sd_core::model::Precision;
 use sd_textual_inversion::sd_core::sd_unet::embeddings::Timesteps;
 use sd_textual_inversion::sd_core::sd_unet::transformer_2d::{Projection, Transformer2DModel};
 use sd_textual_inversion::sd_core::sd_unet::unet_2d_condition::UNet2DConditionModel;
 use sd_textual_inversion::sd_core::{
     DeviceChoice, GenerationRequest, ModelArchitecture, StableDiffusion,
 };
-use sd_textual_inversion::train::{AdamW, AdamWConfig, StepBatch, freeze, loss_and_grad};
+use sd_textual_inversion::train::{AdamW, AdamWConfig, StepBatch, freeze, loss_and_grad_scaled};
 
 /// The prompt of `clip` and `txt2img` (the negative prompt is empty).
 const PROMPT: &str = "a photograph of an astronaut riding a horse";
@@ -94,6 +95,9 @@ pub struct Args {
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// What the networks compute in: f32, f16 or bf16 (the embedding of ti-step stays f32).
+    #[arg(long, default_value = "f32", value_parser = crate::cli::parse_precision)]
+    precision: Precision,
     /// ti-step only: burn's balanced gradient checkpointing (memory-bound operations are
     /// recomputed in the backward pass instead of kept).
     #[arg(long)]
@@ -176,7 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })
     };
     let start = Instant::now();
-    let model = load()?;
+    let model = load()?.with_precision(args.precision)?;
     let _ = device.sync();
     let load_s = start.elapsed().as_secs_f64();
 
@@ -238,6 +242,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut line = serde_json::json!({
         "work": args.work, "width": args.width, "height": args.height, "batch": b,
         "steps": args.steps, "device": args.device, "impl": "burn",
+        "precision": args.precision.to_string(),
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "load_s": load_s, "times_s": times, "peak_rss_mib": peak_rss_mib(),
         "simd": sd_kernels::simd_level().name(),
@@ -371,7 +376,7 @@ fn make_work<'a>(
     })
 }
 
-/// One textual-inversion step per call: the trainer's own `loss_and_grad` (prompt → CLIP
+/// One textual-inversion step per call: the trainer's own `loss_and_grad_scaled` (prompt → CLIP
 /// with the vector spliced in → noised latent → UNet → MSE → backward to the vector) and its
 /// AdamW update. `model` must be frozen and on an autodiff device.
 fn ti_step<'a>(
@@ -400,13 +405,18 @@ fn ti_step<'a>(
         timesteps: vec![500; b],
         weight: None,
     };
+    // In f16 the trainer scales the loss (GradScaler's starting 2¹⁶): the same work.
+    let loss_scale = match model.precision() {
+        Precision::F16 => 65536.0,
+        _ => 1.0,
+    };
     Box::new(move |_| {
         let mut lookup = EmbeddingLookup::new();
         let id = lookup.register(
             TextualInversionVectors::new("benchemb", vectors.clone(), 1, dim)?,
             &model.tokenizer,
         )?;
-        let out = loss_and_grad(model, &lookup, id, &vectors, 1, &batch)?;
+        let out = loss_and_grad_scaled(model, &lookup, id, &vectors, 1, &batch, loss_scale)?;
         optimizer.step(&mut vectors, &out.grad, 0.005);
         Ok(())
     })

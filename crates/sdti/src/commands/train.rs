@@ -20,6 +20,7 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use sd_textual_inversion::TrainError;
 use sd_textual_inversion::create::{check_vectors, create_embedding, sanitized_name};
+use sd_textual_inversion::sd_core::model::Precision;
 use sd_textual_inversion::sd_core::sd_clip::ClipTokenizer;
 use sd_textual_inversion::sd_core::{
     GenerationRequest, StableDiffusion, embeddings::read_file, infotext,
@@ -127,6 +128,10 @@ pub struct Args {
     /// Compute device (wgpu and cuda when built with that feature).
     #[arg(long, default_value = "cpu", value_parser = crate::cli::DEVICE_NAMES)]
     device: String,
+    /// What the frozen networks compute in: f32 (the reference results), f16 (the loss
+    /// scaled as PyTorch's GradScaler does) or bf16; the embedding is trained in f32 always.
+    #[arg(long, default_value = "f32", value_parser = crate::cli::parse_precision)]
+    precision: Precision,
     /// Evaluate a validation loss every N steps (0: never, as A1111): the training loss at
     /// fixed timesteps and noise, in the CSV and the plot; the best step's vectors are kept as
     /// `<run folder>/embeddings/<name>-best.pt`.
@@ -271,7 +276,7 @@ fn train(args: Args) -> anyhow::Result<()> {
     // Every check that needs no model, with the standard CLIP vocabulary (the trainer checks
     // again with the model's own): a bad flag fails before a checkpoint of gigabytes loads.
     config.preflight(&name, initial_step, &ClipTokenizer::standard()?)?;
-    let model = StableDiffusion::load(&model_path, &device)?;
+    let model = StableDiffusion::load(&model_path, &device)?.with_precision(args.precision)?;
     let embedding = match loaded {
         Some(e) => e,
         None => create_embedding(&model, &name, &args.init_text, args.vectors)?,
