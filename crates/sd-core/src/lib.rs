@@ -11,6 +11,7 @@ pub mod fs;
 pub mod image_file;
 pub mod infotext;
 pub mod limits;
+pub mod lora;
 pub mod model;
 pub mod pipeline;
 

@@ -41,7 +41,11 @@ use crate::error::Result;
 /// println!("{} ({:?})", model.name(), model.architecture().family);
 /// # Ok::<(), sd_core::CoreError>(())
 /// ```
-#[derive(Debug)]
+///
+/// Cloning is cheap: the weights are shared, not copied (burn's tensors are reference
+/// counted), until one side changes them ([`with_loras`](Self::with_loras) does, for its
+/// copy only).
+#[derive(Debug, Clone)]
 pub struct StableDiffusion {
     /// The CLIP tokenizer (the model's own, or the standard vocabulary for single files).
     pub tokenizer: ClipTokenizer,

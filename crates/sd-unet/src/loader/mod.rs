@@ -159,8 +159,19 @@ where
 }
 
 /// A model path as diffusers names it (burn calls norm parameters gamma/beta and drops the
-/// `ModuleList` indices the key table removed).
-fn diffusers_name(path: &str) -> String {
+/// `ModuleList` indices the key table removed): what a diffusers state dict, a PEFT or a
+/// kohya LoRA calls the parameter.
+///
+/// ```
+/// use sd_unet::loader::diffusers_name;
+///
+/// let ours = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.weight";
+/// assert_eq!(
+///     diffusers_name(ours),
+///     "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0.weight"
+/// );
+/// ```
+pub fn diffusers_name(path: &str) -> String {
     let path = path
         .replace(".to_out.", ".to_out.0.")
         .replace(".ff.net_0.", ".ff.net.0.")

@@ -6,6 +6,8 @@ use std::{collections::HashMap, path::Path};
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
+use crate::checkpoint::floats_of;
+
 use crate::embeddings::{
     detect::{MAX_EMBEDDING_VALUES, RawData, RawTensor, RawValue},
     embedding::{Embedding, Vectors},
@@ -42,28 +44,8 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<RawData> {
                 "more than {MAX_EMBEDDING_VALUES} values"
             )));
         }
-        let data = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => data
-                .chunks_exact(8)
-                .map(|c| {
-                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-                })
-                .collect(),
-            other => return Err(shape_err(format!("{other:?} is not a float dtype"))),
-        };
+        let data = floats_of(&view)
+            .ok_or_else(|| shape_err(format!("{:?} is not a float dtype", view.dtype())))?;
         entries.push((
             name.to_string(),
             RawValue::Tensor(RawTensor {

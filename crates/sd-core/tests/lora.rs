@@ -1,0 +1,258 @@
+//! LoRA (issue 27) against diffusers' own loader (`tools/lora_reference.py`: a random kohya
+//! LoRA on every attention, feed-forward, projection, text-encoder layer and LoCon module of
+//! the resnets, loaded by `load_lora_weights` and fused at text-encoder 0.6 / UNet 0.8), in
+//! kohya's layout and PEFT's, on tiny SD1 and SD2; then the bad files.
+
+mod common;
+
+use burn::tensor::{Device, Int, Tensor};
+use common::{ROOT, fixture_tensor, relative_error};
+use sd_core::StableDiffusion;
+use sd_core::lora::{ActiveLora, LoraError, LoraFile};
+
+/// Worst |ours − diffusers| over diffusers' largest |value|: the networks' golden bound.
+/// Measured 2026-12-07: 4.7e-7 to 1.4e-6 (kohya and PEFT layouts, UNet and CLIP, both models).
+const TOLERANCE: f32 = 1e-4;
+
+struct Outputs {
+    unet: Tensor<4>,
+    clip: Tensor<4>,
+}
+
+fn outputs(model: &StableDiffusion, fixture: &str) -> Outputs {
+    let device = model.device();
+    let tensor = |key: &str| fixture_tensor(fixture, key);
+    let unet = model
+        .unet
+        .forward(
+            Tensor::from_data(tensor("sample"), device),
+            Tensor::from_data(tensor("timesteps"), device),
+            Tensor::from_data(tensor("context"), device),
+        )
+        .expect("UNet runs");
+    let ids = Tensor::<2, Int>::from_data(tensor("input_ids").convert::<i64>(), device);
+    let clip = model.text_encoder.forward(ids, &[]).expect("CLIP runs");
+    Outputs {
+        unet,
+        clip: clip.unsqueeze(),
+    }
+}
+
+/// A reference output as a 4-d tensor (CLIP's `[batch, tokens, width]` with a leading 1).
+fn reference(fixture: &str, key: &str) -> Tensor<4> {
+    let data = fixture_tensor(fixture, key);
+    if data.shape().num_dims() == 3 {
+        Tensor::<3>::from_data(data, &Device::default()).unsqueeze()
+    } else {
+        Tensor::<4>::from_data(data, &Device::default())
+    }
+}
+
+#[test]
+fn kohya_and_peft_files_change_the_networks_as_diffusers_does() {
+    let device = Device::default();
+    let mut report = Vec::new();
+    for name in ["tiny-sd1", "tiny-sd2"] {
+        let fixture = format!("lora/{name}.safetensors");
+        let model =
+            StableDiffusion::load(format!("{ROOT}/fixtures/{name}"), &device).expect("model");
+        let scales = fixture_tensor(&fixture, "scales")
+            .try_to_vec::<f32>()
+            .expect("scales");
+        for layout in ["lora", "peft"] {
+            let path = format!("{ROOT}/fixtures/lora/{name}-{layout}.safetensors");
+            let file = LoraFile::read(&path).expect("reads");
+            assert!(file.unsupported().is_empty(), "{:?}", file.unsupported());
+            let active = [ActiveLora {
+                file: &file,
+                text_encoder: scales[0],
+                unet: scales[1],
+            }];
+            let (patched, applied) = model.with_loras(&active).expect("applies");
+            assert!(applied.unmatched.is_empty(), "{:?}", applied.unmatched);
+            let ours = outputs(&patched, &fixture);
+            for (part, ours, key) in [
+                ("unet", ours.unet, "unet.lora"),
+                ("clip", ours.clip, "clip.lora"),
+            ] {
+                let err = relative_error(ours, reference(&fixture, key));
+                report.push(format!("{name} {layout} {part}: {err:.2e}"));
+                assert!(err <= TOLERANCE, "{name} {layout} {part}: off by {err:.3e}");
+            }
+        }
+        // The loaded model is untouched: the next prompt starts from its own weights.
+        let base = outputs(&model, &fixture);
+        for (part, ours, key) in [
+            ("unet", base.unet, "unet.base"),
+            ("clip", base.clip, "clip.base"),
+        ] {
+            let err = relative_error(ours, reference(&fixture, key));
+            assert!(
+                err <= TOLERANCE,
+                "{name} {part} after applying: off by {err:.3e}"
+            );
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn multipliers_scale_and_split_as_a1111() {
+    let device = Device::default();
+    let fixture = "lora/tiny-sd1.safetensors";
+    let model = StableDiffusion::load(format!("{ROOT}/fixtures/tiny-sd1"), &device).expect("model");
+    let file =
+        LoraFile::read(format!("{ROOT}/fixtures/lora/tiny-sd1-lora.safetensors")).expect("reads");
+    // Text encoder only: the UNet keeps its own weights.
+    let (te_only, _) = model
+        .with_loras(&[ActiveLora {
+            file: &file,
+            text_encoder: 0.6,
+            unet: 0.0,
+        }])
+        .expect("applies");
+    let out = outputs(&te_only, fixture);
+    assert!(relative_error(out.unet, reference(fixture, "unet.base")) <= TOLERANCE);
+    assert!(relative_error(out.clip, reference(fixture, "clip.lora")) <= TOLERANCE);
+    // Two tags of 0.3 and 0.5 on the UNet add up to 0.8.
+    let (twice, _) = model
+        .with_loras(&[
+            ActiveLora {
+                file: &file,
+                text_encoder: 0.6,
+                unet: 0.3,
+            },
+            ActiveLora {
+                file: &file,
+                text_encoder: 0.0,
+                unet: 0.5,
+            },
+        ])
+        .expect("applies");
+    let out = outputs(&twice, fixture);
+    assert!(relative_error(out.unet, reference(fixture, "unet.lora")) <= TOLERANCE);
+    assert!(relative_error(out.clip, reference(fixture, "clip.lora")) <= TOLERANCE);
+}
+
+fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write");
+    path
+}
+
+/// A safetensors file of f32 tensors.
+fn safetensors(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), data)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .expect("view");
+            (name.to_string(), view)
+        })
+        .collect();
+    safetensors::serialize(views, None).expect("serialize")
+}
+
+#[test]
+fn bad_files_are_typed_errors_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let device = Device::default();
+    let model = StableDiffusion::load(format!("{ROOT}/fixtures/tiny-sd1"), &device).expect("model");
+    let apply = |file: &LoraFile| {
+        model
+            .with_loras(&[ActiveLora {
+                file,
+                text_encoder: 1.0,
+                unet: 1.0,
+            }])
+            .map(|_| ())
+    };
+
+    let junk = write(
+        dir.path(),
+        "junk.safetensors",
+        b"not a safetensors file at all",
+    );
+    assert!(matches!(LoraFile::read(&junk), Err(LoraError::Format { path, .. }) if path == junk));
+    let missing = dir.path().join("missing.safetensors");
+    assert!(matches!(
+        LoraFile::read(&missing),
+        Err(LoraError::Io { .. })
+    ));
+
+    // A LoRA for a wider model (SD 1.5's 320 channels): the layer exists, the shape does not fit.
+    let q = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q";
+    let wide = write(
+        dir.path(),
+        "wide.safetensors",
+        &safetensors(&[
+            (
+                &format!("{q}.lora_down.weight"),
+                vec![2, 320],
+                vec![0.1; 640],
+            ),
+            (&format!("{q}.lora_up.weight"), vec![320, 2], vec![0.1; 640]),
+        ]),
+    );
+    let file = LoraFile::read(&wide).expect("reads");
+    assert!(matches!(apply(&file), Err(LoraError::Shape { path, .. }) if path == wide));
+
+    // Nothing this model has.
+    let other = write(
+        dir.path(),
+        "other.safetensors",
+        &safetensors(&[
+            (
+                "lora_unet_no_such_layer.lora_down.weight",
+                vec![2, 4],
+                vec![0.1; 8],
+            ),
+            (
+                "lora_unet_no_such_layer.lora_up.weight",
+                vec![4, 2],
+                vec![0.1; 8],
+            ),
+        ]),
+    );
+    let file = LoraFile::read(&other).expect("reads");
+    assert!(matches!(
+        apply(&file),
+        Err(LoraError::NothingMatched { modules: 1, .. })
+    ));
+
+    // Ranks that disagree, a value that is not finite: refused when read.
+    for (name, up_shape, value) in [
+        ("ranks.safetensors", vec![32, 3], 0.1),
+        ("nan.safetensors", vec![32, 2], f32::NAN),
+    ] {
+        let n = up_shape.iter().product();
+        let path = write(
+            dir.path(),
+            name,
+            &safetensors(&[
+                (&format!("{q}.lora_down.weight"), vec![2, 32], vec![0.1; 64]),
+                (&format!("{q}.lora_up.weight"), up_shape, vec![value; n]),
+            ]),
+        );
+        assert!(
+            matches!(LoraFile::read(&path), Err(LoraError::Shape { .. })),
+            "{name}"
+        );
+    }
+
+    // Other network kinds (LoHa here) are listed, not applied.
+    let loha = write(
+        dir.path(),
+        "loha.safetensors",
+        &safetensors(&[(&format!("{q}.hada_w1_a"), vec![2, 2], vec![0.1; 4])]),
+    );
+    let file = LoraFile::read(&loha).expect("reads");
+    assert!(file.modules().is_empty());
+    assert_eq!(file.unsupported(), [format!("{q}.hada_w1_a")]);
+}
