@@ -256,3 +256,118 @@ fn bad_files_are_typed_errors_naming_the_file() {
     assert!(file.modules().is_empty());
     assert_eq!(file.unsupported(), [format!("{q}.hada_w1_a")]);
 }
+
+fn latents(model: &StableDiffusion, prompt: &str) -> (Vec<f32>, String) {
+    let request = sd_core::GenerationRequest {
+        prompt: prompt.into(),
+        steps: 3,
+        sampler: "Euler".into(),
+        seed: 5,
+        width: 64,
+        height: 64,
+        ..sd_core::GenerationRequest::default()
+    };
+    let generation = model
+        .txt2img(
+            &request,
+            &sd_core::conditioning::EmbeddingLookup::new(),
+            &mut |_| std::ops::ControlFlow::Continue(()),
+        )
+        .expect("generates");
+    let infotext = generation.infotext(0, model);
+    let values = generation
+        .latents
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32");
+    (values, infotext)
+}
+
+/// `<lora:…>` in a prompt, end to end: the tags leave the prompt, the named file is applied
+/// with A1111's multipliers, tags that cannot be used are skipped with their reason, and the
+/// infotext gets A1111's `Lora hashes` (kohya's addnet hash: sha256 of what follows the
+/// header, 12 hex digits).
+#[test]
+fn prompt_tags_activate_loras_from_a_folder() {
+    use sd_core::lora::LoraLibrary;
+    use sha2::{Digest, Sha256};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sub = dir.path().join("styles");
+    std::fs::create_dir(&sub).expect("mkdir");
+    let bytes =
+        std::fs::read(format!("{ROOT}/fixtures/lora/tiny-sd1-lora.safetensors")).expect("read");
+    std::fs::write(sub.join("styled.safetensors"), &bytes).expect("copy");
+    write(
+        dir.path(),
+        "broken.safetensors",
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{",
+    );
+    let library = LoraLibrary::scan(dir.path()).expect("scan");
+    assert_eq!(library.entries().len(), 2);
+
+    let device = Device::default();
+    let model = StableDiffusion::load(format!("{ROOT}/fixtures/tiny-sd1"), &device).expect("model");
+    let prompt =
+        "a photo <lora:styled:0.6:0.8>, <lora:missing:1> <lora:broken> <lora:styled:strong>";
+    let activated = library.activate(&model, prompt).expect("activates");
+    let reasons: Vec<(&str, &str)> = activated
+        .skipped
+        .iter()
+        .map(|s| (s.name.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons[0], ("missing", "not found"));
+    assert!(reasons[1].0 == "broken" && reasons[1].1.contains("broken.safetensors"));
+    assert!(reasons[2].0 == "styled" && reasons[2].1.contains("strong"));
+
+    let header = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize + 8;
+    let digest = Sha256::digest(&bytes[header..]);
+    let short: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        activated.hashes.as_deref(),
+        Some(format!("styled: {short}").as_str())
+    );
+
+    // The same as applying the file by hand and writing the prompt without its tags.
+    let file = LoraFile::read(sub.join("styled.safetensors")).expect("reads");
+    let (by_hand, _) = model
+        .with_loras(&[ActiveLora {
+            file: &file,
+            text_encoder: 0.6,
+            unet: 0.8,
+        }])
+        .expect("applies");
+    let (ours, infotext) = latents(&activated.model, prompt);
+    let (expected, _) = latents(&by_hand, "a photo , ");
+    assert_eq!(ours, expected);
+    let (plain, _) = latents(&model, "a photo , ");
+    assert_ne!(ours, plain);
+    // The infotext keeps the prompt as typed; `Lora hashes` is the caller's to set.
+    assert!(infotext.starts_with(prompt), "{infotext}");
+    let mut generation_infotext = {
+        let request = sd_core::GenerationRequest {
+            prompt: prompt.into(),
+            steps: 1,
+            sampler: "Euler".into(),
+            seed: 5,
+            width: 64,
+            height: 64,
+            ..sd_core::GenerationRequest::default()
+        };
+        activated
+            .model
+            .txt2img(
+                &request,
+                &sd_core::conditioning::EmbeddingLookup::new(),
+                &mut |_| std::ops::ControlFlow::Continue(()),
+            )
+            .expect("generates")
+    };
+    generation_infotext.lora_hashes = activated.hashes.clone();
+    let text = generation_infotext.infotext(0, &activated.model);
+    assert!(
+        text.contains(&format!("Lora hashes: \"styled: {short}\"")),
+        "{text}"
+    );
+}

@@ -7,10 +7,12 @@ mod and;
 mod ast;
 mod emphasis;
 mod error;
+mod extra_networks;
 mod number;
 mod parse;
 mod prompt;
 mod prompt_schedule;
+pub mod python_number;
 pub mod unicode;
 mod unicode_tables;
 
@@ -20,6 +22,7 @@ pub use emphasis::{Attention, ROUND_MULTIPLIER, SQUARE_MULTIPLIER, parse_attenti
 pub use error::{
     DEFAULT_MAX_PROMPT_CHARS, IssueKind, ParseIssue, PromptTooLong, check_prompt_length,
 };
+pub use extra_networks::{ExtraNetworkTag, parse_extra_networks};
 pub use parse::MAX_NESTING;
 pub use prompt::{Conditioning, Prompt, PromptScheduleEntry, Subprompt, WeightedPromptSchedule};
 pub use prompt_schedule::Steps;

@@ -23,7 +23,9 @@
 mod apply;
 mod error;
 mod file;
+mod library;
 
 pub use apply::{ActiveLora, LoraReport};
 pub use error::{LoraError, Result};
 pub use file::{LoraFile, LoraModule, LoraTensor};
+pub use library::{LoraEntry, LoraLibrary, PromptLoras, SkippedLora};

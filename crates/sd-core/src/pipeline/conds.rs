@@ -39,7 +39,10 @@ impl ConditioningSchedule {
                 .with_clip_skip(params.clip_skip)
                 .with_usage(&usage);
         let steps = Steps::new(total_steps as u32);
-        let prompts = vec![params.prompt.as_str(); params.batch_size];
+        // A1111's `parse_extra_network_prompts`: every `<kind:…>` tag leaves the positive
+        // prompt (the negative keeps its text); `lora::LoraLibrary::activate` applies them.
+        let (prompt, _) = sd_prompt::parse_extra_networks(&params.prompt);
+        let prompts = vec![prompt.as_str(); params.batch_size];
         let negatives = vec![params.negative_prompt.as_str(); params.batch_size];
         // A1111's `setup_conds` order: the negative prompt first (it decides `TI hashes`).
         let uncond = encoder.learned_conditioning(&negatives, &steps)?;

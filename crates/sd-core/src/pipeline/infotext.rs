@@ -14,8 +14,9 @@ impl Generation {
     /// strength, img2img's `Denoising strength` and inpainting's `Mask blur` / `Masked
     /// content` / `Mask mode`). `Version` is left out: A1111 reads it to switch on
     /// compatibility behaviour for old versions of itself, which this is not. `Seed resize
-    /// from` and `ENSD` as A1111 writes them (`ENSD` only where the sampler uses it), and
-    /// `TI hashes` for the embeddings from files that the prompts used.
+    /// from` and `ENSD` as A1111 writes them (`ENSD` only where the sampler uses it),
+    /// `Lora hashes` when set, and `TI hashes` for the embeddings from files that the
+    /// prompts used.
     pub fn parameters(&self, index: usize, model: &StableDiffusion) -> GenerationParameters {
         let p = &self.params;
         let spec = SamplerSpec::parse(&p.sampler, p.sigma_schedule.as_deref())
@@ -58,6 +59,11 @@ impl Generation {
         }
         // After the img2img entries, as A1111's `extra_generation_params` gets it in
         // `setup_conds`.
+        // A1111 adds `Lora hashes` when the networks activate, before `setup_conds` adds
+        // `TI hashes`.
+        if let Some(hashes) = &self.lora_hashes {
+            out.set_extra("Lora hashes", hashes);
+        }
         if let Some(hashes) = &self.ti_hashes {
             out.set_extra("TI hashes", hashes);
         }

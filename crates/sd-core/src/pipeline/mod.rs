@@ -86,6 +86,9 @@ pub struct Generation {
     /// A1111's `TI hashes` value (`name: shorthash, ...`) for the embeddings the prompts used
     /// that came from files; `None` when there were none.
     pub ti_hashes: Option<String>,
+    /// A1111's `Lora hashes` value, for the caller that applied the prompt's LoRAs
+    /// ([`crate::lora::PromptLoras::hashes`]) to set; generation leaves it `None`.
+    pub lora_hashes: Option<String>,
 }
 
 /// A progress callback: return `ControlFlow::Break(())` to stop.
@@ -173,6 +176,7 @@ impl StableDiffusion {
             img2img: input.map(Img2ImgSettings::from),
             cancelled,
             ti_hashes: conds.ti_hashes.clone(),
+            lora_hashes: None,
             params,
         })
     }

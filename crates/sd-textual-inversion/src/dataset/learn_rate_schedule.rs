@@ -18,6 +18,8 @@
 //! increase; the stateful [`LearnRateScheduler`] advances one entry per call, exactly as A1111.
 //! The same parser serves the gradient-clipping schedule ([`ClipGrad`]).
 
+use sd_core::sd_prompt::python_number::{python_float, python_int, python_strip};
+
 use super::DatasetError;
 
 /// One `RATE:STEP` pair after parsing: `rate` applies until the step count reaches `end_step`.
@@ -69,17 +71,17 @@ impl LearnRateSchedule {
         let cur = i128::from(cur_step);
         let mut entries = Vec::new();
         for pair in schedule.split(',') {
-            if py_strip(pair).is_empty() {
+            if python_strip(pair).is_empty() {
                 continue;
             }
             let parts: Vec<&str> = pair.split(':').collect();
             if parts.len() == 2 {
                 // A1111 evaluates int(step) first, float(rate) only for entries it keeps.
                 let step =
-                    py_int(parts[1]).ok_or_else(|| err(pair, "the step is not an integer"))?;
+                    python_int(parts[1]).ok_or_else(|| err(pair, "the step is not an integer"))?;
                 if step > cur {
-                    let rate =
-                        py_float(parts[0]).ok_or_else(|| err(pair, "the rate is not a number"))?;
+                    let rate = python_float(parts[0])
+                        .ok_or_else(|| err(pair, "the rate is not a number"))?;
                     entries.push(LearnRateScheduleEntry {
                         rate,
                         end_step: step.min(max) as u64,
@@ -88,8 +90,8 @@ impl LearnRateSchedule {
                         return Ok(Self { entries });
                     }
                 } else if step == -1 {
-                    let rate =
-                        py_float(parts[0]).ok_or_else(|| err(pair, "the rate is not a number"))?;
+                    let rate = python_float(parts[0])
+                        .ok_or_else(|| err(pair, "the rate is not a number"))?;
                     entries.push(LearnRateScheduleEntry {
                         rate,
                         end_step: max_steps,
@@ -98,7 +100,7 @@ impl LearnRateSchedule {
                 }
             } else {
                 let rate =
-                    py_float(parts[0]).ok_or_else(|| err(pair, "the rate is not a number"))?;
+                    python_float(parts[0]).ok_or_else(|| err(pair, "the rate is not a number"))?;
                 entries.push(LearnRateScheduleEntry {
                     rate,
                     end_step: max_steps,
@@ -288,93 +290,5 @@ impl std::str::FromStr for ClipGrad {
             mode,
             value_schedule: schedule.to_string(),
         })
-    }
-}
-
-/// Python's `str.isspace()` for the characters `int()`/`float()`/`strip()` skip: Unicode
-/// White_Space plus the ASCII separators U+001C..U+001F that Python also counts.
-fn py_space(c: char) -> bool {
-    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
-}
-
-fn py_strip(s: &str) -> &str {
-    s.trim_matches(py_space)
-}
-
-/// Python's PEP 515 underscores: only single ones between two digits. Returns the text
-/// without them, or `None` if one is misplaced.
-fn strip_underscores(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
-    for (i, c) in s.char_indices() {
-        if c == '_' {
-            let before = i > 0 && b[i - 1].is_ascii_digit();
-            let after = b.get(i + 1).is_some_and(u8::is_ascii_digit);
-            if !(before && after) {
-                return None;
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    Some(out)
-}
-
-/// Python's `int(text)` in base 10 (ASCII digits only; Python also takes other Unicode
-/// decimal digits). Saturates far beyond any step count instead of growing unboundedly.
-fn py_int(text: &str) -> Option<i128> {
-    let t = strip_underscores(py_strip(text))?;
-    let (neg, digits) = match t.as_bytes().first()? {
-        b'-' => (true, &t[1..]),
-        b'+' => (false, &t[1..]),
-        _ => (false, &t[..]),
-    };
-    if digits.is_empty() || !digits.bytes().all(|d| d.is_ascii_digit()) {
-        return None;
-    }
-    let mut v: i128 = 0;
-    for d in digits.bytes() {
-        v = v.saturating_mul(10).saturating_add(i128::from(d - b'0'));
-    }
-    Some(if neg { -v } else { v })
-}
-
-/// Python's `float(text)`: decimal or exponent notation, `inf`/`infinity`/`nan` with a sign,
-/// surrounding whitespace and PEP 515 underscores.
-fn py_float(text: &str) -> Option<f64> {
-    let t = strip_underscores(py_strip(text))?;
-    let unsigned = t.strip_prefix(['+', '-']).unwrap_or(&t);
-    // Rust also accepts these words, but only Python's spellings may pass.
-    if unsigned
-        .bytes()
-        .any(|c| c.is_ascii_alphabetic() && !matches!(c, b'e' | b'E'))
-    {
-        let word = unsigned.to_ascii_lowercase();
-        if !matches!(word.as_str(), "inf" | "infinity" | "nan") {
-            return None;
-        }
-    }
-    t.parse::<f64>().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn python_numbers() {
-        assert_eq!(py_int(" +1_000 "), Some(1000));
-        assert_eq!(py_int("-1"), Some(-1));
-        assert_eq!(py_int("010"), Some(10));
-        assert_eq!(py_int("1e3"), None);
-        assert_eq!(py_int("1__0"), None);
-        assert_eq!(py_int("_1"), None);
-        assert_eq!(py_float("1e-5"), Some(1e-5));
-        assert_eq!(py_float(".5"), Some(0.5));
-        assert_eq!(py_float("-Infinity"), Some(f64::NEG_INFINITY));
-        assert!(py_float("nan").is_some_and(f64::is_nan));
-        assert_eq!(py_float("0x10"), None);
-        assert_eq!(py_float("abc"), None);
-        assert_eq!(py_float(""), None);
     }
 }
