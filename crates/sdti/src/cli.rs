@@ -240,6 +240,11 @@ pub struct GenerationArgs {
     /// weights' memory; on GPUs, A1111's default).
     #[arg(long, default_value = "f32", value_parser = parse_precision)]
     pub precision: Precision,
+    /// Where the prompt's `<lora:name:weight>` (or `<lora:name:te:unet>`) tags find their
+    /// `.safetensors` files (subfolders too; a file name or its `ss_output_name`), as
+    /// A1111's `models/Lora`.
+    #[arg(long, default_value = "models/Lora")]
+    pub lora_dir: PathBuf,
     /// Where to write the picture (PNG with A1111's `parameters`; the name must end in .png);
     /// batch item i > 0 goes to `<stem>-<i>.png`.
     #[arg(long, default_value = "output.png")]
@@ -257,6 +262,7 @@ use sd_textual_inversion::sd_core::{
     conditioning::EmbeddingLookup,
     embeddings::{EmbeddingDatabase, SkipReason},
     infotext,
+    lora::{LoraLibrary, PromptLoras},
     noise::SeedResize,
     pipeline,
 };
@@ -350,6 +356,35 @@ impl GenerationArgs {
             );
         }
         Ok(database.lookup(&model.tokenizer)?)
+    }
+
+    /// The prompt's `<lora:…>` tags applied to a copy of `model` from `--lora-dir`; prints
+    /// each tag that was skipped (unknown name, a multiplier that is not a number, a file
+    /// that does not fit), as A1111 goes on without it.
+    ///
+    /// # Errors
+    /// When `--lora-dir` cannot be listed, or the applicable files do not fit together.
+    pub fn loras(&self, model: &StableDiffusion) -> anyhow::Result<PromptLoras> {
+        let (_, tags) =
+            sd_textual_inversion::sd_core::sd_prompt::parse_extra_networks(&self.prompt);
+        let library = if tags.iter().any(|t| t.kind == "lora" || t.kind == "lyco") {
+            LoraLibrary::scan(&self.lora_dir)?
+        } else {
+            LoraLibrary::default()
+        };
+        let loras = library.activate(model, &self.prompt)?;
+        for skipped in &loras.skipped {
+            eprintln!("Skipping LoRA {}: {}", skipped.name, skipped.reason);
+        }
+        for (path, modules) in &loras.report.unmatched {
+            eprintln!(
+                "{}: {} modules name no layer of this model and were left out (first: {})",
+                path.display(),
+                modules.len(),
+                modules.first().map_or("", String::as_str)
+            );
+        }
+        Ok(loras)
     }
 
     /// Writes each picture as a PNG with its A1111 `parameters` text (`--output`, then

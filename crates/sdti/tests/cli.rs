@@ -277,3 +277,48 @@ fn a_hostile_config_file_is_refused_naming_it() {
     }
     assert!(!dir.path().join("embeddings").exists());
 }
+
+/// `<lora:…>` in a txt2img prompt: the file under `--lora-dir` is applied (the picture
+/// differs from the prompt without the tag), the infotext keeps the tag and gains A1111's
+/// `Lora hashes`, and an unknown name is reported and skipped.
+#[test]
+fn txt2img_applies_the_prompts_loras() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loras = dir.path().join("models/Lora");
+    std::fs::create_dir_all(&loras).expect("mkdir");
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/lora/tiny-sd1-lora.safetensors"
+    );
+    std::fs::copy(fixture, loras.join("styled.safetensors")).expect("copy");
+    let run = |prompt: &str, output: &str| {
+        let out = sdti(
+            &[
+                "txt2img", "--prompt", prompt, "--width", "64", "--height", "64", "--steps", "4",
+                "--seed", "7", "--output", output,
+            ],
+            dir.path(),
+        );
+        assert_success(&out, "txt2img");
+        (
+            stderr(&out),
+            image::open(dir.path().join(output)).expect("png").to_rgb8(),
+        )
+    };
+    let (log, styled) = run(
+        "a red disc <lora:styled:0.7> <lora:nowhere:1>",
+        "styled.png",
+    );
+    assert!(log.contains("Skipping LoRA nowhere: not found"), "{log}");
+    let (_, plain) = run("a red disc  ", "plain.png");
+    assert_ne!(styled.as_raw(), plain.as_raw(), "the LoRA changed nothing");
+    let info = sdti(&["png-info", "styled.png"], dir.path());
+    assert_success(&info, "png-info");
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        text.contains("a red disc <lora:styled:0.7> <lora:nowhere:1>"),
+        "{text}"
+    );
+    // png-info prints JSON: the extra keys as pairs.
+    assert!(text.contains(r#"["Lora hashes","styled: "#), "{text}");
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use sd_prompt::python_number::python_float;
 use sha2::{Digest, Sha256};
 
-use super::apply::ActiveLora;
+use super::apply::{ActiveLora, LoraReport};
 use super::error::{LoraError, Result};
 use super::file::LoraFile;
 use crate::model::StableDiffusion;
@@ -134,6 +134,8 @@ pub struct PromptLoras {
     pub hashes: Option<String>,
     /// Tags that were not applied.
     pub skipped: Vec<SkippedLora>,
+    /// Modules of the applied files that name no layer of the model (A1111 logs them).
+    pub report: LoraReport,
 }
 
 /// A tag's multipliers, as A1111's `extra_networks_lora.activate`: the second positional
@@ -251,10 +253,10 @@ impl LoraLibrary {
                 unet: *unet,
             })
             .collect();
-        let model = if active.is_empty() {
-            model.clone()
+        let (model, report) = if active.is_empty() {
+            (model.clone(), LoraReport::default())
         } else {
-            model.with_loras(&active)?.0
+            model.with_loras(&active)?
         };
         // A1111 drops `:` and `,` from the names, which would break the list.
         let hashes = (!hashes.is_empty()).then(|| {
@@ -268,6 +270,7 @@ impl LoraLibrary {
             model,
             hashes,
             skipped,
+            report,
         })
     }
 }

@@ -71,7 +71,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     input.validate()?;
     let model = gen_args.load_model()?;
     let embeddings = gen_args.embeddings(&model)?;
+    let loras = gen_args.loras(&model)?;
     let mut progress = progress_bar(params.steps);
-    let generation = model.img2img(&params, &input, &embeddings, &mut progress)?;
-    gen_args.save(&generation, &model)
+    let mut generation = loras
+        .model
+        .img2img(&params, &input, &embeddings, &mut progress)?;
+    generation.lora_hashes = loras.hashes;
+    gen_args.save(&generation, &loras.model)
 }

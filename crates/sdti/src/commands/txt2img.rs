@@ -8,6 +8,8 @@
 //! Without `--model` it runs the bundled tiny concept model (coloured circles and squares on
 //! grey, 64×64: pass `--width 64 --height 64`, in a second). The PNG carries A1111's
 //! `parameters` text, so A1111's "PNG Info" tab (or `sdti png-info`) reads the settings back.
+//! `<lora:name:0.8>` in the prompt applies `--lora-dir`'s `name.safetensors` (kohya or
+//! diffusers/PEFT LoRA), as A1111's Lora extension.
 
 use crate::cli::{GenerationArgs, progress_bar};
 use clap::Parser;
@@ -30,7 +32,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     args.output_paths(params.batch_size)?;
     let model = args.load_model()?;
     let embeddings = args.embeddings(&model)?;
+    let loras = args.loras(&model)?;
     let mut progress = progress_bar(params.steps);
-    let generation = model.txt2img(&params, &embeddings, &mut progress)?;
-    args.save(&generation, &model)
+    let mut generation = loras.model.txt2img(&params, &embeddings, &mut progress)?;
+    generation.lora_hashes = loras.hashes;
+    args.save(&generation, &loras.model)
 }
