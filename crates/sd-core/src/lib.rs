@@ -8,6 +8,7 @@ mod device;
 pub mod embeddings;
 mod error;
 pub mod fs;
+pub mod hypernetwork;
 pub mod image_file;
 pub mod infotext;
 pub mod limits;

@@ -12,6 +12,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 use sd_kernels::linear;
 
+use crate::hypernetwork::HypernetworkPair;
+
 pub use sd_kernels::attention::{SCORE_BUDGET, scaled_dot_product};
 
 /// Multi-head attention with separate q/k/v projections (no bias) and an output projection
@@ -33,6 +35,9 @@ pub struct Attention {
     /// Compute the scores in f32 even for half-precision inputs (diffusers'
     /// `upcast_attention`); a no-op for f32 models.
     pub upcast_attention: bool,
+    /// A1111 hypernetworks rewriting the key and value inputs, in order (none by default;
+    /// [`UNet2DConditionModel::set_hypernetworks`](crate::unet_2d_condition::UNet2DConditionModel::set_hypernetworks)).
+    pub hypernetworks: Vec<HypernetworkPair>,
 }
 
 impl Attention {
@@ -56,6 +61,7 @@ impl Attention {
             to_out: LinearConfig::new(inner, query_dim).init(device),
             heads,
             upcast_attention,
+            hypernetworks: Vec::new(),
         }
     }
 
@@ -68,9 +74,14 @@ impl Attention {
     /// - output: `[batch, queries, query_dim]`
     pub fn forward(&self, x: Tensor<3>, context: Option<Tensor<3>>) -> Tensor<3> {
         let context = context.unwrap_or_else(|| x.clone());
+        let (key_input, value_input) = if self.hypernetworks.is_empty() {
+            (context.clone(), context)
+        } else {
+            self.hypernetwork_contexts(context)
+        };
         let q = self.split_heads(linear(&self.to_q, x));
-        let k = self.split_heads(linear(&self.to_k, context.clone()));
-        let v = self.split_heads(linear(&self.to_v, context));
+        let k = self.split_heads(linear(&self.to_k, key_input));
+        let v = self.split_heads(linear(&self.to_v, value_input));
         let [batch, heads, queries, head_dim] = q.dims();
         let out = scaled_dot_product(q, k, v, self.upcast_attention)
             .swap_dims(1, 2)

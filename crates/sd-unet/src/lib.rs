@@ -5,6 +5,7 @@ pub mod attention;
 pub mod config;
 pub mod embeddings;
 mod error;
+pub mod hypernetwork;
 pub mod loader;
 pub mod resnet;
 pub mod sampling;

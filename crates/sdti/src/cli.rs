@@ -245,6 +245,10 @@ pub struct GenerationArgs {
     /// A1111's `models/Lora`.
     #[arg(long, default_value = "models/Lora")]
     pub lora_dir: PathBuf,
+    /// Where the prompt's `<hypernet:name:multiplier>` tags find their A1111 `.pt` files
+    /// (subfolders too), as A1111's `models/hypernetworks`.
+    #[arg(long, default_value = "models/hypernetworks")]
+    pub hypernetwork_dir: PathBuf,
     /// Where to write the picture (PNG with A1111's `parameters`; the name must end in .png);
     /// batch item i > 0 goes to `<stem>-<i>.png`.
     #[arg(long, default_value = "output.png")]
@@ -261,6 +265,7 @@ use sd_textual_inversion::sd_core::{
     DeviceChoice, Generation, GenerationRequest, LoadOptions, StableDiffusion,
     conditioning::EmbeddingLookup,
     embeddings::{EmbeddingDatabase, SkipReason},
+    hypernetwork::HypernetworkLibrary,
     infotext,
     lora::{LoraLibrary, PromptLoras},
     noise::SeedResize,
@@ -383,6 +388,27 @@ impl GenerationArgs {
                 modules.len(),
                 modules.first().map_or("", String::as_str)
             );
+        }
+        Ok(loras)
+    }
+
+    /// The prompt's extra networks applied to a copy of `model`: its `<lora:…>` tags
+    /// ([`loras`](Self::loras)), then its `<hypernet:…>` tags from `--hypernetwork-dir`
+    /// (each skipped tag printed with the reason).
+    ///
+    /// # Errors
+    /// As [`loras`](Self::loras); a `--hypernetwork-dir` that cannot be listed.
+    pub fn extra_networks(&self, model: &StableDiffusion) -> anyhow::Result<PromptLoras> {
+        let mut loras = self.loras(model)?;
+        let (_, tags) =
+            sd_textual_inversion::sd_core::sd_prompt::parse_extra_networks(&self.prompt);
+        if tags.iter().any(|t| t.kind == "hypernet") {
+            let library = HypernetworkLibrary::scan(&self.hypernetwork_dir)?;
+            let (model, skipped) = library.activate(&loras.model, &self.prompt);
+            for skipped in &skipped {
+                eprintln!("Skipping hypernetwork {}: {}", skipped.name, skipped.reason);
+            }
+            loras.model = model;
         }
         Ok(loras)
     }

@@ -215,17 +215,13 @@ fn check(path: &Path, name: &str, module: &LoraModule) -> Result<()> {
         reason: reason.to_string(),
     };
     let (down, up) = (&module.down, &module.up);
-    if !matches!(down.shape.len(), 2 | 4) || down.shape.iter().any(|&d| d == 0) {
+    if !matches!(down.shape.len(), 2 | 4) || down.shape.contains(&0) {
         return Err(fail(
             down,
             "lora_down must be [rank, in] or [rank, in, kh, kw]",
         ));
     }
-    let up_is_1x1 = match up.shape[..] {
-        [_, _] => true,
-        [_, _, 1, 1] => true,
-        _ => false,
-    };
+    let up_is_1x1 = matches!(up.shape[..], [_, _] | [_, _, 1, 1]);
     if !up_is_1x1 || up.shape[0] == 0 {
         return Err(fail(up, "lora_up must be [out, rank] or [out, rank, 1, 1]"));
     }

@@ -102,7 +102,7 @@ fn metadata(path: &Path, key: &str) -> Option<String> {
     let mut len = [0u8; 8];
     file.read_exact(&mut len).ok()?;
     let len = u64::from_le_bytes(len);
-    if len > crate::checkpoint::MAX_HEADER_BYTES as u64 {
+    if len > crate::checkpoint::MAX_HEADER_BYTES {
         return None;
     }
     let mut header = vec![0u8; usize::try_from(len).ok()?];

@@ -123,8 +123,8 @@ impl StableDiffusion {
         Ok(self)
     }
 
-    /// The precision the networks compute in (the UNet's; [`with_precision`]
-    /// (Self::with_precision) sets all three).
+    /// The precision the networks compute in (the UNet's;
+    /// [`with_precision`](Self::with_precision) sets all three).
     pub fn precision(&self) -> Precision {
         Precision::of(self.unet.dtype())
     }

@@ -283,7 +283,10 @@ impl Vm<'_> {
             }
             // Nothing to set (pickle writes BUILD only for non-None state, but be lenient).
             _ if matches!(state, Val::None) => Ok(()),
-            Val::Dict(_) if matches!(&state, Val::Dict(d) if d.borrow().items.is_empty()) => Ok(()),
+            // An `OrderedDict`'s instance attributes: every `state_dict()` carries torch's
+            // `_metadata` (module versions) that way (A1111's hypernetwork files, for one).
+            // Attributes are not items; the dict's items stay as they are.
+            Val::Dict(_) if matches!(&state, Val::Dict(_)) => Ok(()),
             other => Err(self.err(format!("BUILD with state on a {}", other.kind()))),
         }
     }

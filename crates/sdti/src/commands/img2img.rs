@@ -71,7 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     input.validate()?;
     let model = gen_args.load_model()?;
     let embeddings = gen_args.embeddings(&model)?;
-    let loras = gen_args.loras(&model)?;
+    let loras = gen_args.extra_networks(&model)?;
     let mut progress = progress_bar(params.steps);
     let mut generation = loras
         .model

@@ -9,7 +9,8 @@
 //! grey, 64×64: pass `--width 64 --height 64`, in a second). The PNG carries A1111's
 //! `parameters` text, so A1111's "PNG Info" tab (or `sdti png-info`) reads the settings back.
 //! `<lora:name:0.8>` in the prompt applies `--lora-dir`'s `name.safetensors` (kohya or
-//! diffusers/PEFT LoRA), as A1111's Lora extension.
+//! diffusers/PEFT LoRA), as A1111's Lora extension; `<hypernet:name:0.5>` an A1111
+//! hypernetwork from `--hypernetwork-dir`.
 
 use crate::cli::{GenerationArgs, progress_bar};
 use clap::Parser;
@@ -32,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     args.output_paths(params.batch_size)?;
     let model = args.load_model()?;
     let embeddings = args.embeddings(&model)?;
-    let loras = args.loras(&model)?;
+    let loras = args.extra_networks(&model)?;
     let mut progress = progress_bar(params.steps);
     let mut generation = loras.model.txt2img(&params, &embeddings, &mut progress)?;
     generation.lora_hashes = loras.hashes;

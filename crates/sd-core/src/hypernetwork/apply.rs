@@ -1,0 +1,190 @@
+//! Hypernetworks put into a copy of the model's UNet, and a folder of them (A1111's
+//! `models/hypernetworks`) activated by a prompt's `<hypernet:name:multiplier>` tags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::{Device, Tensor, TensorData};
+use sd_kernels::precision::to_dtype;
+use sd_prompt::python_number::python_float;
+use sd_unet::hypernetwork::{HypernetworkLayer, HypernetworkModule, HypernetworkPair};
+
+use super::error::{HypernetworkError, Result};
+use super::file::{HypernetworkFile, LayerWeights};
+use crate::model::StableDiffusion;
+
+/// A hypernetwork to apply and its strength (`<hypernet:name:multiplier>`).
+#[derive(Debug, Clone, Copy)]
+pub struct ActiveHypernetwork<'a> {
+    /// The file.
+    pub file: &'a HypernetworkFile,
+    /// Its multiplier.
+    pub multiplier: f32,
+}
+
+impl StableDiffusion {
+    /// A copy of the model whose attentions run `hypernetworks` (in order) on their key and
+    /// value inputs, as A1111's `apply_hypernetworks`; the weights are shared with `self`.
+    /// Replaces hypernetworks a previous call set.
+    pub fn with_hypernetworks(&self, hypernetworks: &[ActiveHypernetwork<'_>]) -> Self {
+        let mut model = self.clone();
+        let device = self.device().clone();
+        let dtype = self.unet.dtype();
+        // Built once per width, then shared by every attention of that width.
+        let mut by_width: BTreeMap<usize, Vec<HypernetworkPair>> = BTreeMap::new();
+        for active in hypernetworks {
+            for (width, [key, value]) in &active.file.modules {
+                let build = |layers: &[LayerWeights]| HypernetworkModule {
+                    layers: layers.iter().map(|l| layer(l, &device, dtype)).collect(),
+                    multiplier: active.multiplier,
+                };
+                by_width.entry(*width).or_default().push(HypernetworkPair {
+                    key: build(key),
+                    value: build(value),
+                });
+            }
+        }
+        model
+            .unet
+            .set_hypernetworks(&mut |width| by_width.get(&width).cloned().unwrap_or_default());
+        model
+    }
+}
+
+/// One layer on `device`, in the UNet's type.
+fn layer(weights: &LayerWeights, device: &Device, dtype: burn::tensor::DType) -> HypernetworkLayer {
+    let w = &weights.linear;
+    let tensor1 = |values: &[f32]| {
+        to_dtype(
+            Tensor::<1>::from_data(TensorData::new(values.to_vec(), [values.len()]), device),
+            dtype,
+        )
+    };
+    let mut linear: Linear = LinearConfig::new(w.inputs, w.outputs).init(device);
+    // burn keeps linear weights as `[in, out]`.
+    let weight = Tensor::<2>::from_data(
+        TensorData::new(w.weight.clone(), [w.outputs, w.inputs]),
+        device,
+    )
+    .transpose();
+    linear.weight = linear.weight.map(|_| to_dtype(weight, dtype));
+    linear.bias = linear.bias.map(|b| b.map(|_| tensor1(&w.bias)));
+    let norm = weights.norm.as_ref().map(|(gamma, beta)| {
+        let mut norm: LayerNorm = LayerNormConfig::new(w.outputs).init(device);
+        norm.gamma = norm.gamma.map(|_| tensor1(gamma));
+        norm.beta = norm.beta.map(|b| b.map(|_| tensor1(beta)));
+        norm
+    });
+    HypernetworkLayer {
+        linear,
+        activation: weights.activation,
+        norm,
+    }
+}
+
+/// A `<hypernet:…>` tag that was not applied, and why (the picture is still made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedHypernetwork {
+    /// The name in the tag.
+    pub name: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The hypernetwork files of a folder and its subfolders (`.pt`), by file name.
+#[derive(Debug, Clone, Default)]
+pub struct HypernetworkLibrary {
+    files: Vec<(String, PathBuf)>,
+}
+
+impl HypernetworkLibrary {
+    /// Every `.pt` file under `dir` (A1111's `models/hypernetworks`); a missing folder is an
+    /// empty library.
+    ///
+    /// # Errors
+    /// [`HypernetworkError::Io`] when `dir` exists but cannot be listed.
+    pub fn scan(dir: impl AsRef<Path>) -> Result<Self> {
+        let mut files = Vec::new();
+        let dir = dir.as_ref();
+        if dir.exists() {
+            collect(dir, 0, &mut files)?;
+        }
+        files.sort();
+        Ok(Self { files })
+    }
+
+    /// The names and files found.
+    pub fn files(&self) -> &[(String, PathBuf)] {
+        &self.files
+    }
+
+    /// The prompt's `<hypernet:name:multiplier>` tags applied to a copy of `model` (A1111's
+    /// `extra_networks_hypernet`: the multiplier is the tag's second item, 1 without it).
+    /// Unknown names, multipliers that are not numbers and unreadable files are skipped
+    /// with the reason.
+    pub fn activate(
+        &self,
+        model: &StableDiffusion,
+        prompt: &str,
+    ) -> (StableDiffusion, Vec<SkippedHypernetwork>) {
+        let (_, tags) = sd_prompt::parse_extra_networks(prompt);
+        let mut skipped = Vec::new();
+        let mut chosen = Vec::new();
+        for tag in tags.iter().filter(|t| t.kind == "hypernet") {
+            let name = tag.items.first().cloned().unwrap_or_default();
+            let skip = |reason: String| SkippedHypernetwork {
+                name: name.clone(),
+                reason,
+            };
+            let multiplier = match tag.items.get(1) {
+                None => 1.0,
+                Some(text) => match python_float(text) {
+                    Some(m) => m as f32,
+                    None => {
+                        skipped.push(skip(format!("multiplier `{text}` is not a number")));
+                        continue;
+                    }
+                },
+            };
+            let Some((_, path)) = self.files.iter().find(|(n, _)| *n == name) else {
+                skipped.push(skip("not found".into()));
+                continue;
+            };
+            match HypernetworkFile::read(path) {
+                Ok(file) => chosen.push((file, multiplier)),
+                Err(e) => skipped.push(skip(e.to_string())),
+            }
+        }
+        let active: Vec<ActiveHypernetwork<'_>> = chosen
+            .iter()
+            .map(|(file, multiplier)| ActiveHypernetwork {
+                file,
+                multiplier: *multiplier,
+            })
+            .collect();
+        (model.with_hypernetworks(&active), skipped)
+    }
+}
+
+fn collect(dir: &Path, depth: usize, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
+    let io = |source| HypernetworkError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.is_dir() {
+            if depth < 8 {
+                collect(&path, depth + 1, out)?;
+            }
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("pt"))
+            && let Some(name) = path.file_stem().and_then(|s| s.to_str())
+        {
+            out.push((name.to_owned(), path.clone()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! A1111's hypernetwork `.pt` files (`Hypernetwork.save`), read as data: a dict whose int keys
+//! are context widths, each holding `[key module state dict, value module state dict]`, and
+//! whose string keys hold the settings (`layer_structure`, `activation_func`,
+//! `is_layer_norm`, `activate_output`, `dropout_structure` / `use_dropout` /
+//! `last_layer_dropout`, `name`, `step`, ...). Each module is a `torch.nn.Sequential` whose
+//! indices depend on those settings (activations and dropouts take an index but hold no
+//! weights), laid out here exactly as A1111's `HypernetworkModule.__init__` lays them out.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sd_torch_file::{PickleValue, TorchFile};
+use sd_unet::hypernetwork::HypernetworkActivation;
+
+use super::error::{HypernetworkError, Result};
+
+/// A linear layer's weights, PyTorch layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearWeights {
+    /// `[out, in]`, row-major.
+    pub weight: Vec<f32>,
+    /// `[out]`.
+    pub bias: Vec<f32>,
+    /// Input width.
+    pub inputs: usize,
+    /// Output width.
+    pub outputs: usize,
+}
+
+/// One linear layer of a module and what follows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerWeights {
+    /// The linear layer.
+    pub linear: LinearWeights,
+    /// Its activation, if any.
+    pub activation: Option<HypernetworkActivation>,
+    /// The LayerNorm after it (`weight`, `bias`), when the hypernetwork has them.
+    pub norm: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// A hypernetwork file's settings and weights.
+#[derive(Debug, Clone)]
+pub struct HypernetworkFile {
+    path: PathBuf,
+    /// The name saved in the file (`name`), or the file's stem.
+    pub name: String,
+    /// Training steps saved in the file.
+    pub step: Option<i64>,
+    /// `layer_structure`: widths relative to the context's (`[1, 2, 1]`).
+    pub layer_structure: Vec<f64>,
+    /// The activation name as saved (`None`: linear).
+    pub activation_func: Option<String>,
+    /// Whether LayerNorms follow the linear layers.
+    pub layer_norm: bool,
+    /// Whether the last layer is activated too.
+    pub activate_output: bool,
+    /// The dropout probability after each layer (training only).
+    pub dropout_structure: Vec<f64>,
+    /// The key and value modules, by context width.
+    pub modules: BTreeMap<usize, [Vec<LayerWeights>; 2]>,
+}
+
+impl HypernetworkFile {
+    /// Reads an A1111 hypernetwork `.pt` (pickle parsed as data, never executed).
+    ///
+    /// # Errors
+    /// [`HypernetworkError::TorchFile`] for a file that is not a torch pickle,
+    /// [`HypernetworkError::Layout`] for one that is not a hypernetwork or whose weights do
+    /// not fit its settings.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = TorchFile::open(path)?;
+        let layout = |reason: String| HypernetworkError::Layout {
+            path: path.to_owned(),
+            reason,
+        };
+        let root = file.root();
+        let Some(entries) = root.as_dict() else {
+            return Err(layout(format!("expected a dict, found a {}", root.kind())));
+        };
+        let layer_structure = match root.get("layer_structure") {
+            None | Some(PickleValue::None) => vec![1.0, 2.0, 1.0],
+            Some(v) => numbers(v)
+                .ok_or_else(|| layout("layer_structure is not a list of numbers".into()))?,
+        };
+        if layer_structure.len() < 2 || layer_structure.iter().any(|w| !(w.is_finite() && *w > 0.0))
+        {
+            return Err(layout(format!(
+                "layer_structure {layer_structure:?} is not a list of positive widths"
+            )));
+        }
+        let activation_func = root
+            .get("activation_func")
+            .and_then(PickleValue::as_str)
+            .map(str::to_owned);
+        let activation =
+            HypernetworkActivation::parse(activation_func.as_deref()).map_err(|name| {
+                layout(format!(
+                    "activation `{name}` is not supported (supported: {})",
+                    HypernetworkActivation::NAMES.join(", ")
+                ))
+            })?;
+        let flag = |key: &str, default: bool| match root.get(key) {
+            Some(PickleValue::Bool(b)) => *b,
+            _ => default,
+        };
+        let layer_norm = flag("is_layer_norm", false);
+        // A1111: files from before the setting existed activate their output.
+        let activate_output = flag("activate_output", true);
+        let saved_dropout = root.get("dropout_structure").and_then(numbers);
+        let use_dropout = match &saved_dropout {
+            Some(d) if d.iter().any(|&p| p != 0.0) => true,
+            _ => flag("use_dropout", false),
+        };
+        let dropout_structure = match saved_dropout {
+            Some(d) => d,
+            None => derived_dropout(
+                &layer_structure,
+                use_dropout,
+                flag("last_layer_dropout", false),
+            ),
+        };
+        if dropout_structure.len() != layer_structure.len() {
+            return Err(layout(format!(
+                "dropout_structure {dropout_structure:?} does not match layer_structure {layer_structure:?}"
+            )));
+        }
+        let mut modules = BTreeMap::new();
+        for (key, value) in entries {
+            let PickleValue::Int(width) = key else {
+                continue;
+            };
+            let width = usize::try_from(*width)
+                .ok()
+                .filter(|w| (1..=65536).contains(w))
+                .ok_or_else(|| layout(format!("width {width} out of range")))?;
+            let pair = match value {
+                PickleValue::List(items) | PickleValue::Tuple(items) if items.len() == 2 => items,
+                other => {
+                    return Err(layout(format!(
+                        "width {width}: expected [key, value] state dicts, found a {}",
+                        other.kind()
+                    )));
+                }
+            };
+            let settings = Settings {
+                width,
+                layer_structure: &layer_structure,
+                activation,
+                layer_norm,
+                activate_output,
+                dropout_structure: &dropout_structure,
+            };
+            let key_module = module(&file, &pair[0], &settings)
+                .map_err(|r| layout(format!("width {width}, key module: {r}")))?;
+            let value_module = module(&file, &pair[1], &settings)
+                .map_err(|r| layout(format!("width {width}, value module: {r}")))?;
+            modules.insert(width, [key_module, value_module]);
+        }
+        if modules.is_empty() {
+            return Err(layout("no module for any width: not a hypernetwork".into()));
+        }
+        let name = root
+            .get("name")
+            .and_then(PickleValue::as_str)
+            .map(str::to_owned)
+            .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        Ok(Self {
+            path: path.to_owned(),
+            name,
+            step: root.get("step").and_then(PickleValue::as_int),
+            layer_structure,
+            activation_func,
+            layer_norm,
+            activate_output,
+            dropout_structure,
+            modules,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// What decides a module's layout.
+struct Settings<'a> {
+    width: usize,
+    layer_structure: &'a [f64],
+    activation: Option<HypernetworkActivation>,
+    layer_norm: bool,
+    activate_output: bool,
+    dropout_structure: &'a [f64],
+}
+
+/// A1111's `parse_dropout_structure`, for files saved without `dropout_structure`.
+fn derived_dropout(layers: &[f64], use_dropout: bool, last_layer_dropout: bool) -> Vec<f64> {
+    if !use_dropout {
+        return vec![0.0; layers.len()];
+    }
+    let mut values = vec![0.0];
+    values.extend(std::iter::repeat_n(0.3, layers.len().saturating_sub(3)));
+    values.push(if last_layer_dropout { 0.3 } else { 0.0 });
+    values.push(0.0);
+    values
+}
+
+/// A list of ints or floats as `f64`s.
+fn numbers(value: &PickleValue) -> Option<Vec<f64>> {
+    let items = match value {
+        PickleValue::List(items) | PickleValue::Tuple(items) => items,
+        _ => return None,
+    };
+    items
+        .iter()
+        .map(|v| match v {
+            PickleValue::Int(i) => Some(*i as f64),
+            PickleValue::Float(f) => Some(*f),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One module's layers from its state dict, laid out as A1111's `HypernetworkModule`.
+fn module(
+    file: &TorchFile,
+    state: &PickleValue,
+    s: &Settings<'_>,
+) -> std::result::Result<Vec<LayerWeights>, String> {
+    let entries = state
+        .tensor_entries()
+        .ok_or_else(|| format!("expected a state dict, found a {}", state.kind()))?;
+    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
+    for (key, tensor) in entries {
+        // A1111's `fix_old_state_dict`: the first files named two layers `linear1`, `linear2`.
+        let key = match key {
+            "linear1.weight" => "linear.0.weight",
+            "linear1.bias" => "linear.0.bias",
+            "linear2.weight" => "linear.1.weight",
+            "linear2.bias" => "linear.1.bias",
+            other => other,
+        };
+        let values = file.tensor_f32(tensor).map_err(|e| e.to_string())?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(format!("`{key}` holds a value that is not finite"));
+        }
+        tensors.insert(key.to_owned(), (tensor.shape.clone(), values));
+    }
+    let mut take = |index: usize, part: &str, shape: &[usize]| {
+        let key = format!("linear.{index}.{part}");
+        match tensors.remove(&key) {
+            Some((found, values)) if found == shape => Ok(values),
+            Some((found, _)) => Err(format!("`{key}` is {found:?}, expected {shape:?}")),
+            None => Err(format!("`{key}` is missing")),
+        }
+    };
+    let widths: Vec<usize> = s
+        .layer_structure
+        .iter()
+        .map(|w| (s.width as f64 * w) as usize)
+        .collect();
+    let mut layers = Vec::new();
+    let mut index = 0;
+    let last = s.layer_structure.len() - 2;
+    for i in 0..s.layer_structure.len() - 1 {
+        let (inputs, outputs) = (widths[i], widths[i + 1]);
+        let linear = LinearWeights {
+            weight: take(index, "weight", &[outputs, inputs])?,
+            bias: take(index, "bias", &[outputs])?,
+            inputs,
+            outputs,
+        };
+        index += 1;
+        let activation = s.activation.filter(|_| i < last || s.activate_output);
+        if activation.is_some() {
+            index += 1;
+        }
+        let norm = if s.layer_norm {
+            let pair = (
+                take(index, "weight", &[outputs])?,
+                take(index, "bias", &[outputs])?,
+            );
+            index += 1;
+            Some(pair)
+        } else {
+            None
+        };
+        if s.dropout_structure[i + 1] > 0.0 {
+            index += 1;
+        }
+        layers.push(LayerWeights {
+            linear,
+            activation,
+            norm,
+        });
+    }
+    if let Some(extra) = tensors.keys().next() {
+        return Err(format!(
+            "`{extra}` does not belong to the layout the settings describe"
+        ));
+    }
+    Ok(layers)
+}

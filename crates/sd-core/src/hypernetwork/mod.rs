@@ -1,0 +1,13 @@
+//! A1111's hypernetworks: `.pt` files read as data ([`HypernetworkFile`]), run on the
+//! attentions' key and value inputs of a copy of the model
+//! ([`StableDiffusion::with_hypernetworks`](crate::StableDiffusion::with_hypernetworks)),
+//! from a folder by a prompt's `<hypernet:name:multiplier>` tags ([`HypernetworkLibrary`]).
+//! Creating and training them is not here yet.
+
+mod apply;
+mod error;
+mod file;
+
+pub use apply::{ActiveHypernetwork, HypernetworkLibrary, SkippedHypernetwork};
+pub use error::{HypernetworkError, Result};
+pub use file::{HypernetworkFile, LayerWeights, LinearWeights};

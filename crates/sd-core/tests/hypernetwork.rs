@@ -1,0 +1,159 @@
+//! A1111 hypernetworks (issue 27) against `tools/hypernetwork_reference.py`: A1111's
+//! `HypernetworkModule` and `apply_hypernetworks` transcribed, run on the key and value inputs
+//! of every attention of diffusers' UNet (tiny SD1), from `.pt` files written as A1111's
+//! `Hypernetwork.save` writes them: ReLU without layer norm; Hardswish with LayerNorms and
+//! dropout (which shifts the `Sequential` indices) and an activated output; the oldest
+//! `linear1`/`linear2` layout; two chained. Then bad files.
+
+mod common;
+
+use burn::tensor::{Device, Tensor};
+use common::{ROOT, fixture_tensor, relative_error};
+use sd_core::StableDiffusion;
+use sd_core::hypernetwork::{
+    ActiveHypernetwork, HypernetworkError, HypernetworkFile, HypernetworkLibrary,
+};
+use serde::Deserialize;
+
+/// The networks' golden bound (max-relative). Measured 2026-12-07: 1.0e-6 to 1.8e-6.
+const TOLERANCE: f32 = 1e-4;
+
+#[derive(Deserialize)]
+struct Cases {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    key: String,
+    hypernetworks: Vec<Applied>,
+}
+
+#[derive(Deserialize)]
+struct Applied {
+    file: String,
+    multiplier: f32,
+}
+
+const FIXTURE: &str = "hypernetwork/reference.safetensors";
+
+fn unet_output(model: &StableDiffusion) -> Tensor<4> {
+    let device = model.device();
+    let tensor = |key: &str| fixture_tensor(FIXTURE, key);
+    model
+        .unet
+        .forward(
+            Tensor::from_data(tensor("sample"), device),
+            Tensor::from_data(tensor("timesteps"), device),
+            Tensor::from_data(tensor("context"), device),
+        )
+        .expect("UNet runs")
+}
+
+fn reference(key: &str) -> Tensor<4> {
+    Tensor::from_data(fixture_tensor(FIXTURE, key), &Device::default())
+}
+
+#[test]
+fn hypernetworks_change_the_unet_as_a1111s_do() {
+    let cases: Cases = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/fixtures/hypernetwork/cases.json"))
+            .expect("cases"),
+    )
+    .expect("json");
+    let model = StableDiffusion::load(format!("{ROOT}/fixtures/tiny-sd1"), &Device::default())
+        .expect("model");
+    let mut report = Vec::new();
+    for case in cases.cases {
+        let files: Vec<HypernetworkFile> = case
+            .hypernetworks
+            .iter()
+            .map(|a| {
+                HypernetworkFile::read(format!("{ROOT}/fixtures/hypernetwork/{}", a.file))
+                    .unwrap_or_else(|e| panic!("{}: {e}", a.file))
+            })
+            .collect();
+        let active: Vec<ActiveHypernetwork<'_>> = files
+            .iter()
+            .zip(&case.hypernetworks)
+            .map(|(file, a)| ActiveHypernetwork {
+                file,
+                multiplier: a.multiplier,
+            })
+            .collect();
+        let styled = model.with_hypernetworks(&active);
+        let err = relative_error(unet_output(&styled), reference(&case.key));
+        report.push(format!("{}: {err:.2e}", case.name));
+        assert!(err <= TOLERANCE, "{}: off by {err:.3e}", case.name);
+    }
+    // The loaded model is untouched.
+    let err = relative_error(unet_output(&model), reference("base"));
+    assert!(err <= TOLERANCE, "base after applying: off by {err:.3e}");
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn the_files_settings_are_read() {
+    let file = HypernetworkFile::read(format!("{ROOT}/fixtures/hypernetwork/hn-norm-dropout.pt"))
+        .expect("reads");
+    assert_eq!(file.name, "hn-norm-dropout");
+    assert_eq!(file.layer_structure, [1.0, 1.5, 2.0, 1.0]);
+    assert_eq!(file.activation_func.as_deref(), Some("swish"));
+    assert!(file.layer_norm && file.activate_output);
+    assert_eq!(file.dropout_structure, [0.0, 0.1, 0.05, 0.0]);
+    assert_eq!(file.modules.keys().copied().collect::<Vec<_>>(), [16, 32]);
+    let old =
+        HypernetworkFile::read(format!("{ROOT}/fixtures/hypernetwork/hn-old.pt")).expect("reads");
+    assert_eq!(old.layer_structure, [1.0, 2.0, 1.0]);
+    assert_eq!(old.modules.keys().copied().collect::<Vec<_>>(), [32]);
+}
+
+/// `<hypernet:name:multiplier>` from a folder: applied as by hand; unknown names and bad
+/// multipliers skipped with the reason.
+#[test]
+fn prompt_tags_activate_hypernetworks_from_a_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        format!("{ROOT}/fixtures/hypernetwork/hn-plain.pt"),
+        dir.path().join("plain.pt"),
+    )
+    .expect("copy");
+    let library = HypernetworkLibrary::scan(dir.path()).expect("scan");
+    let model = StableDiffusion::load(format!("{ROOT}/fixtures/tiny-sd1"), &Device::default())
+        .expect("model");
+    let (styled, skipped) = library.activate(
+        &model,
+        "a cat <hypernet:plain:0.7> <hypernet:gone:1> <hypernet:plain:lots>",
+    );
+    let reasons: Vec<(&str, &str)> = skipped
+        .iter()
+        .map(|s| (s.name.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons[0], ("gone", "not found"));
+    assert!(reasons[1].1.contains("lots"));
+    let err = relative_error(unet_output(&styled), reference("out.plain"));
+    assert!(err <= TOLERANCE, "off by {err:.3e}");
+}
+
+#[test]
+fn bad_files_are_typed_errors_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junk = dir.path().join("junk.pt");
+    std::fs::write(&junk, b"definitely not a pickle").expect("write");
+    assert!(matches!(
+        HypernetworkFile::read(&junk),
+        Err(HypernetworkError::TorchFile(_))
+    ));
+    // A torch file that is not a hypernetwork (an embedding), and a hostile pickle.
+    let pt = std::path::PathBuf::from(format!("{ROOT}/fixtures/torch_file/embedding_dict.pt"));
+    assert!(matches!(
+        HypernetworkFile::read(format!("{ROOT}/fixtures/torch_file/malicious.pt")),
+        Err(HypernetworkError::TorchFile(_))
+    ));
+    match HypernetworkFile::read(&pt) {
+        Err(HypernetworkError::Layout { path, .. }) => assert_eq!(path, pt),
+        other => panic!("{other:?}"),
+    }
+}
