@@ -199,13 +199,14 @@ impl LoraLibrary {
     /// prompt before encoding it, as A1111 does.
     ///
     /// # Errors
-    /// None for the tags themselves; [`LoraError`] only when two applicable files together
-    /// do not fit (each fitted alone).
+    /// None for the tags themselves; [`LoraError::Io`] or [`LoraError::Format`] when an
+    /// applied file cannot be read again for its hash.
     pub fn activate(&self, model: &StableDiffusion, prompt: &str) -> Result<PromptLoras> {
         let (_, tags) = sd_prompt::parse_extra_networks(prompt);
         let mut skipped = Vec::new();
-        let mut chosen: Vec<(String, LoraFile, f32, f32)> = Vec::new();
         let mut hashes: Vec<(String, String)> = Vec::new();
+        let mut styled = model.clone();
+        let mut report = LoraReport::default();
         for tag in tags.iter().filter(|t| t.kind == "lora" || t.kind == "lyco") {
             let name = tag.positional.first().cloned().unwrap_or_default();
             let skip = |reason: String| SkippedLora {
@@ -230,34 +231,26 @@ impl LoraLibrary {
                     continue;
                 }
             };
-            // Each file must fit alone; a file that does not is skipped, not the prompt.
-            let alone = [ActiveLora {
+            // Each file on top of the ones before it; one that does not fit is skipped.
+            let active = [ActiveLora {
                 file: &file,
                 text_encoder: te,
                 unet,
             }];
-            if let Err(e) = model.with_loras(&alone) {
-                skipped.push(skip(e.to_string()));
-                continue;
+            match styled.with_loras(&active) {
+                Ok((next, next_report)) => {
+                    styled = next;
+                    report.unmatched.extend(next_report.unmatched);
+                }
+                Err(e) => {
+                    skipped.push(skip(e.to_string()));
+                    continue;
+                }
             }
             if !hashes.iter().any(|(n, _)| *n == name) {
                 hashes.push((name.clone(), short_hash(&entry.path)?));
             }
-            chosen.push((name, file, te, unet));
         }
-        let active: Vec<ActiveLora<'_>> = chosen
-            .iter()
-            .map(|(_, file, te, unet)| ActiveLora {
-                file,
-                text_encoder: *te,
-                unet: *unet,
-            })
-            .collect();
-        let (model, report) = if active.is_empty() {
-            (model.clone(), LoraReport::default())
-        } else {
-            model.with_loras(&active)?
-        };
         // A1111 drops `:` and `,` from the names, which would break the list.
         let hashes = (!hashes.is_empty()).then(|| {
             hashes
@@ -267,7 +260,7 @@ impl LoraLibrary {
                 .join(", ")
         });
         Ok(PromptLoras {
-            model,
+            model: styled,
             hashes,
             skipped,
             report,
