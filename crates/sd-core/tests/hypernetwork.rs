@@ -157,3 +157,120 @@ fn bad_files_are_typed_errors_naming_the_file() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A1111's "Create hypernetwork": settings checked, weights drawn as its initialisations
+/// draw them, the file written as `Hypernetwork.save` writes it and read back unchanged
+/// (also checked by hand with `torch.load(weights_only=True)` and A1111's loader,
+/// 2026-12-07), and usable at once.
+#[test]
+fn created_hypernetworks_write_read_back_and_apply() {
+    use sd_core::hypernetwork::{HypernetworkSettings, WeightInit};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = HypernetworkSettings {
+        sizes: vec![16, 32],
+        layer_structure: vec![1.0, 1.5, 2.0, 1.0],
+        activation_func: "relu".into(),
+        weight_init: WeightInit::KaimingNormal,
+        layer_norm: true,
+        use_dropout: true,
+        dropout_structure: vec![0.0, 0.3, 0.1, 0.0],
+    };
+    let created = HypernetworkFile::new_random("made", &settings, 7).expect("creates");
+    let path = dir.path().join("made.pt");
+    created.write(&path).expect("writes");
+    let read = HypernetworkFile::read(&path).expect("reads back");
+    assert_eq!(read.modules, created.modules);
+    assert_eq!(read.layer_structure, settings.layer_structure);
+    assert_eq!(read.dropout_structure, settings.dropout_structure);
+    assert_eq!(read.weight_init.as_deref(), Some("KaimingNormal"));
+    assert!(read.layer_norm && read.use_dropout && !read.activate_output);
+    // Kaiming normal: std √2 / √fan_in; zero biases.
+    let first = &read.modules[&32][0][0].linear;
+    let n = first.weight.len() as f64;
+    let std = (first
+        .weight
+        .iter()
+        .map(|&w| f64::from(w).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
+    let expected = 2f64.sqrt() / 32f64.sqrt();
+    assert!(
+        (std / expected - 1.0).abs() < 0.1,
+        "std {std} against {expected}"
+    );
+    assert!(first.bias.iter().all(|&b| b == 0.0));
+
+    let model = StableDiffusion::load(format!("{ROOT}/fixtures/tiny-sd1"), &Device::default())
+        .expect("model");
+    let styled = model.with_hypernetworks(&[ActiveHypernetwork {
+        file: &read,
+        multiplier: 1.0,
+    }]);
+    let change = relative_error(unet_output(&styled), reference("base"));
+    assert!(
+        change > 1e-3,
+        "a new hypernetwork changed nothing ({change:.2e})"
+    );
+
+    // A1111's refusals.
+    for (bad, why) in [
+        (
+            HypernetworkSettings {
+                layer_structure: vec![1.0, 2.0],
+                ..HypernetworkSettings::default()
+            },
+            "end",
+        ),
+        (
+            HypernetworkSettings {
+                layer_structure: vec![2.0, 1.0],
+                ..HypernetworkSettings::default()
+            },
+            "start",
+        ),
+        (
+            HypernetworkSettings {
+                activation_func: "nope".into(),
+                ..HypernetworkSettings::default()
+            },
+            "activation",
+        ),
+        (
+            HypernetworkSettings {
+                sizes: vec![],
+                ..HypernetworkSettings::default()
+            },
+            "sizes",
+        ),
+        (
+            HypernetworkSettings {
+                layer_structure: vec![1.0, 1e6, 1.0],
+                ..HypernetworkSettings::default()
+            },
+            "huge",
+        ),
+        (
+            HypernetworkSettings {
+                layer_structure: vec![1.0, 1e-6, 1.0],
+                ..HypernetworkSettings::default()
+            },
+            "no width",
+        ),
+        (
+            HypernetworkSettings {
+                use_dropout: true,
+                dropout_structure: vec![0.0, 1.5, 0.0],
+                ..HypernetworkSettings::default()
+            },
+            "dropout",
+        ),
+    ] {
+        let err = HypernetworkFile::new_random("bad", &bad, 0).expect_err(why);
+        assert!(
+            matches!(err, HypernetworkError::Layout { .. }),
+            "{why}: {err}"
+        );
+    }
+}

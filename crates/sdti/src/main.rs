@@ -4,8 +4,8 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 use sdti::commands::{
-    bench, create, embedding, img2img, model_info, png_info, preprocess, prompt, tokenize, train,
-    txt2img,
+    bench, create, create_hypernetwork, embedding, img2img, model_info, png_info, preprocess,
+    prompt, tokenize, train, txt2img,
 };
 
 /// Stable Diffusion 1.x/2.x and textual inversion, as AUTOMATIC1111 runs them. Without
@@ -25,6 +25,7 @@ struct Cli {
 enum Command {
     Train(train::Args),
     Create(create::Args),
+    CreateHypernetwork(create_hypernetwork::Args),
     Preprocess(preprocess::Args),
     Txt2img(txt2img::Args),
     Img2img(img2img::Args),
@@ -43,6 +44,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train::run(args.with_config(after(&argv, "train"))?),
         Command::Create(args) => create::run(args),
+        Command::CreateHypernetwork(args) => create_hypernetwork::run(args),
         Command::Preprocess(args) => preprocess::run(args),
         Command::Txt2img(args) => txt2img::run(args),
         Command::Img2img(args) => img2img::run(args),

@@ -322,3 +322,73 @@ fn txt2img_applies_the_prompts_loras() {
     // png-info prints JSON: the extra keys as pairs.
     assert!(text.contains(r#"["Lora hashes","styled: "#), "{text}");
 }
+
+/// `create-hypernetwork` writes A1111's `.pt` into `models/hypernetworks`, `<hypernet:…>`
+/// in a prompt applies it, and settings A1111 refuses are refused naming the flag.
+#[test]
+fn a_created_hypernetwork_is_used_by_its_tag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let create = sdti(
+        &[
+            "create-hypernetwork",
+            "--name",
+            "look",
+            "--sizes",
+            "16,32",
+            "--activation",
+            "relu",
+            "--weight-init",
+            "XavierNormal",
+            "--layer-structure",
+            "1, 2, 1",
+        ],
+        dir.path(),
+    );
+    assert_success(&create, "create-hypernetwork");
+    assert!(dir.path().join("models/hypernetworks/look.pt").is_file());
+    let again = sdti(
+        &["create-hypernetwork", "--name", "look", "--sizes", "16"],
+        dir.path(),
+    );
+    assert!(!again.status.success() && stderr(&again).contains("already exists"));
+    let bad = sdti(
+        &[
+            "create-hypernetwork",
+            "--name",
+            "x",
+            "--weight-init",
+            "Zeros",
+        ],
+        dir.path(),
+    );
+    assert!(!bad.status.success() && stderr(&bad).contains("--weight-init"));
+
+    let run = |prompt: &str, output: &str| {
+        let out = sdti(
+            &[
+                "txt2img", "--prompt", prompt, "--width", "64", "--height", "64", "--steps", "3",
+                "--seed", "9", "--output", output,
+            ],
+            dir.path(),
+        );
+        assert_success(&out, "txt2img");
+        (
+            stderr(&out),
+            image::open(dir.path().join(output)).expect("png").to_rgb8(),
+        )
+    };
+    let (log, styled) = run(
+        "a square <hypernet:look:1> <hypernet:missing>",
+        "styled.png",
+    );
+    assert!(
+        log.contains("Skipping hypernetwork missing: not found"),
+        "{log}"
+    );
+    let (_, plain) = run("a square  ", "plain.png");
+    assert_ne!(
+        styled.as_raw(),
+        plain.as_raw(),
+        "the hypernetwork changed nothing"
+    );
+}

@@ -41,7 +41,7 @@ pub struct LayerWeights {
 /// A hypernetwork file's settings and weights.
 #[derive(Debug, Clone)]
 pub struct HypernetworkFile {
-    path: PathBuf,
+    pub(super) path: PathBuf,
     /// The name saved in the file (`name`), or the file's stem.
     pub name: String,
     /// Training steps saved in the file.
@@ -56,6 +56,10 @@ pub struct HypernetworkFile {
     pub activate_output: bool,
     /// The dropout probability after each layer (training only).
     pub dropout_structure: Vec<f64>,
+    /// `weight_initialization` as saved (A1111 writes it; it matters only when creating).
+    pub weight_init: Option<String>,
+    /// `use_dropout` as A1111 derives it (a non-zero dropout structure, or the saved flag).
+    pub use_dropout: bool,
     /// The key and value modules, by context width.
     pub modules: BTreeMap<usize, [Vec<LayerWeights>; 2]>,
 }
@@ -175,6 +179,11 @@ impl HypernetworkFile {
             layer_norm,
             activate_output,
             dropout_structure,
+            weight_init: root
+                .get("weight_initialization")
+                .and_then(PickleValue::as_str)
+                .map(str::to_owned),
+            use_dropout,
             modules,
         })
     }

@@ -2,12 +2,16 @@
 //! attentions' key and value inputs of a copy of the model
 //! ([`StableDiffusion::with_hypernetworks`](crate::StableDiffusion::with_hypernetworks)),
 //! from a folder by a prompt's `<hypernet:name:multiplier>` tags ([`HypernetworkLibrary`]).
-//! Creating and training them is not here yet.
+//! [`HypernetworkFile::new_random`] makes new ones with A1111's settings and
+//! initialisations and [`HypernetworkFile::write`] saves them as A1111 does; training them is
+//! not here yet.
 
 mod apply;
+mod create;
 mod error;
 mod file;
 
 pub use apply::{ActiveHypernetwork, HypernetworkLibrary, SkippedHypernetwork};
+pub use create::{HypernetworkSettings, WeightInit};
 pub use error::{HypernetworkError, Result};
 pub use file::{HypernetworkFile, LayerWeights, LinearWeights};

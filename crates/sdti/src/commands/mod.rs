@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod create;
+pub mod create_hypernetwork;
 pub mod embedding;
 pub mod img2img;
 pub mod model_info;
