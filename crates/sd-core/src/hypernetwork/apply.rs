@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use sd_kernels::precision::to_dtype;
@@ -35,9 +36,8 @@ impl StableDiffusion {
         let mut by_width: BTreeMap<usize, Vec<HypernetworkPair>> = BTreeMap::new();
         for active in hypernetworks {
             for (width, [key, value]) in &active.file.modules {
-                let build = |layers: &[LayerWeights]| HypernetworkModule {
-                    layers: layers.iter().map(|l| layer(l, &device, dtype)).collect(),
-                    multiplier: active.multiplier,
+                let build = |layers: &[LayerWeights]| {
+                    build_module(layers, active.multiplier, &device, dtype, false)
                 };
                 by_width.entry(*width).or_default().push(HypernetworkPair {
                     key: build(key),
@@ -52,14 +52,35 @@ impl StableDiffusion {
     }
 }
 
+/// A module's layers on `device`, in `dtype`, with `multiplier`; their weights want
+/// gradients when `trainable`.
+pub(super) fn build_module(
+    layers: &[LayerWeights],
+    multiplier: f32,
+    device: &Device,
+    dtype: burn::tensor::DType,
+    trainable: bool,
+) -> HypernetworkModule {
+    HypernetworkModule {
+        layers: layers
+            .iter()
+            .map(|l| layer(l, device, dtype, trainable))
+            .collect(),
+        multiplier,
+    }
+}
+
 /// One layer on `device`, in the UNet's type.
-fn layer(weights: &LayerWeights, device: &Device, dtype: burn::tensor::DType) -> HypernetworkLayer {
+fn layer(
+    weights: &LayerWeights,
+    device: &Device,
+    dtype: burn::tensor::DType,
+    trainable: bool,
+) -> HypernetworkLayer {
     let w = &weights.linear;
-    let tensor1 = |values: &[f32]| {
-        to_dtype(
-            Tensor::<1>::from_data(TensorData::new(values.to_vec(), [values.len()]), device),
-            dtype,
-        )
+    let param1 = |values: &[f32]| {
+        let t = Tensor::<1>::from_data(TensorData::new(values.to_vec(), [values.len()]), device);
+        Param::from_tensor(to_dtype(t, dtype)).set_require_grad(trainable)
     };
     let mut linear: Linear = LinearConfig::new(w.inputs, w.outputs).init(device);
     // burn keeps linear weights as `[in, out]`.
@@ -68,12 +89,12 @@ fn layer(weights: &LayerWeights, device: &Device, dtype: burn::tensor::DType) ->
         device,
     )
     .transpose();
-    linear.weight = linear.weight.map(|_| to_dtype(weight, dtype));
-    linear.bias = linear.bias.map(|b| b.map(|_| tensor1(&w.bias)));
+    linear.weight = Param::from_tensor(to_dtype(weight, dtype)).set_require_grad(trainable);
+    linear.bias = Some(param1(&w.bias));
     let norm = weights.norm.as_ref().map(|(gamma, beta)| {
         let mut norm: LayerNorm = LayerNormConfig::new(w.outputs).init(device);
-        norm.gamma = norm.gamma.map(|_| tensor1(gamma));
-        norm.beta = norm.beta.map(|b| b.map(|_| tensor1(beta)));
+        norm.gamma = param1(gamma);
+        norm.beta = Some(param1(beta));
         norm
     });
     HypernetworkLayer {

@@ -10,8 +10,10 @@ mod apply;
 mod create;
 mod error;
 mod file;
+mod trainable;
 
 pub use apply::{ActiveHypernetwork, HypernetworkLibrary, SkippedHypernetwork};
 pub use create::{HypernetworkSettings, WeightInit};
 pub use error::{HypernetworkError, Result};
 pub use file::{HypernetworkFile, LayerWeights, LinearWeights};
+pub use trainable::{NamedValues, TrainableHypernetwork};
