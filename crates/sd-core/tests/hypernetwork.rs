@@ -274,3 +274,30 @@ fn created_hypernetworks_write_read_back_and_apply() {
         );
     }
 }
+
+/// A file whose layer structure does not run from 1 to 1 (its tensors shaped to match) is
+/// refused when read, not left to fail in the UNet.
+#[test]
+fn a_structure_not_ending_at_one_is_refused() {
+    use sd_core::hypernetwork::HypernetworkSettings;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = HypernetworkSettings {
+        sizes: vec![16],
+        ..HypernetworkSettings::default()
+    };
+    let mut file = HypernetworkFile::new_random("odd", &settings, 1).expect("creates");
+    file.layer_structure = vec![1.0, 2.0, 2.0];
+    for layers in file.modules.values_mut().flatten() {
+        let last = layers.last_mut().expect("a layer");
+        last.linear.outputs = 32;
+        last.linear.weight = vec![0.0; 32 * 32];
+        last.linear.bias = vec![0.0; 32];
+    }
+    let path = dir.path().join("odd.pt");
+    file.write(&path).expect("writes");
+    assert!(matches!(
+        HypernetworkFile::read(&path),
+        Err(HypernetworkError::Layout { .. })
+    ));
+}

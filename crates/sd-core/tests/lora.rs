@@ -371,3 +371,75 @@ fn prompt_tags_activate_loras_from_a_folder() {
         "{text}"
     );
 }
+
+/// A multiplier of 0 is a LoRA that names the model's layers and changes nothing (not "for
+/// another model"); a CP-decomposed or DoRA module is left out whole; integer alphas read.
+#[test]
+fn zero_weights_other_kinds_and_integer_alphas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let device = Device::default();
+    let model = StableDiffusion::load(format!("{ROOT}/fixtures/tiny-sd1"), &device).expect("model");
+    let file =
+        LoraFile::read(format!("{ROOT}/fixtures/lora/tiny-sd1-lora.safetensors")).expect("reads");
+    let (same, report) = model
+        .with_loras(&[ActiveLora {
+            file: &file,
+            text_encoder: 0.0,
+            unet: 0.0,
+        }])
+        .expect("a zero weight applies");
+    assert!(report.unmatched.is_empty(), "{:?}", report.unmatched);
+    let fixture = "lora/tiny-sd1.safetensors";
+    let unchanged = outputs(&model, fixture).unet;
+    assert_eq!(relative_error(outputs(&same, fixture).unet, unchanged), 0.0);
+
+    let q = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q";
+    let k = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_k";
+    let path = write(
+        dir.path(),
+        "mixed.safetensors",
+        &safetensors(&[
+            (&format!("{q}.lora_down.weight"), vec![2, 32], vec![0.1; 64]),
+            (&format!("{q}.lora_up.weight"), vec![32, 2], vec![0.1; 64]),
+            (&format!("{q}.dora_scale"), vec![1, 32], vec![1.0; 32]),
+            (&format!("{k}.lora_down.weight"), vec![2, 32], vec![0.1; 64]),
+            (&format!("{k}.lora_up.weight"), vec![32, 2], vec![0.1; 64]),
+        ]),
+    );
+    let mixed = LoraFile::read(&path).expect("reads");
+    assert_eq!(mixed.modules().keys().collect::<Vec<_>>(), [k]);
+    assert!(
+        mixed.unsupported().iter().any(|u| u == q),
+        "{:?}",
+        mixed.unsupported()
+    );
+
+    // An integer alpha (4 for rank 2: a scale of 2).
+    let data: Vec<u8> = 4i64.to_le_bytes().to_vec();
+    let down: Vec<u8> = [0.1f32; 64].iter().flat_map(|x| x.to_le_bytes()).collect();
+    let up = down.clone();
+    let views = vec![
+        (
+            format!("{k}.alpha"),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![], &data)
+                .expect("view"),
+        ),
+        (
+            format!("{k}.lora_down.weight"),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 32], &down)
+                .expect("view"),
+        ),
+        (
+            format!("{k}.lora_up.weight"),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![32, 2], &up)
+                .expect("view"),
+        ),
+    ];
+    let path = write(
+        dir.path(),
+        "int-alpha.safetensors",
+        &safetensors::serialize(views, None).expect("serialize"),
+    );
+    let int_alpha = LoraFile::read(&path).expect("an integer alpha reads");
+    assert_eq!(int_alpha.modules()[k].scale(), 2.0);
+}

@@ -121,8 +121,29 @@ impl HypernetworkSettings {
                 self.sizes
             ));
         }
-        // Every layer at least one wide, and none beyond what a file can sensibly hold
-        // (2^28 weights, 1 GiB), before anything is allocated.
+        // Every layer at least one wide, and all of it within what a file can sensibly hold
+        // (2^28 weights, 1 GiB, over every module), before anything is allocated.
+        if self.sizes.len() > 64 || layers.len() > 64 {
+            return Err(format!(
+                "{} sizes and {} layers: 64 of each at most",
+                self.sizes.len(),
+                layers.len()
+            ));
+        }
+        let total: f64 = self
+            .sizes
+            .iter()
+            .map(|&size| {
+                let widths: Vec<f64> = layers.iter().map(|w| (size as f64 * w).floor()).collect();
+                2.0 * widths.windows(2).map(|p| p[0] * p[1]).sum::<f64>()
+            })
+            .sum();
+        if total > f64::from(1u32 << 28) {
+            return Err(format!(
+                "sizes {:?} with layer structure {layers:?} make more than 2^28 weights",
+                self.sizes
+            ));
+        }
         for &size in &self.sizes {
             let widths: Vec<f64> = layers.iter().map(|w| (size as f64 * w).floor()).collect();
             if widths.iter().any(|&w| w < 1.0) {

@@ -87,10 +87,16 @@ impl HypernetworkFile {
             Some(v) => numbers(v)
                 .ok_or_else(|| layout("layer_structure is not a list of numbers".into()))?,
         };
-        if layer_structure.len() < 2 || layer_structure.iter().any(|w| !(w.is_finite() && *w > 0.0))
+        // A1111's `HypernetworkModule` asserts the first and last widths are 1; more than 64
+        // layers is no hypernetwork anyone made, and would only let a file ask for much.
+        if layer_structure.len() < 2
+            || layer_structure.len() > 64
+            || layer_structure.first() != Some(&1.0)
+            || layer_structure.last() != Some(&1.0)
+            || layer_structure.iter().any(|w| !(w.is_finite() && *w > 0.0))
         {
             return Err(layout(format!(
-                "layer_structure {layer_structure:?} is not a list of positive widths"
+                "layer_structure {layer_structure:?} must run from 1 to 1 through positive widths"
             )));
         }
         let activation_func = root
@@ -241,7 +247,60 @@ fn module(
     let entries = state
         .tensor_entries()
         .ok_or_else(|| format!("expected a state dict, found a {}", state.kind()))?;
-    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
+    // The layout the settings describe, before any tensor is read: every key and shape, so a
+    // file cannot make the reader hold more than the module it claims to be.
+    let widths: Vec<usize> = s
+        .layer_structure
+        .iter()
+        .map(|w| (s.width as f64 * w) as usize)
+        .collect();
+    // Every layer at least one wide, and the module within 2^28 weights (1 GiB), as
+    // `HypernetworkSettings::validate` asks of new ones.
+    let weights: usize = widths
+        .windows(2)
+        .map(|p| p[0].saturating_mul(p[1]))
+        .fold(0, usize::saturating_add);
+    if widths.contains(&0) || weights > 1 << 28 {
+        return Err(format!(
+            "layer_structure {:?} gives layers of widths {widths:?}: none may be 0, and 2^28 weights at most",
+            s.layer_structure
+        ));
+    }
+    let last = s.layer_structure.len() - 2;
+    struct Plan {
+        linear: usize,
+        norm: Option<usize>,
+        activation: Option<HypernetworkActivation>,
+    }
+    let mut plans = Vec::new();
+    let mut expected: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut index = 0;
+    for i in 0..=last {
+        let (inputs, outputs) = (widths[i], widths[i + 1]);
+        expected.insert(format!("linear.{index}.weight"), vec![outputs, inputs]);
+        expected.insert(format!("linear.{index}.bias"), vec![outputs]);
+        let linear = index;
+        index += 1;
+        let activation = s.activation.filter(|_| i < last || s.activate_output);
+        if activation.is_some() {
+            index += 1;
+        }
+        let norm = s.layer_norm.then(|| {
+            expected.insert(format!("linear.{index}.weight"), vec![outputs]);
+            expected.insert(format!("linear.{index}.bias"), vec![outputs]);
+            index += 1;
+            index - 1
+        });
+        if s.dropout_structure[i + 1] > 0.0 {
+            index += 1;
+        }
+        plans.push(Plan {
+            linear,
+            norm,
+            activation,
+        });
+    }
+    let mut tensors: BTreeMap<String, Vec<f32>> = BTreeMap::new();
     for (key, tensor) in entries {
         // A1111's `fix_old_state_dict`: the first files named two layers `linear1`, `linear2`.
         let key = match key {
@@ -251,64 +310,46 @@ fn module(
             "linear2.bias" => "linear.1.bias",
             other => other,
         };
+        match expected.get(key) {
+            Some(shape) if *shape == tensor.shape => {}
+            Some(shape) => {
+                return Err(format!("`{key}` is {:?}, expected {shape:?}", tensor.shape));
+            }
+            None => {
+                return Err(format!(
+                    "`{key}` does not belong to the layout the settings describe"
+                ));
+            }
+        }
         let values = file.tensor_f32(tensor).map_err(|e| e.to_string())?;
         if values.iter().any(|v| !v.is_finite()) {
             return Err(format!("`{key}` holds a value that is not finite"));
         }
-        tensors.insert(key.to_owned(), (tensor.shape.clone(), values));
+        tensors.insert(key.to_owned(), values);
     }
-    let mut take = |index: usize, part: &str, shape: &[usize]| {
+    let mut take = |index: usize, part: &str| {
         let key = format!("linear.{index}.{part}");
-        match tensors.remove(&key) {
-            Some((found, values)) if found == shape => Ok(values),
-            Some((found, _)) => Err(format!("`{key}` is {found:?}, expected {shape:?}")),
-            None => Err(format!("`{key}` is missing")),
-        }
+        tensors
+            .remove(&key)
+            .ok_or_else(|| format!("`{key}` is missing"))
     };
-    let widths: Vec<usize> = s
-        .layer_structure
-        .iter()
-        .map(|w| (s.width as f64 * w) as usize)
-        .collect();
     let mut layers = Vec::new();
-    let mut index = 0;
-    let last = s.layer_structure.len() - 2;
-    for i in 0..s.layer_structure.len() - 1 {
-        let (inputs, outputs) = (widths[i], widths[i + 1]);
+    for (i, plan) in plans.iter().enumerate() {
         let linear = LinearWeights {
-            weight: take(index, "weight", &[outputs, inputs])?,
-            bias: take(index, "bias", &[outputs])?,
-            inputs,
-            outputs,
+            weight: take(plan.linear, "weight")?,
+            bias: take(plan.linear, "bias")?,
+            inputs: widths[i],
+            outputs: widths[i + 1],
         };
-        index += 1;
-        let activation = s.activation.filter(|_| i < last || s.activate_output);
-        if activation.is_some() {
-            index += 1;
-        }
-        let norm = if s.layer_norm {
-            let pair = (
-                take(index, "weight", &[outputs])?,
-                take(index, "bias", &[outputs])?,
-            );
-            index += 1;
-            Some(pair)
-        } else {
-            None
+        let norm = match plan.norm {
+            Some(n) => Some((take(n, "weight")?, take(n, "bias")?)),
+            None => None,
         };
-        if s.dropout_structure[i + 1] > 0.0 {
-            index += 1;
-        }
         layers.push(LayerWeights {
             linear,
-            activation,
+            activation: plan.activation,
             norm,
         });
-    }
-    if let Some(extra) = tensors.keys().next() {
-        return Err(format!(
-            "`{extra}` does not belong to the layout the settings describe"
-        ));
     }
     Ok(layers)
 }

@@ -1,7 +1,8 @@
 //! A hypernetwork whose weights learn: its modules built once on an autodiff device, shared
 //! by every attention of their width (so each weight's gradient sums over the layers, as
 //! with A1111's one module object), in training mode (A1111 multiplies by 1 while training,
-//! whatever the strength).
+//! whatever the strength). Not yet: the dropout A1111 applies while training a hypernetwork
+//! saved with a dropout structure (those train here without it).
 
 use std::collections::BTreeMap;
 
@@ -84,8 +85,7 @@ impl TrainableHypernetwork {
 
     /// Replaces the weights with `values` (as [`values`](Self::values) orders them).
     ///
-    /// # Panics
-    /// Never for values of this hypernetwork; extra or missing entries are ignored.
+    /// Entries of the wrong length, and extra or missing ones, are ignored.
     pub fn set_values(&mut self, values: &[Vec<f32>]) {
         let mut file = self.template.clone();
         let mut it = values.iter();
@@ -93,7 +93,8 @@ impl TrainableHypernetwork {
             for layers in modules.iter_mut() {
                 for layer in layers.iter_mut() {
                     let mut take = |target: &mut Vec<f32>| {
-                        if let Some(v) = it.next() {
+                        // A vector of another length is not this weight's: ignored.
+                        if let Some(v) = it.next().filter(|v| v.len() == target.len()) {
                             target.clone_from(v);
                         }
                     };

@@ -119,6 +119,7 @@ struct Mapper<'u, 'a> {
     device: Device,
     /// The names entered, `None` for an enum's variant.
     path: Vec<Option<String>>,
+    /// The kohya names of every weight of the network (what a LoRA module can name).
     matched: Vec<String>,
     error: Option<LoraError>,
 }
@@ -224,13 +225,14 @@ impl ModuleMapper for Mapper<'_, '_> {
         let Some(name) = self.kohya_name() else {
             return param;
         };
+        // Every layer the model has counts as matched, whatever its multiplier (0 included).
+        self.matched.push(name.clone());
         let Some(updates) = self.updates.by_layer.get(&(self.network, name.clone())) else {
             return param;
         };
         let dims = param.val().dims();
         match self.delta(&name, updates, dims) {
             Ok(delta) => {
-                self.matched.push(name);
                 param.map(|weight| {
                     let dtype = weight.dtype();
                     // In f32 and rounded once, whatever the network computes in.

@@ -120,12 +120,29 @@ impl LoraFile {
             };
             let view = st.tensor(name).map_err(|e| format(e.to_string()))?;
             let shape = view.shape().to_vec();
-            let values = floats_of(&view).ok_or_else(|| LoraError::Shape {
-                path: path.to_owned(),
-                key: name.to_string(),
-                shape: shape.clone(),
-                reason: format!("{:?} is not a float type", view.dtype()),
-            })?;
+            // Some trainers store `alpha` as an integer; A1111 reads it with `.item()`.
+            let integer_alpha = || match (part, view.dtype()) {
+                (Part::Alpha, safetensors::Dtype::I64) => view
+                    .data()
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(|b| vec![i64::from_le_bytes(b) as f32]),
+                (Part::Alpha, safetensors::Dtype::I32) => view
+                    .data()
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(|b| vec![i32::from_le_bytes(b) as f32]),
+                _ => None,
+            };
+            let values =
+                floats_of(&view)
+                    .or_else(integer_alpha)
+                    .ok_or_else(|| LoraError::Shape {
+                        path: path.to_owned(),
+                        key: name.to_string(),
+                        shape: shape.clone(),
+                        reason: format!("{:?} is not a float type", view.dtype()),
+                    })?;
             let slot = match part {
                 Part::Down => 0,
                 Part::Up => 1,
@@ -133,9 +150,24 @@ impl LoraFile {
             };
             parts.entry(module).or_default()[slot] = Some(LoraTensor { shape, values });
         }
+        // A module with a CP-decomposed middle (`lora_mid`) or DoRA's magnitude (`dora_scale`)
+        // is not a plain LoRA: applying its down and up alone would be wrong, so all of it is
+        // left out.
+        let other_kinds: Vec<String> = unsupported
+            .iter()
+            .filter_map(|key| {
+                key.strip_suffix(".lora_mid.weight")
+                    .or_else(|| key.strip_suffix(".dora_scale"))
+            })
+            .map(str::to_owned)
+            .collect();
         unsupported.sort();
         let mut modules = BTreeMap::new();
         for (name, [down, up, alpha]) in parts {
+            if other_kinds.contains(&name) {
+                unsupported.push(name);
+                continue;
+            }
             let (Some(down), Some(up)) = (down, up) else {
                 // An alpha alone, or half a pair: A1111 cannot use it either.
                 unsupported.push(name);
@@ -174,12 +206,14 @@ impl LoraFile {
 
 /// The module (kohya name) and part a key holds; `None` for keys of other network kinds.
 fn module_and_part(key: &str) -> Option<(String, Part)> {
-    const SUFFIXES: [(&str, Part); 9] = [
+    const SUFFIXES: [(&str, Part); 11] = [
         (".lora_down.weight", Part::Down),
         (".lora_up.weight", Part::Up),
         (".alpha", Part::Alpha),
         (".lora_A.weight", Part::Down),
         (".lora_B.weight", Part::Up),
+        (".lora_linear_layer.down.weight", Part::Down),
+        (".lora_linear_layer.up.weight", Part::Up),
         ("_lora.down.weight", Part::Down),
         ("_lora.up.weight", Part::Up),
         (".lora.down.weight", Part::Down),
@@ -191,13 +225,26 @@ fn module_and_part(key: &str) -> Option<(String, Part)> {
     let module = if stem.starts_with("lora_unet_") || stem.starts_with("lora_te_") {
         stem.to_string()
     } else if let Some(path) = stem.strip_prefix("unet.") {
-        // diffusers ≤ 0.20 named processor weights `…attn1.processor.to_q_lora`.
-        format!(
-            "lora_unet_{}",
-            path.replace(".processor.", ".").replace('.', "_")
-        )
+        // diffusers ≤ 0.20 named processor weights `…attn1.processor.to_q_lora`, and its
+        // `to_out_lora` is the layer `to_out.0`.
+        let path = path.replace(".processor.", ".");
+        let path = match path.strip_suffix(".to_out") {
+            Some(attention) => format!("{attention}.to_out.0"),
+            None => path,
+        };
+        format!("lora_unet_{}", path.replace('.', "_"))
     } else if let Some(path) = stem.strip_prefix("text_encoder.") {
         let path = path.strip_prefix("text_model.").unwrap_or(path);
+        // The same era's text-encoder keys used the UNet's names (`self_attn.to_q_lora`).
+        let path = [
+            (".to_q", ".q_proj"),
+            (".to_k", ".k_proj"),
+            (".to_v", ".v_proj"),
+            (".to_out", ".out_proj"),
+        ]
+        .iter()
+        .find_map(|(old, new)| path.strip_suffix(old).map(|p| format!("{p}{new}")))
+        .unwrap_or_else(|| path.to_owned());
         format!("lora_te_text_model_{}", path.replace('.', "_"))
     } else {
         return None;
@@ -263,6 +310,34 @@ mod tests {
                 "{key}"
             );
         }
+        // The older diffusers layouts.
+        assert_eq!(
+            module_and_part(
+                "unet.mid_block.attentions.0.transformer_blocks.0.attn2.processor.to_out_lora.up.weight"
+            ),
+            Some((
+                "lora_unet_mid_block_attentions_0_transformer_blocks_0_attn2_to_out_0".into(),
+                Part::Up
+            ))
+        );
+        assert_eq!(
+            module_and_part(
+                "text_encoder.text_model.encoder.layers.1.self_attn.to_k_lora.down.weight"
+            ),
+            Some((
+                "lora_te_text_model_encoder_layers_1_self_attn_k_proj".into(),
+                Part::Down
+            ))
+        );
+        assert_eq!(
+            module_and_part(
+                "text_encoder.text_model.encoder.layers.1.mlp.fc1.lora_linear_layer.up.weight"
+            ),
+            Some((
+                "lora_te_text_model_encoder_layers_1_mlp_fc1".into(),
+                Part::Up
+            ))
+        );
         assert_eq!(module_and_part("lora_unet_x.hada_w1_a"), None);
         assert_eq!(
             module_and_part("lora_te_x.alpha"),

@@ -225,6 +225,15 @@ impl LoraLibrary {
                 continue;
             };
             let file = match LoraFile::read(&entry.path) {
+                Ok(file) if file.modules().is_empty() => {
+                    let first = file.unsupported().first().map_or("", String::as_str);
+                    skipped.push(skip(format!(
+                        "{}: no LoRA/LoCon module this reader applies ({} keys of other kinds, first `{first}`)",
+                        entry.path.display(),
+                        file.unsupported().len()
+                    )));
+                    continue;
+                }
                 Ok(file) => file,
                 Err(e) => {
                     skipped.push(skip(e.to_string()));
