@@ -9,7 +9,7 @@ use sd_torch_file::{PickleValue, TorchWriter, WriteOptions};
 use sd_unet::hypernetwork::HypernetworkActivation;
 
 use super::error::{HypernetworkError, Result};
-use super::file::{HypernetworkFile, LayerWeights, LinearWeights};
+use super::file::{HypernetworkFile, LayerWeights, LinearWeights, sequential_indices};
 
 /// How new weights are drawn: the choices of A1111's "Select Layer weights initialization".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -302,8 +302,14 @@ impl HypernetworkFile {
     /// One module's state dict, with A1111's `Sequential` indices.
     fn state_dict(&self, layers: &[LayerWeights], writer: &mut TorchWriter) -> Result<PickleValue> {
         let mut entries = Vec::new();
-        let mut index = 0;
-        for (i, layer) in layers.iter().enumerate() {
+        let shape: Vec<(bool, bool)> = layers
+            .iter()
+            .map(|l| (l.activation.is_some(), l.norm.is_some()))
+            .collect();
+        for (layer, (linear, norm)) in layers
+            .iter()
+            .zip(sequential_indices(&shape, &self.dropout_structure))
+        {
             let l = &layer.linear;
             let mut put = |name: String, shape: &[usize], values: &[f32]| -> Result<()> {
                 let tensor = writer.add_f32(shape, values)?;
@@ -311,22 +317,14 @@ impl HypernetworkFile {
                 Ok(())
             };
             put(
-                format!("linear.{index}.weight"),
+                format!("linear.{linear}.weight"),
                 &[l.outputs, l.inputs],
                 &l.weight,
             )?;
-            put(format!("linear.{index}.bias"), &[l.outputs], &l.bias)?;
-            index += 1;
-            if layer.activation.is_some() {
-                index += 1;
-            }
-            if let Some((weight, bias)) = &layer.norm {
-                put(format!("linear.{index}.weight"), &[l.outputs], weight)?;
-                put(format!("linear.{index}.bias"), &[l.outputs], bias)?;
-                index += 1;
-            }
-            if self.dropout_structure.get(i + 1).is_some_and(|&p| p > 0.0) {
-                index += 1;
+            put(format!("linear.{linear}.bias"), &[l.outputs], &l.bias)?;
+            if let (Some(norm), Some((weight, bias))) = (norm, &layer.norm) {
+                put(format!("linear.{norm}.weight"), &[l.outputs], weight)?;
+                put(format!("linear.{norm}.bias"), &[l.outputs], bias)?;
             }
         }
         Ok(PickleValue::Dict(entries))

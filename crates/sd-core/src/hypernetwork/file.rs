@@ -210,6 +210,31 @@ struct Settings<'a> {
     dropout_structure: &'a [f64],
 }
 
+/// Where each linear layer's weights, and its LayerNorm's, sit in A1111's
+/// `torch.nn.Sequential`: for each layer `(activated, normed)`, the indices `(linear,
+/// norm)`. Activations and dropouts (after layer `i` when `dropout[i + 1] > 0`) take an
+/// index but hold no weights. The one layout the reader, the writer and training use.
+pub(super) fn sequential_indices(
+    layers: &[(bool, bool)],
+    dropout: &[f64],
+) -> Vec<(usize, Option<usize>)> {
+    let mut index = 0;
+    let mut out = Vec::with_capacity(layers.len());
+    for (i, &(activated, normed)) in layers.iter().enumerate() {
+        let linear = index;
+        index += 1 + usize::from(activated);
+        let norm = normed.then(|| {
+            index += 1;
+            index - 1
+        });
+        if dropout.get(i + 1).is_some_and(|&p| p > 0.0) {
+            index += 1;
+        }
+        out.push((linear, norm));
+    }
+    out
+}
+
 /// A1111's `parse_dropout_structure`, for files saved without `dropout_structure`.
 fn derived_dropout(layers: &[f64], use_dropout: bool, last_layer_dropout: bool) -> Vec<f64> {
     if !use_dropout {
@@ -267,38 +292,23 @@ fn module(
         ));
     }
     let last = s.layer_structure.len() - 2;
-    struct Plan {
-        linear: usize,
-        norm: Option<usize>,
-        activation: Option<HypernetworkActivation>,
-    }
-    let mut plans = Vec::new();
+    let activations: Vec<Option<HypernetworkActivation>> = (0..=last)
+        .map(|i| s.activation.filter(|_| i < last || s.activate_output))
+        .collect();
+    let shape: Vec<(bool, bool)> = activations
+        .iter()
+        .map(|a| (a.is_some(), s.layer_norm))
+        .collect();
+    let indices = sequential_indices(&shape, s.dropout_structure);
     let mut expected: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    let mut index = 0;
-    for i in 0..=last {
+    for (i, &(linear, norm)) in indices.iter().enumerate() {
         let (inputs, outputs) = (widths[i], widths[i + 1]);
-        expected.insert(format!("linear.{index}.weight"), vec![outputs, inputs]);
-        expected.insert(format!("linear.{index}.bias"), vec![outputs]);
-        let linear = index;
-        index += 1;
-        let activation = s.activation.filter(|_| i < last || s.activate_output);
-        if activation.is_some() {
-            index += 1;
+        expected.insert(format!("linear.{linear}.weight"), vec![outputs, inputs]);
+        expected.insert(format!("linear.{linear}.bias"), vec![outputs]);
+        if let Some(norm) = norm {
+            expected.insert(format!("linear.{norm}.weight"), vec![outputs]);
+            expected.insert(format!("linear.{norm}.bias"), vec![outputs]);
         }
-        let norm = s.layer_norm.then(|| {
-            expected.insert(format!("linear.{index}.weight"), vec![outputs]);
-            expected.insert(format!("linear.{index}.bias"), vec![outputs]);
-            index += 1;
-            index - 1
-        });
-        if s.dropout_structure[i + 1] > 0.0 {
-            index += 1;
-        }
-        plans.push(Plan {
-            linear,
-            norm,
-            activation,
-        });
     }
     let mut tensors: BTreeMap<String, Vec<f32>> = BTreeMap::new();
     for (key, tensor) in entries {
@@ -334,20 +344,20 @@ fn module(
             .ok_or_else(|| format!("`{key}` is missing"))
     };
     let mut layers = Vec::new();
-    for (i, plan) in plans.iter().enumerate() {
+    for (i, (&(linear, norm), &activation)) in indices.iter().zip(&activations).enumerate() {
         let linear = LinearWeights {
-            weight: take(plan.linear, "weight")?,
-            bias: take(plan.linear, "bias")?,
+            weight: take(linear, "weight")?,
+            bias: take(linear, "bias")?,
             inputs: widths[i],
             outputs: widths[i + 1],
         };
-        let norm = match plan.norm {
+        let norm = match norm {
             Some(n) => Some((take(n, "weight")?, take(n, "bias")?)),
             None => None,
         };
         layers.push(LayerWeights {
             linear,
-            activation: plan.activation,
+            activation,
             norm,
         });
     }

@@ -10,7 +10,7 @@ use burn::tensor::{Device, Gradients, Tensor};
 use sd_unet::hypernetwork::{HypernetworkLayer, HypernetworkModule, HypernetworkPair};
 
 use super::apply::build_module;
-use super::file::{HypernetworkFile, LayerWeights};
+use super::file::{HypernetworkFile, LayerWeights, sequential_indices};
 use crate::model::StableDiffusion;
 
 /// The learning weights of one hypernetwork file.
@@ -160,31 +160,31 @@ fn named(module: &HypernetworkModule, dropout: &[f64], f: &impl Read) -> Vec<(St
         t.and_then(|t| t.into_data().convert::<f32>().try_to_vec::<f32>().ok())
             .unwrap_or_else(|| vec![0.0; len])
     }
+    let shape: Vec<(bool, bool)> = module
+        .layers
+        .iter()
+        .map(|l| (l.activation.is_some(), l.norm.is_some()))
+        .collect();
     let mut out = Vec::new();
-    let mut index = 0;
-    for (i, layer) in module.layers.iter().enumerate() {
+    for (layer, (linear, norm)) in module
+        .layers
+        .iter()
+        .zip(sequential_indices(&shape, dropout))
+    {
         let weight = layer.linear.weight.val();
         let [inputs, outputs] = weight.dims();
         // burn's `[in, out]` → PyTorch's `[out, in]`.
         let w = f.read(&weight).map(|g| g.transpose());
-        out.push((format!("linear.{index}.weight"), flat(w, inputs * outputs)));
+        out.push((format!("linear.{linear}.weight"), flat(w, inputs * outputs)));
         let bias = layer.linear.bias.as_ref().and_then(|b| f.read(&b.val()));
-        out.push((format!("linear.{index}.bias"), flat(bias, outputs)));
-        index += 1;
-        if layer.activation.is_some() {
-            index += 1;
-        }
-        if let Some(norm) = &layer.norm {
+        out.push((format!("linear.{linear}.bias"), flat(bias, outputs)));
+        if let (Some(index), Some(norm)) = (norm, &layer.norm) {
             out.push((
                 format!("linear.{index}.weight"),
                 flat(f.read(&norm.gamma.val()), outputs),
             ));
             let beta = norm.beta.as_ref().and_then(|b| f.read(&b.val()));
             out.push((format!("linear.{index}.bias"), flat(beta, outputs)));
-            index += 1;
-        }
-        if dropout.get(i + 1).is_some_and(|&p| p > 0.0) {
-            index += 1;
         }
     }
     out
