@@ -25,6 +25,9 @@ pub enum TrainError {
         #[source]
         source: crate::dataset::DatasetError,
     },
+    /// A hypernetwork file could not be built or written.
+    #[error(transparent)]
+    Hypernetwork(#[from] sd_core::hypernetwork::HypernetworkError),
     /// The UNet refused its input at run time.
     #[error("network: {0}")]
     Network(#[from] sd_core::sd_unet::UNetError),

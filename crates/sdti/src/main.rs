@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use clap::{Parser, Subcommand};
 use sdti::commands::{
     bench, create, create_hypernetwork, embedding, img2img, model_info, png_info, preprocess,
-    prompt, tokenize, train, txt2img,
+    prompt, tokenize, train, train_hypernetwork, txt2img,
 };
 
 /// Stable Diffusion 1.x/2.x and textual inversion, as AUTOMATIC1111 runs them. Without
@@ -24,6 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Train(train::Args),
+    TrainHypernetwork(train_hypernetwork::Args),
     Create(create::Args),
     CreateHypernetwork(create_hypernetwork::Args),
     Preprocess(preprocess::Args),
@@ -43,6 +44,9 @@ fn main() -> anyhow::Result<()> {
     sdti::logging::init(cli.verbose);
     match cli.command {
         Command::Train(args) => train::run(args.with_config(after(&argv, "train"))?),
+        Command::TrainHypernetwork(args) => train_hypernetwork::run(
+            args.with_config(after(&argv, "train-hypernetwork"))?,
+        ),
         Command::Create(args) => create::run(args),
         Command::CreateHypernetwork(args) => create_hypernetwork::run(args),
         Command::Preprocess(args) => preprocess::run(args),

@@ -50,6 +50,19 @@ impl StableDiffusion {
             .set_hypernetworks(&mut |width| by_width.get(&width).cloned().unwrap_or_default());
         model
     }
+
+    /// The widths of the key and value inputs of every attention of the UNet, self- and
+    /// cross-attention: the sizes a hypernetwork module can apply to (SD 1.x: 320, 640, 768,
+    /// 1280; SD 2.x: 320, 640, 1024, 1280).
+    pub fn hypernetwork_widths(&self) -> std::collections::BTreeSet<usize> {
+        let mut widths = std::collections::BTreeSet::new();
+        let mut unet = self.unet.clone();
+        unet.set_hypernetworks(&mut |width| {
+            widths.insert(width);
+            Vec::new()
+        });
+        widths
+    }
 }
 
 /// A module's layers on `device`, in `dtype`, with `multiplier`; their weights want

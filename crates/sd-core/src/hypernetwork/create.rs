@@ -248,6 +248,8 @@ impl HypernetworkFile {
             weight_init: Some(settings.weight_init.name().to_owned()),
             use_dropout: settings.use_dropout,
             modules,
+            sd_checkpoint: None,
+            sd_checkpoint_name: None,
         })
     }
 
@@ -286,8 +288,16 @@ impl HypernetworkFile {
                 "weight_initialization",
                 self.weight_init.as_deref().map_or(PickleValue::None, text),
             ),
-            ("sd_checkpoint", PickleValue::None),
-            ("sd_checkpoint_name", PickleValue::None),
+            (
+                "sd_checkpoint",
+                self.sd_checkpoint.as_deref().map_or(PickleValue::None, text),
+            ),
+            (
+                "sd_checkpoint_name",
+                self.sd_checkpoint_name
+                    .as_deref()
+                    .map_or(PickleValue::None, text),
+            ),
             ("activate_output", PickleValue::Bool(self.activate_output)),
             ("use_dropout", PickleValue::Bool(self.use_dropout)),
             ("dropout_structure", floats(&self.dropout_structure)),

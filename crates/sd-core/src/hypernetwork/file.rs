@@ -62,6 +62,11 @@ pub struct HypernetworkFile {
     pub use_dropout: bool,
     /// The key and value modules, by context width.
     pub modules: BTreeMap<usize, [Vec<LayerWeights>; 2]>,
+    /// `sd_checkpoint`: the short hash of the checkpoint it was trained on (A1111 writes it
+    /// when training saves the file).
+    pub sd_checkpoint: Option<String>,
+    /// `sd_checkpoint_name`: that checkpoint's name.
+    pub sd_checkpoint_name: Option<String>,
 }
 
 impl HypernetworkFile {
@@ -176,6 +181,11 @@ impl HypernetworkFile {
             .map(str::to_owned)
             .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
             .unwrap_or_default();
+        let text_entry = |key: &str| {
+            root.get(key)
+                .and_then(PickleValue::as_str)
+                .map(str::to_owned)
+        };
         Ok(Self {
             path: path.to_owned(),
             name,
@@ -191,6 +201,8 @@ impl HypernetworkFile {
                 .map(str::to_owned),
             use_dropout,
             modules,
+            sd_checkpoint: text_entry("sd_checkpoint"),
+            sd_checkpoint_name: text_entry("sd_checkpoint_name"),
         })
     }
 

@@ -3,8 +3,9 @@
 //! ([`StableDiffusion::with_hypernetworks`](crate::StableDiffusion::with_hypernetworks)),
 //! from a folder by a prompt's `<hypernet:name:multiplier>` tags ([`HypernetworkLibrary`]).
 //! [`HypernetworkFile::new_random`] makes new ones with A1111's settings and
-//! initialisations and [`HypernetworkFile::write`] saves them as A1111 does; training them is
-//! not here yet.
+//! initialisations and [`HypernetworkFile::write`] saves them as A1111 does;
+//! [`TrainableHypernetwork`] holds their weights on an autodiff device for training (the
+//! training loop is `sd_textual_inversion::train::HypernetworkTrainer`).
 
 mod apply;
 mod create;

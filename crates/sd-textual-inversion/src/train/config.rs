@@ -55,6 +55,9 @@ pub struct TrainConfig {
     /// Where the final embedding is written (`<embeddings_dir>/<name>.pt`), A1111's
     /// `embeddings` folder.
     pub embeddings_dir: PathBuf,
+    /// Where a trained hypernetwork is written (`<hypernetwork_dir>/<name>.pt`), A1111's
+    /// `models/hypernetworks`.
+    pub hypernetwork_dir: PathBuf,
     /// Prompt template: a bundled one by name (`style_filewords`, `subject`, `none`, ...) or
     /// the path of a template file.
     pub template: String,
@@ -106,9 +109,10 @@ pub struct TrainConfig {
     /// an embedding read from a file ([`resume_from`](Self::resume_from)), as A1111 does; an
     /// untrained one (step 0, as "Create embedding" writes it) is always replaced.
     pub overwrite: bool,
-    /// The file the embedding was read from, when this run continues it (`--embedding`):
-    /// the run then writes `<embeddings_dir>/<name>.pt` whether or not it exists (A1111
-    /// saves a resumed embedding there too).
+    /// The file the embedding (or hypernetwork) was read from, when this run continues it
+    /// (`--embedding`): the run then writes `<embeddings_dir>/<name>.pt` whether or not it
+    /// exists (A1111 saves a resumed embedding there too). A hypernetwork run always
+    /// continues the file it was given, as A1111's trains the file it loads.
     pub resume_from: Option<PathBuf>,
     /// Caps on captions (`max_prompt_chars`) and training pictures (`max_image_pixels`).
     pub limits: Limits,
@@ -167,6 +171,7 @@ impl Default for TrainConfig {
             data_dir: PathBuf::new(),
             log_dir: PathBuf::from("textual_inversion"),
             embeddings_dir: PathBuf::from("embeddings"),
+            hypernetwork_dir: PathBuf::from("models").join("hypernetworks"),
             template: "style_filewords".into(),
             learn_rate: "0.005".into(),
             batch_size: 1,

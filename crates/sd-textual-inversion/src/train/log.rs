@@ -1,6 +1,7 @@
 //! A run's folder, as A1111 lays it out: `<log_dir>/<YYYY-MM-DD>/<name>/` with
 //! `embeddings/`, `images/`, `image_embeddings/`, `textual_inversion_loss.csv` and the
-//! settings; and, beside the CSV, `textual_inversion_loss.png`, the CSV drawn as a plot
+//! settings (a hypernetwork's run: `hypernetworks/`, `images/`, `hypernetwork_loss.csv`);
+//! and, beside the CSV, `textual_inversion_loss.png`, the CSV drawn as a plot
 //! ([`super::loss_plot`], redrawn at each write; A1111 has no such file). Every file is
 //! written whole to a temporary name and renamed.
 
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sd_core::fs::write_atomic;
 
+use super::kind::TrainedKind;
 use super::loss_plot::{DEFAULT_WINDOW, loss_plot_png};
 use crate::error::{Result, TrainError};
 
@@ -47,12 +49,19 @@ pub struct RunFolder {
     plot_window: usize,
     /// Whether the CSV has the `validation_loss` column.
     validation_column: bool,
+    /// What the run trains (the names of the copies' folder and the CSV).
+    kind: TrainedKind,
 }
 
 impl RunFolder {
     /// The run folder for `name` under `log_dir`, dated today in the local time zone (as
     /// A1111's `datetime.now()`).
     pub fn new(log_dir: &Path, name: &str) -> Self {
+        Self::of_kind(log_dir, name, TrainedKind::Embedding)
+    }
+
+    /// [`new`](Self::new) for a run training a `kind` of thing.
+    pub fn of_kind(log_dir: &Path, name: &str, kind: TrainedKind) -> Self {
         Self {
             root: log_dir.join(today()).join(name),
             rows: Vec::new(),
@@ -60,6 +69,7 @@ impl RunFolder {
             earlier_rows: Vec::new(),
             plot_window: DEFAULT_WINDOW,
             validation_column: false,
+            kind,
         }
     }
 
@@ -69,9 +79,9 @@ impl RunFolder {
         self.validation_column = on;
     }
 
-    /// `embeddings/`: the copies saved every N steps.
-    pub fn embeddings(&self) -> PathBuf {
-        self.root.join("embeddings")
+    /// The copies saved every N steps: `embeddings/` (`hypernetworks/` for a hypernetwork).
+    pub fn copies(&self) -> PathBuf {
+        self.root.join(self.kind.copies_folder())
     }
 
     /// `images/`: the previews.
@@ -85,7 +95,7 @@ impl RunFolder {
     }
 
     /// Removes the temporary files a killed earlier run left in this folder and its
-    /// `embeddings/`, `images/` and `image_embeddings/` (see
+    /// copies, `images/` and `image_embeddings/` (see
     /// [`sd_core::fs::remove_stale_temporaries`]). Returns how many were removed.
     ///
     /// # Errors
@@ -94,7 +104,7 @@ impl RunFolder {
         let mut removed = 0;
         for dir in [
             self.root.clone(),
-            self.embeddings(),
+            self.copies(),
             self.images(),
             self.image_embeddings(),
         ] {
@@ -103,14 +113,15 @@ impl RunFolder {
         Ok(removed)
     }
 
-    /// The loss CSV.
+    /// The loss CSV: `textual_inversion_loss.csv` (`hypernetwork_loss.csv`).
     pub fn loss_csv(&self) -> PathBuf {
-        self.root.join("textual_inversion_loss.csv")
+        self.root.join(format!("{}.csv", self.kind.loss_stem()))
     }
 
-    /// The loss plot, the CSV drawn ([`super::loss_plot::draw_loss_plot`]).
+    /// The loss plot, the CSV drawn ([`super::loss_plot::draw_loss_plot`]), beside it with
+    /// the extension `.png`.
     pub fn loss_plot(&self) -> PathBuf {
-        self.root.join("textual_inversion_loss.png")
+        self.root.join(format!("{}.png", self.kind.loss_stem()))
     }
 
     /// Sets the window of the plot's running mean, in steps (default

@@ -1,16 +1,19 @@
-//! Training an embedding (A1111's "Train" tab): the differentiable step, the optimizer, and
-//! the training loop around them.
+//! Training an embedding or a hypernetwork (A1111's "Train" tab): the differentiable step,
+//! the optimizer, and the training loop around them.
 
 mod adamw;
 mod config;
 mod data;
 mod events;
+mod hypernetwork;
+mod kind;
 mod log;
 pub mod loss_plot;
 mod loss_scale;
 mod preflight;
 mod save;
 mod step;
+mod subject;
 mod trainer;
 mod validation;
 
@@ -20,6 +23,8 @@ pub use config::{
     MAX_STEPS, MAX_VECTORS, TrainConfig, Validation,
 };
 pub use events::{CancelToken, StopReason, TrainEvent};
+pub use hypernetwork::{HypernetworkOutcome, HypernetworkTrainer};
+pub use kind::TrainedKind;
 pub use log::{LossRow, RunFolder};
 pub use preflight::{RunLock, check_embedding_name};
 pub use save::{SavedOptimizer, optimizer_path};

@@ -15,6 +15,7 @@ use sd_core::conditioning::{Chunker, EmbeddingId, EmbeddingLookup, TextualInvers
 use sd_core::sd_clip::ClipTokenizer;
 
 use super::config::{MAX_BATCH_SIZE, MAX_GRADIENT_ACCUMULATION, MAX_SIDE, MAX_STEPS, TrainConfig};
+use super::kind::TrainedKind;
 use super::log::RunFolder;
 use super::save::optimizer_path;
 use crate::dataset::caption::{caption_for_limited, caption_source};
@@ -187,21 +188,45 @@ impl TrainConfig {
         initial_step: usize,
         tokenizer: &ClipTokenizer,
     ) -> Result<()> {
-        self.check(name, initial_step, tokenizer)?;
+        self.preflight_for(TrainedKind::Embedding, name, initial_step, tokenizer)
+    }
+
+    /// [`preflight`](Self::preflight) for a run training a `kind` of thing called `name`. A
+    /// hypernetwork's prompts need not name it (A1111 fills `[name]` with the hypernetwork's
+    /// name, as words), its file goes to [`hypernetwork_dir`](Self::hypernetwork_dir), and
+    /// [`validation`](Self::validation) is for embeddings only.
+    ///
+    /// # Errors
+    /// As [`preflight`](Self::preflight).
+    pub fn preflight_for(
+        &self,
+        kind: TrainedKind,
+        name: &str,
+        initial_step: usize,
+        tokenizer: &ClipTokenizer,
+    ) -> Result<()> {
+        self.check(kind, name, initial_step, tokenizer)?;
         // Only whether the locks are free: the run takes them itself.
-        drop(RunLock::acquire(self, name)?);
+        drop(RunLock::acquire_for(kind, self, name)?);
         Ok(())
     }
 
-    /// [`preflight`](Self::preflight) without the locks.
+    /// [`preflight_for`](Self::preflight_for) without the locks.
     pub(crate) fn check(
         &self,
+        kind: TrainedKind,
         name: &str,
         initial_step: usize,
         tokenizer: &ClipTokenizer,
     ) -> Result<Checked> {
         check_embedding_name(name)?;
         self.validate()?;
+        if kind == TrainedKind::Hypernetwork && self.validation.is_some() {
+            return Err(TrainError::InvalidConfig {
+                name: "validation",
+                reason: "the validation loss is computed for embeddings only".into(),
+            });
+        }
         let (steps, initial) = (self.steps as u64, initial_step as u64);
         let setting = |name| move |source| TrainError::InvalidSetting { name, source };
         let schedule = LearnRateSchedule::parse(&self.learn_rate, steps, initial)
@@ -223,10 +248,13 @@ impl TrainConfig {
         let template = Template::load(&self.template).map_err(setting("template"))?;
         let captions = self.captions()?;
         let mut lookup = EmbeddingLookup::new();
-        let id = lookup.register(
-            TextualInversionVectors::new(name, vec![0.0], 1, 1)?,
-            tokenizer,
-        )?;
+        let id = match kind {
+            TrainedKind::Embedding => Some(lookup.register(
+                TextualInversionVectors::new(name, vec![0.0], 1, 1)?,
+                tokenizer,
+            )?),
+            TrainedKind::Hypernetwork => None,
+        };
         let prompts = PromptCheck {
             tokenizer,
             lookup: &lookup,
@@ -245,10 +273,13 @@ impl TrainConfig {
                 prompts.check(index, None, &Template::fill(line, name, ""))?;
             }
         }
-        self.check_overwrite(name)?;
+        self.check_overwrite(kind, name)?;
         // Last, as it creates the folders: a run refused for another reason leaves nothing.
-        ensure_writable_dir("embeddings_dir", &self.embeddings_dir)?;
-        ensure_writable_dir("log_dir", &RunFolder::new(&self.log_dir, name).root)?;
+        ensure_writable_dir(kind.output_setting(), kind.output_dir(self))?;
+        ensure_writable_dir(
+            "log_dir",
+            &RunFolder::of_kind(&self.log_dir, name, kind).root,
+        )?;
         Ok(Checked {
             learn_rate: schedule,
             clip,
@@ -256,22 +287,29 @@ impl TrainConfig {
         })
     }
 
-    /// A trained `<embeddings_dir>/<name>.pt` exists and this run may not replace it. Trained
-    /// means: it has an optimizer state beside it, or its step is above 0, or it cannot be
-    /// read (then nobody can tell). A file of step 0, as "Create embedding" writes it, is
-    /// replaced, as A1111's create-then-train does.
-    fn check_overwrite(&self, name: &str) -> Result<()> {
+    /// A trained `<embeddings_dir>/<name>.pt` (`<hypernetwork_dir>/<name>.pt`) exists and
+    /// this run may not replace it. Trained means: it has an optimizer state beside it, or its
+    /// step is above 0, or it cannot be read (then nobody can tell). A file of step 0, as
+    /// "Create embedding" and "Create hypernetwork" write it, is replaced, as A1111's
+    /// create-then-train does.
+    fn check_overwrite(&self, kind: TrainedKind, name: &str) -> Result<()> {
         if self.overwrite || self.resume_from.is_some() {
             return Ok(());
         }
-        let path = self.embeddings_dir.join(format!("{name}.pt"));
+        let path = kind.output_file(self, name);
         let optim = optimizer_path(&path);
         if optim.exists() {
             return Err(TrainError::WouldOverwrite { path: optim });
         }
         if path.exists() {
-            let untrained =
-                sd_core::embeddings::read_file(&path).is_ok_and(|(e, _)| e.step.unwrap_or(0) <= 0);
+            let untrained = match kind {
+                TrainedKind::Embedding => sd_core::embeddings::read_file(&path)
+                    .is_ok_and(|(e, _)| e.step.unwrap_or(0) <= 0),
+                TrainedKind::Hypernetwork => {
+                    sd_core::hypernetwork::HypernetworkFile::read(&path)
+                        .is_ok_and(|h| h.step.unwrap_or(0) <= 0)
+                }
+            };
             if !untrained {
                 return Err(TrainError::WouldOverwrite { path });
             }
@@ -397,11 +435,12 @@ fn ensure_writable_dir(setting: &'static str, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Checks training prompts: the embedding `id` (called `name`) of `lookup` must fire in each.
+/// Checks training prompts: their length, that they tokenize, and (when `id` is set) that the
+/// embedding `id` (called `name`) of `lookup` fires in each.
 pub(crate) struct PromptCheck<'a> {
     pub tokenizer: &'a ClipTokenizer,
     pub lookup: &'a EmbeddingLookup,
-    pub id: EmbeddingId,
+    pub id: Option<EmbeddingId>,
     pub name: &'a str,
     pub template: &'a Template,
     pub max_chars: usize,
@@ -442,10 +481,13 @@ impl PromptCheck<'_> {
                 site: site(),
                 source,
             })?;
+        let Some(id) = self.id else {
+            return Ok(());
+        };
         let fires = tokenized
             .chunks
             .iter()
-            .any(|c| c.fixes.iter().any(|f| f.embedding == self.id));
+            .any(|c| c.fixes.iter().any(|f| f.embedding == id));
         if !fires {
             return Err(TrainError::EmbeddingNotInPrompt {
                 name: self.name.to_owned(),
@@ -457,8 +499,8 @@ impl PromptCheck<'_> {
     }
 }
 
-/// The advisory locks of a run, held while it lives: `<embeddings_dir>/.<name>.pt.lock` (two
-/// runs writing one embedding file) and `.lock` in the run folder (two runs writing one loss
+/// The advisory locks of a run, held while it lives: `<embeddings_dir>/.<name>.pt.lock`
+/// (`<hypernetwork_dir>/...` for a hypernetwork; two runs writing one file) and `.lock` in the run folder (two runs writing one loss
 /// CSV, one set of copies). The operating system drops them when the process ends, however it
 /// ends; the empty lock files stay (the embedding loaders pass over `.lock` files).
 #[derive(Debug)]
@@ -473,12 +515,20 @@ impl RunLock {
     /// [`TrainError::Locked`] naming the lock file another run holds;
     /// [`TrainError::OutputDir`] when a folder cannot be created or written.
     pub fn acquire(config: &TrainConfig, name: &str) -> Result<Self> {
+        Self::acquire_for(TrainedKind::Embedding, config, name)
+    }
+
+    /// [`acquire`](Self::acquire) for a run training a `kind` of thing.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_for(kind: TrainedKind, config: &TrainConfig, name: &str) -> Result<Self> {
         check_embedding_name(name)?;
-        let run_root = RunFolder::new(&config.log_dir, name).root;
+        let run_root = RunFolder::of_kind(&config.log_dir, name, kind).root;
         let locks = [
             (
-                "embeddings_dir",
-                config.embeddings_dir.clone(),
+                kind.output_setting(),
+                kind.output_dir(config).to_path_buf(),
                 format!(".{name}.pt.lock"),
             ),
             ("log_dir", run_root, ".lock".to_owned()),

@@ -1,5 +1,5 @@
-//! What a run writes besides the loss CSV: the embedding with its optimizer state, the
-//! previews and the image embeddings. Every file is written whole to a temporary name and
+//! What a run writes besides the loss CSV: the embedding (or hypernetwork) with its
+//! optimizer state, the previews and the image embeddings. Every file is written whole to a temporary name and
 //! renamed.
 
 use std::ops::ControlFlow;
@@ -13,14 +13,17 @@ use serde::{Deserialize, Serialize};
 use super::adamw::AdamWState;
 use super::events::{CancelToken, TrainEvent};
 use super::log::RunFolder;
+use super::subject::Subject;
 use super::trainer::Trainer;
 use crate::error::{Result, TrainError};
 
-/// The optimizer state saved beside an embedding (`<file>.optim.json`), used on resume when
-/// its checksum matches the embedding's (A1111 keeps a `.optim` file with the same rule).
+/// The optimizer state saved beside an embedding or hypernetwork (`<file>.optim.json`), used
+/// on resume when its hash matches the file's (A1111 keeps a `.optim` file with the same
+/// rule).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedOptimizer {
-    /// The embedding checksum the state belongs to.
+    /// What the state belongs to: the embedding's checksum, or the hypernetwork file's short
+    /// sha256 (its first 10 hex digits).
     pub hash: String,
     /// AdamW's moments and step count.
     pub state: AdamWState,
@@ -34,10 +37,28 @@ pub fn optimizer_path(embedding: &Path) -> PathBuf {
 }
 
 impl Trainer {
-    /// Writes the embedding as it is now to `path` (A1111's `.pt`, with the checkpoint it was
-    /// trained on), and the optimizer state beside it.
+    /// Writes the embedding or hypernetwork as it is now to `path` (A1111's `.pt`, with the
+    /// checkpoint it was trained on), and the optimizer state beside it.
     pub(super) fn save(&self, path: &Path) -> Result<()> {
-        let mut e = self.embedding.clone();
+        let e = match &self.subject {
+            Subject::Embedding(e) => e,
+            Subject::Hypernetwork(h) => {
+                let mut file = h.to_file();
+                // A1111's `save_hypernetwork`: the run's name and the checkpoint it trained on.
+                file.name = h.file.name.clone();
+                file.sd_checkpoint = self.model.hash().map(|h| h.short().to_owned());
+                file.sd_checkpoint_name = Some(self.model.name());
+                let bytes = file.to_bytes()?;
+                let saved = SavedOptimizer {
+                    hash: sd_core::checkpoint::ModelHash::of_bytes(&bytes)
+                        .short()
+                        .to_owned(),
+                    state: self.optimizer.state.clone(),
+                };
+                return self.write_with_optimizer(path, &bytes, &saved);
+            }
+        };
+        let mut e = e.clone();
         e.name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -70,6 +91,19 @@ impl Trainer {
         Ok(())
     }
 
+    /// `bytes` to `path` and `saved` beside it, the state serialised first (as
+    /// [`save`](Self::save) does for an embedding).
+    fn write_with_optimizer(&self, path: &Path, bytes: &[u8], saved: &SavedOptimizer) -> Result<()> {
+        let optim = optimizer_path(path);
+        let json = serde_json::to_vec(saved).map_err(|source| TrainError::Json {
+            path: optim.clone(),
+            source,
+        })?;
+        sd_core::fs::write_atomic(path, bytes)?;
+        sd_core::fs::write_atomic(&optim, &json)?;
+        Ok(())
+    }
+
     /// txt2img with the current vectors: the configured preview settings, or the batch's
     /// first prompt with 20 steps at the training size, written with A1111's infotext.
     /// Reports its sampling steps; `None` (and nothing written) when `cancel` interrupts it.
@@ -93,7 +127,8 @@ impl Trainer {
                 ..GenerationRequest::default()
             },
         };
-        let generation = self.model.txt2img(&params, lookup, &mut |p| {
+        let model = self.subject.preview_model(&self.model);
+        let generation = model.txt2img(&params, lookup, &mut |p| {
             events(&TrainEvent::Rendering {
                 done: p.step + 1,
                 total: p.total_steps,
@@ -108,7 +143,7 @@ impl Trainer {
             return Ok(None);
         }
         // The whole of A1111's infotext, as its previews carry (model, hashes, `TI hashes`).
-        let text = generation.infotext(0, &self.model);
+        let text = generation.infotext(0, &model);
         let Some(image) = generation.images.into_iter().next() else {
             return Err(TrainError::InvalidConfig {
                 name: "preview",
@@ -117,7 +152,7 @@ impl Trainer {
         };
         let path = folder
             .images()
-            .join(format!("{}-{steps_done}.png", self.embedding.name));
+            .join(format!("{}-{steps_done}.png", self.subject.name()));
         sd_core::infotext::write_png_rgb8(
             &path,
             image.width(),
@@ -135,10 +170,14 @@ impl Trainer {
         steps_done: usize,
         image: &image::RgbImage,
     ) -> Result<()> {
+        // Only an embedding is stored in a picture.
+        let Subject::Embedding(e) = &self.subject else {
+            return Ok(());
+        };
         let path = folder
             .image_embeddings()
-            .join(format!("{}-{steps_done}.png", self.embedding.name));
-        let mut e = self.embedding.clone();
+            .join(format!("{}-{steps_done}.png", e.name));
+        let mut e = e.clone();
         e.sd_checkpoint = self.model.hash().map(|h| h.short().to_owned());
         e.sd_checkpoint_name = Some(self.model.name());
         let preview = sd_core::embeddings::formats::png_pixels::RgbImage {

@@ -141,8 +141,7 @@ fn vectors_tensor(
 }
 
 /// ldm's `p_losses` with the embedding `id` taking the values of `param`: the prompts
-/// encoded, the latents noised to their timesteps, the UNet's prediction against the noise
-/// (or v), squared, weighted, averaged.
+/// encoded, then [`unet_loss`].
 fn loss_tensor(
     model: &StableDiffusion,
     lookup: &EmbeddingLookup,
@@ -152,11 +151,7 @@ fn loss_tensor(
     batch: &StepBatch,
 ) -> Result<Tensor<1>> {
     let device = model.device();
-    let flavour = match model.family() {
-        ModelFamily::Sd2 => ModelFlavour::Sd2,
-        _ => ModelFlavour::Sd1,
-    };
-    let encoder = PromptEncoder::new(&model.tokenizer, &model.text_encoder, lookup, flavour)
+    let encoder = PromptEncoder::new(&model.tokenizer, &model.text_encoder, lookup, flavour(model))
         .with_clip_skip(clip_skip);
     let texts: Vec<&str> = batch.texts.iter().map(String::as_str).collect();
     let cond = encoder.encode_batch_with(&texts, &mut |other| {
@@ -173,7 +168,63 @@ fn loss_tensor(
             ))
         }
     })?;
+    unet_loss(model, cond, batch)
+}
 
+/// The prompts of `batch` encoded by `model`'s frozen text encoder with `lookup`'s
+/// embeddings, as constants (the conditioning of a hypernetwork's training step). With
+/// `per_text`, each prompt is encoded alone and the shorter ones padded with copies of their
+/// last vector (A1111's `stack_conds` of the conditionings its dataset computed one by one);
+/// otherwise together (its `cond_stage_model(batch.cond_text)` when tags are shuffled or
+/// dropped).
+pub(crate) fn constant_conditioning(
+    model: &StableDiffusion,
+    lookup: &EmbeddingLookup,
+    clip_skip: usize,
+    batch: &StepBatch,
+    per_text: bool,
+) -> Result<Tensor<3>> {
+    let encoder = PromptEncoder::new(&model.tokenizer, &model.text_encoder, lookup, flavour(model))
+        .with_clip_skip(clip_skip);
+    let texts: Vec<&str> = batch.texts.iter().map(String::as_str).collect();
+    if !per_text || texts.len() == 1 {
+        return Ok(encoder.encode_batch(&texts)?);
+    }
+    let conds = texts
+        .iter()
+        .map(|text| encoder.encode(text))
+        .collect::<std::result::Result<Vec<Tensor<3>>, _>>()?;
+    let longest = conds.iter().map(|c| c.dims()[1]).max().unwrap_or(0);
+    let padded = conds
+        .into_iter()
+        .map(|c| {
+            let [_, n, d] = c.dims();
+            if n == longest {
+                return c;
+            }
+            let last = c.clone().slice([0..1, n - 1..n, 0..d]);
+            Tensor::cat(vec![c, last.repeat_dim(1, longest - n)], 1)
+        })
+        .collect();
+    Ok(Tensor::cat(padded, 0))
+}
+
+/// The model family's conditioning flavour.
+fn flavour(model: &StableDiffusion) -> ModelFlavour {
+    match model.family() {
+        ModelFamily::Sd2 => ModelFlavour::Sd2,
+        _ => ModelFlavour::Sd1,
+    }
+}
+
+/// ldm's `p_losses` given the conditioning: the latents noised to their timesteps, `model`'s
+/// UNet prediction against the noise (or v), squared, weighted, averaged.
+pub(crate) fn unet_loss(
+    model: &StableDiffusion,
+    cond: Tensor<3>,
+    batch: &StepBatch,
+) -> Result<Tensor<1>> {
+    let device = model.device();
     let [b, c, h, w] = batch.latents.dims();
     let (sqrt_ac, sqrt_one_minus_ac) = schedule_coefficients(model, &batch.timesteps, device)?;
     let a = sqrt_ac.reshape([b, 1, 1, 1]);

@@ -1,12 +1,13 @@
-//! The training loop: A1111's `train_embedding`, step for step (learning-rate schedule,
+//! The training loop: A1111's `train_embedding` (and `train_hypernetwork`, the same loop
+//! around another trained thing: [`Subject`]), step for step (learning-rate schedule,
 //! batches, gradient accumulation and clipping, saves, previews, loss CSV), around
-//! [`loss_and_grad`] and [`AdamW`].
+//! [`loss_and_grad`](super::loss_and_grad) and [`AdamW`].
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use sd_core::StableDiffusion;
-use sd_core::conditioning::{EmbeddingId, EmbeddingLookup, TextualInversionVectors};
+use sd_core::conditioning::{EmbeddingId, EmbeddingLookup};
 use sd_core::embeddings::Embedding;
 use sd_core::model::Precision;
 use sd_core::noise::TorchCpuGenerator;
@@ -16,11 +17,13 @@ use super::adamw::{AdamW, AdamWConfig};
 use super::config::TrainConfig;
 use super::data::TrainingSet;
 use super::events::{CancelToken, StopReason, TrainEvent};
+use super::kind::TrainedKind;
 use super::log::{LossRow, RunFolder};
 use super::loss_scale::LossScale;
 use super::preflight::{Checked, PromptCheck, RunLock};
 use super::save::SavedOptimizer;
-use super::step::{StepBatch, StepResult, clip_gradient, freeze, loss_and_grad_scaled};
+use super::step::{StepBatch, StepResult, clip_gradient, freeze};
+use super::subject::Subject;
 use super::validation::ValidationState;
 use crate::create::check_vectors;
 use crate::dataset::batching::{EpochPlan, GroupedBatchSampler};
@@ -86,8 +89,30 @@ pub struct BestStep {
 pub struct Trainer {
     pub(super) model: StableDiffusion,
     pub(super) config: TrainConfig,
-    pub(super) embedding: Embedding,
+    pub(super) subject: Subject,
     pub(super) optimizer: AdamW,
+}
+
+/// What a run left, whatever it trained.
+pub(super) struct Finished {
+    pub subject: Subject,
+    pub path: PathBuf,
+    pub run_folder: PathBuf,
+    pub reason: StopReason,
+    pub skipped: Vec<SkippedFile>,
+    pub model: StableDiffusion,
+    pub best: Option<BestStep>,
+}
+
+/// Refuses a model off an autodiff device.
+pub(super) fn check_autodiff(model: &StableDiffusion) -> Result<()> {
+    if model.device().gradient_checkpointing_strategy().is_none() {
+        return Err(TrainError::InvalidConfig {
+            name: "device",
+            reason: "training needs the model on an autodiff device (`device.autodiff()`)".into(),
+        });
+    }
+    Ok(())
 }
 
 impl Trainer {
@@ -99,13 +124,7 @@ impl Trainer {
     /// width is not the text encoder's; [`TrainError::OverLimit`] for an embedding of more
     /// than [`MAX_VECTORS`](super::MAX_VECTORS) vectors.
     pub fn new(model: StableDiffusion, embedding: Embedding, config: TrainConfig) -> Result<Self> {
-        if model.device().gradient_checkpointing_strategy().is_none() {
-            return Err(TrainError::InvalidConfig {
-                name: "device",
-                reason: "training needs the model on an autodiff device (`device.autodiff()`)"
-                    .into(),
-            });
-        }
+        check_autodiff(&model)?;
         let width = model.architecture().text_encoder.hidden_size;
         if embedding.vectors.dim != width {
             return Err(TrainError::InvalidConfig {
@@ -121,7 +140,7 @@ impl Trainer {
         Ok(Self {
             model: freeze(model),
             config,
-            embedding,
+            subject: Subject::Embedding(embedding),
             optimizer,
         })
     }
@@ -129,8 +148,9 @@ impl Trainer {
     /// Continues from a saved optimizer state (see [`SavedOptimizer`]) when it belongs to
     /// this embedding; otherwise starts AdamW afresh, as A1111 does.
     pub fn with_saved_optimizer(mut self, saved: &SavedOptimizer) -> Self {
-        let fits = saved.state.exp_avg.len() == self.embedding.vectors.data.len();
-        if fits && self.embedding.checksum().as_deref() == Some(saved.hash.as_str()) {
+        let fits = saved.state.exp_avg.len() == self.subject.values().len();
+        let hash = self.subject.resume_hash(self.config.resume_from.as_deref());
+        if fits && hash.as_deref() == Some(saved.hash.as_str()) {
             self.optimizer.state = saved.state.clone();
         }
         self
@@ -162,19 +182,44 @@ impl Trainer {
     /// Those of [`TrainConfig::preflight`]; unreadable pictures folder, files that cannot be
     /// written, network errors.
     pub fn run(
-        mut self,
+        self,
         events: &mut dyn FnMut(&TrainEvent),
         cancel: &CancelToken,
     ) -> Result<TrainOutcome> {
-        let name = self.embedding.name.clone();
-        let initial_step = self.embedding.step.unwrap_or(0).max(0) as usize;
+        let finished = self.train(events, cancel)?;
+        let Subject::Embedding(embedding) = finished.subject else {
+            return Err(TrainError::InvalidConfig {
+                name: "embedding",
+                reason: "the run trained something else".into(),
+            });
+        };
+        Ok(TrainOutcome {
+            embedding,
+            path: finished.path,
+            run_folder: finished.run_folder,
+            reason: finished.reason,
+            skipped: finished.skipped,
+            model: finished.model,
+            best: finished.best,
+        })
+    }
+
+    /// [`run`](Self::run) for either kind of subject.
+    pub(super) fn train(
+        mut self,
+        events: &mut dyn FnMut(&TrainEvent),
+        cancel: &CancelToken,
+    ) -> Result<Finished> {
+        let name = self.subject.name().to_owned();
+        let kind = self.subject.kind();
+        let initial_step = self.subject.step();
         // Before anything else: a second run of this embedding stops here, before it can
         // touch the first one's files.
-        let _lock = RunLock::acquire(&self.config, &name)?;
+        let _lock = RunLock::acquire_for(kind, &self.config, &name)?;
         let checked = self
             .config
-            .check(&name, initial_step, &self.model.tokenizer)?;
-        let folder = RunFolder::new(&self.config.log_dir, &name);
+            .check(kind, &name, initial_step, &self.model.tokenizer)?;
+        let folder = RunFolder::of_kind(&self.config.log_dir, &name, kind);
         // A run killed while writing leaves `.<file>.<pid>.tmp` files; the real files are
         // whole (they are renamed into place), so the temporaries of dead processes are only
         // litter.
@@ -223,7 +268,7 @@ impl Trainer {
         let learn_rate = checked.learn_rate.scheduler();
         let clip = checked.clip.map(|(mode, s)| (mode, s.scheduler()));
         let template = checked.template;
-        let captions = CaptionBuilder::new(template.clone(), &self.embedding.name)
+        let captions = CaptionBuilder::new(template.clone(), self.subject.name())
             .shuffle_tags(config.shuffle_tags)
             .tag_drop_out(f64::from(config.tag_dropout));
         let mut rng = SplitMix64::new(config.seed);
@@ -285,8 +330,14 @@ impl Trainer {
         )?;
         let sampler =
             GroupedBatchSampler::new(vec![(0..set.items.len()).collect()], plan.batch_size())?;
+        let name = self.subject.name();
+        let (embedding_name, hypernetwork_name) = match self.subject.kind() {
+            TrainedKind::Embedding => (Some(name), None),
+            TrainedKind::Hypernetwork => (None, Some(name)),
+        };
         folder.write_settings(&RunSettings {
-            embedding_name: &self.embedding.name,
+            embedding_name,
+            hypernetwork_name,
             initial_step,
             model: self.model.name(),
             model_hash: self.model.hash().map(|h| h.short().to_owned()),
@@ -301,14 +352,17 @@ impl Trainer {
             run_folder: folder.root.clone(),
         });
         let mut lookup = EmbeddingLookup::new();
-        let id = self.register(&mut lookup)?;
+        let id = match self.subject.kind() {
+            TrainedKind::Embedding => Some(self.subject.register(&mut lookup, &self.model.tokenizer)?),
+            TrainedKind::Hypernetwork => None,
+        };
         let validation = match &config.validation {
             Some(settings) => {
                 let prompts = PromptCheck {
                     tokenizer: &self.model.tokenizer,
                     lookup: &lookup,
                     id,
-                    name: &self.embedding.name,
+                    name: self.subject.name(),
                     template: &template,
                     max_chars: config.limits.max_prompt_chars,
                 };
@@ -323,7 +377,7 @@ impl Trainer {
             None => None,
         };
         Ok(Some(RunState {
-            grad_sum: vec![0f32; self.embedding.vectors.data.len()],
+            grad_sum: vec![0f32; self.subject.values().len()],
             loss_sum: 0.0,
             step: initial_step,
             pending_image_embedding: None,
@@ -419,14 +473,15 @@ impl Trainer {
     ) -> Result<Option<StepResult>> {
         loop {
             let scale = run.loss_scale.as_ref().map_or(1.0, LossScale::scale);
-            let out = loss_and_grad_scaled(
+            // A1111 encodes a hypernetwork's prompts one by one when captions are fixed.
+            let per_text = self.config.tag_dropout == 0.0 && !self.config.shuffle_tags;
+            let out = self.subject.loss_and_grad(
                 &self.model,
-                &run.lookup,
-                run.id,
-                &self.embedding.vectors.data,
+                (&run.lookup, run.id),
                 self.config.clip_skip,
                 batch,
                 scale,
+                per_text,
             )?;
             let finite = out.loss.is_finite() && out.grad.iter().all(|g| g.is_finite());
             match run.loss_scale.as_mut() {
@@ -457,22 +512,21 @@ impl Trainer {
             clip_gradient(&mut run.grad_sum, *mode, s.learn_rate());
         }
         let learn_rate = run.learn_rate.learn_rate();
-        let before = self.embedding.vectors.data.clone();
+        let before = self.subject.values().to_vec();
         self.optimizer
-            .step(&mut self.embedding.vectors.data, &run.grad_sum, learn_rate);
-        if self.embedding.vectors.data.iter().any(|v| !v.is_finite()) {
+            .step(self.subject.values_mut(), &run.grad_sum, learn_rate);
+        if self.subject.values().iter().any(|v| !v.is_finite()) {
             // The loss and gradient were finite; the update overflowed (a learning rate too
             // large for f32): keep the last good vectors.
-            self.embedding.vectors.data = before;
+            *self.subject.values_mut() = before;
             let step = run.step + 1;
             events(&TrainEvent::Diverged { step, learn_rate });
             return Ok(ControlFlow::Break(StopReason::Diverged { step }));
         }
         run.step += 1;
-        self.embedding.step = Some(run.step as i64);
-        run.id = run
-            .lookup
-            .register(self.lookup_vectors()?, &self.model.tokenizer)?;
+        run.id = self
+            .subject
+            .commit(run.step, &mut run.lookup, &self.model.tokenizer)?;
         Ok(ControlFlow::Continue(learn_rate))
     }
 
@@ -504,23 +558,20 @@ impl Trainer {
         });
         // A1111 names saves and previews by `embedding.step + 1`.
         let steps_done = step + 1;
-        let name = &self.embedding.name;
+        let name = self.subject.name();
         if every(self.config.save_every, steps_done) {
-            let path = run
-                .folder
-                .embeddings()
-                .join(format!("{name}-{steps_done}.pt"));
+            let path = run.folder.copies().join(format!("{name}-{steps_done}.pt"));
             self.save(&path)?;
             events(&TrainEvent::Saved { step, path });
             run.pending_image_embedding = Some(steps_done);
         }
-        let evaluation = match run.validation.as_mut() {
-            Some(validation) if validation.is_due(step) => {
+        let evaluation = match (run.validation.as_mut(), run.id) {
+            (Some(validation), Some(id)) if validation.is_due(step) => {
                 let evaluation = validation.evaluate(
                     step,
                     &self.model,
-                    (&run.lookup, run.id),
-                    &self.embedding.vectors.data,
+                    (&run.lookup, id),
+                    self.subject.values(),
                     self.config.clip_skip,
                 )?;
                 let (best_step, best_loss) = evaluation.best;
@@ -579,26 +630,26 @@ impl Trainer {
         })
     }
 
-    /// Writes the final embedding to `<embeddings_dir>/<name>.pt`, reports it, and hands
-    /// back what the run left: its folder, the embedding's step, why it stopped, the pictures
-    /// skipped.
+    /// Writes the final file to `<embeddings_dir>/<name>.pt` (`<hypernetwork_dir>/...`),
+    /// reports it, and hands back what the run left: its folder, the step, why it stopped,
+    /// the pictures skipped.
     fn finish(
         self,
         (run_folder, step, reason, skipped): (PathBuf, usize, StopReason, Vec<SkippedFile>),
         best: Option<BestStep>,
         events: &mut dyn FnMut(&TrainEvent),
-    ) -> Result<TrainOutcome> {
+    ) -> Result<Finished> {
         let path = self
-            .config
-            .embeddings_dir
-            .join(format!("{}.pt", self.embedding.name));
+            .subject
+            .kind()
+            .output_file(&self.config, self.subject.name());
         self.save(&path)?;
         events(&TrainEvent::Saved {
             step,
             path: path.clone(),
         });
-        Ok(TrainOutcome {
-            embedding: self.embedding,
+        Ok(Finished {
+            subject: self.subject,
             path,
             run_folder,
             reason,
@@ -608,28 +659,14 @@ impl Trainer {
         })
     }
 
-    fn register(&self, lookup: &mut EmbeddingLookup) -> Result<EmbeddingId> {
-        Ok(lookup.register(self.lookup_vectors()?, &self.model.tokenizer)?)
-    }
-
-    fn lookup_vectors(&self) -> Result<TextualInversionVectors> {
-        let v = &self.embedding.vectors;
-        Ok(TextualInversionVectors::new(
-            self.embedding.name.clone(),
-            v.data.clone(),
-            v.n,
-            v.dim,
-        )?)
-    }
-
-    /// The micro-batch of dataset items `indices`, each prompt checked to contain the
-    /// embedding.
+    /// The micro-batch of dataset items `indices`, each prompt checked (to contain the
+    /// embedding, when training one).
     fn batch(&self, run: &mut RunState, indices: &[usize]) -> Result<StepBatch> {
         let prompts = PromptCheck {
             tokenizer: &self.model.tokenizer,
             lookup: &run.lookup,
             id: run.id,
-            name: &self.embedding.name,
+            name: self.subject.name(),
             template: &run.template,
             max_chars: self.config.limits.max_prompt_chars,
         };
@@ -657,7 +694,8 @@ struct RunState {
     noise: TorchCpuGenerator,
     /// The embedding as the prompts see it, registered again after every update.
     lookup: EmbeddingLookup,
-    id: EmbeddingId,
+    /// The embedding's id in `lookup` (none for a hypernetwork).
+    id: Option<EmbeddingId>,
     /// The embedding's step: optimizer steps taken, earlier runs' included.
     step: usize,
     /// Loss and gradient summed over the micro-batches of the optimizer step in progress.
@@ -703,13 +741,16 @@ impl RecentLosses {
 
 /// Where a run keeps the vectors of its best validation step.
 fn best_path(folder: &RunFolder, name: &str) -> PathBuf {
-    folder.embeddings().join(format!("{name}-best.pt"))
+    folder.copies().join(format!("{name}-best.pt"))
 }
 
 /// The run's `settings.json`: what was trained, on what, from which pictures.
 #[derive(Serialize)]
 struct RunSettings<'a> {
-    embedding_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    embedding_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hypernetwork_name: Option<&'a str>,
     initial_step: usize,
     model: String,
     model_hash: Option<String>,

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The file is A1111's `.pt` (it loads in A1111 and with `torch.load(weights_only=True)`);
-//! `<hypernet:anime:1>` in a prompt uses it. Training it is not available yet.
+//! `<hypernet:anime:1>` in a prompt uses it; `sdti train-hypernetwork --name anime` trains it.
 
 use std::path::PathBuf;
 
@@ -25,10 +25,14 @@ pub struct Args {
     /// Its name (the file is `<name>.pt`; A1111's character rules).
     #[arg(long)]
     name: String,
-    /// Context widths to make modules for: 768, 320, 640, 1280 for SD 1.x (1024 for SD 2.x's
-    /// text).
-    #[arg(long, value_delimiter = ',', default_value = "768,320,640,1280")]
-    sizes: Vec<usize>,
+    /// Context widths to make modules for (default: 768, 320, 640, 1280, A1111's, for SD
+    /// 1.x; SD 2.x's text is 1024 wide). With `--model` and no `--sizes`: every attention
+    /// width of that model.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<usize>>,
+    /// A checkpoint whose attention widths are the default `--sizes`.
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Layer widths relative to the context's, from 1 to 1.
     #[arg(long, default_value = "1, 2, 1")]
     layer_structure: String,
@@ -43,7 +47,7 @@ pub struct Args {
     #[arg(long)]
     layer_norm: bool,
     /// Dropout while training, with `--dropout-structure`.
-    #[arg(long)]
+    #[arg(long, alias = "dropout")]
     use_dropout: bool,
     /// A dropout probability per layer, the last 0.
     #[arg(long, default_value = "0, 0, 0")]
@@ -74,8 +78,17 @@ fn floats(flag: &str, text: &str) -> anyhow::Result<Vec<f64>> {
 /// Whatever stops it: the message names the flag or file at fault.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let name = sanitized_name(&args.name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    let sizes = match (args.sizes, &args.model) {
+        (Some(sizes), _) => sizes,
+        (None, Some(model)) => {
+            let device = sd_textual_inversion::sd_core::DeviceChoice::Cpu.device()?;
+            let model = sd_textual_inversion::sd_core::StableDiffusion::load(model, &device)?;
+            model.hypernetwork_widths().into_iter().collect()
+        }
+        (None, None) => HypernetworkSettings::default().sizes,
+    };
     let settings = HypernetworkSettings {
-        sizes: args.sizes,
+        sizes,
         layer_structure: floats("--layer-structure", &args.layer_structure)?,
         activation_func: args.activation,
         weight_init: WeightInit::parse(&args.weight_init).with_context(|| {

@@ -12,4 +12,5 @@ pub mod preprocess;
 pub mod prompt;
 pub mod tokenize;
 pub mod train;
+pub mod train_hypernetwork;
 pub mod txt2img;

@@ -181,19 +181,116 @@ impl Args {
     }
 }
 
-/// Writes `settings.toml` into the run folder: every flag of this run (defaults included),
-/// the keys `--config` reads.
-fn write_settings_toml(args: &Args, run_folder: &std::path::Path) -> anyhow::Result<()> {
+/// Writes `settings.toml` into the run folder: every flag of this run of `sdti <command>`
+/// (defaults included), the keys `--config` reads.
+pub(crate) fn write_settings_toml(
+    args: &impl serde::Serialize,
+    command: &str,
+    run_folder: &std::path::Path,
+) -> anyhow::Result<()> {
     let text = toml::to_string(args).context("the flags as TOML")?;
-    let header = "# The flags of this run: `sdti train --config settings.toml` repeats it.\n";
+    let header =
+        format!("# The flags of this run: `sdti {command} --config settings.toml` repeats it.\n");
     let path = run_folder.join("settings.toml");
     sd_textual_inversion::sd_core::fs::write_atomic(&path, format!("{header}{text}").as_bytes())
         .with_context(|| path.display().to_string())?;
     Ok(())
 }
 
+/// A token the first Ctrl-C cancels (the run stops after the current step and saves); a
+/// second one quits at once (the file then holds what was saved last).
+///
+/// # Errors
+/// When the handler cannot be installed.
+pub(crate) fn cancel_on_ctrl_c() -> anyhow::Result<CancelToken> {
+    let cancel = CancelToken::new();
+    let on_signal = cancel.clone();
+    ctrlc::set_handler(move || {
+        if on_signal.is_cancelled() {
+            eprintln!("\ninterrupted again: quitting without saving");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: stopping after this step to save (Ctrl-C again quits now)");
+        on_signal.cancel();
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(cancel)
+}
+
+/// The training progress bar, up to `steps`.
+pub(crate) fn progress_bar(steps: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} ({eta} left)")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// A training event on the bar (A1111's: the mean loss of the last 3 × pictures steps).
+pub(crate) fn show_progress(bar: &indicatif::ProgressBar, event: &TrainEvent) {
+    match event {
+        TrainEvent::Started { initial_step, .. } => bar.set_position(*initial_step as u64),
+        TrainEvent::Step {
+            step,
+            mean_loss,
+            learn_rate,
+            ..
+        } => {
+            bar.set_position(*step as u64);
+            bar.set_message(format!("loss {mean_loss:.7} lr {learn_rate}"));
+        }
+        TrainEvent::NaN { step } => bar.println(format!("loss became NaN at step {step}: stopping")),
+        TrainEvent::Diverged { step, learn_rate } => bar.println(format!(
+            "the update at step {step} (learning rate {learn_rate}) overflowed: stopping"
+        )),
+        TrainEvent::Encoding { done, total } => {
+            bar.set_message(format!("encoding the pictures: {done}/{total}"));
+        }
+        TrainEvent::Rendering { done, total } => {
+            bar.set_message(format!("preview: step {done}/{total}"));
+        }
+        TrainEvent::Validation {
+            step,
+            loss,
+            best_step,
+            best_loss,
+        } => bar.println(format!(
+            "validation loss at step {step}: {loss:.7} (best: {best_loss:.7} at step {best_step})"
+        )),
+        TrainEvent::Saved { path, .. } => bar.println(format!("saved {}", path.display())),
+        TrainEvent::Preview { path, .. } => bar.println(format!("preview {}", path.display())),
+        _ => {}
+    }
+}
+
+/// Says why a run of `what` (an embedding, a hypernetwork) stopped; a failed run is an
+/// error (the file at `path` keeps the last finite values).
+///
+/// # Errors
+/// For a NaN loss or an update that overflowed.
+pub(crate) fn report_stop(reason: StopReason, path: &std::path::Path, what: &str) -> anyhow::Result<()> {
+    match reason {
+        StopReason::Cancelled => eprintln!("interrupted: saved the {what}"),
+        StopReason::NoImprovement { best_step } => {
+            eprintln!("stopped early: the validation loss has not improved since step {best_step}")
+        }
+        StopReason::NaN { step } => anyhow::bail!(
+            "training stopped at step {step}: the loss is NaN; {} holds the last good values",
+            path.display()
+        ),
+        StopReason::Diverged { step } => anyhow::bail!(
+            "training stopped at step {step}: the optimizer's update overflowed (the loss was \
+             finite; is --learn-rate too large?); {} holds the last good values",
+            path.display()
+        ),
+        _ => {}
+    }
+    Ok(())
+}
+
 /// A library error about a setting, prefixed with the flag that sets it.
-fn name_the_flag(error: anyhow::Error) -> anyhow::Error {
+pub(crate) fn name_the_flag(error: anyhow::Error) -> anyhow::Error {
     let Some(setting) = error
         .downcast_ref::<TrainError>()
         .and_then(TrainError::setting)
@@ -289,70 +386,17 @@ fn train(args: Args) -> anyhow::Result<()> {
     {
         trainer = trainer.with_saved_optimizer(&saved);
     }
-    let cancel = CancelToken::new();
-    let on_signal = cancel.clone();
-    // The first Ctrl-C stops after the current step and saves; a second one quits at once
-    // (the embedding file then holds the last saved vectors).
-    ctrlc::set_handler(move || {
-        if on_signal.is_cancelled() {
-            eprintln!("\ninterrupted again: quitting without saving");
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupted: stopping after this step to save (Ctrl-C again quits now)");
-        on_signal.cancel();
-    })
-    .context("installing the Ctrl-C handler")?;
-    let bar = indicatif::ProgressBar::new(args.steps as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} ({eta} left)")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let cancel = cancel_on_ctrl_c()?;
+    let bar = progress_bar(args.steps);
     let outcome = trainer.run(
-        &mut |event| match event {
-            TrainEvent::Started {
-                initial_step,
-                run_folder,
-                ..
-            } => {
-                bar.set_position(*initial_step as u64);
+        &mut |event| {
+            if let TrainEvent::Started { run_folder, .. } = event {
                 // The flags as given, so `--config <run folder>/settings.toml` repeats the run.
-                if let Err(e) = write_settings_toml(&args, run_folder) {
+                if let Err(e) = write_settings_toml(&args, "train", run_folder) {
                     bar.println(format!("could not write the run's settings.toml: {e:#}"));
                 }
             }
-            // A1111's bar: the mean loss of the last 3 × (pictures) steps.
-            TrainEvent::Step {
-                step,
-                mean_loss,
-                learn_rate,
-                ..
-            } => {
-                bar.set_position(*step as u64);
-                bar.set_message(format!("loss {mean_loss:.7} lr {learn_rate}"));
-            }
-            TrainEvent::NaN { step } => {
-                bar.println(format!("loss became NaN at step {step}: stopping"))
-            }
-            TrainEvent::Diverged { step, learn_rate } => bar.println(format!(
-                "the update at step {step} (learning rate {learn_rate}) overflowed: stopping"
-            )),
-            TrainEvent::Encoding { done, total } => {
-                bar.set_message(format!("encoding the pictures: {done}/{total}"));
-            }
-            TrainEvent::Rendering { done, total } => {
-                bar.set_message(format!("preview: step {done}/{total}"));
-            }
-            TrainEvent::Validation {
-                step,
-                loss,
-                best_step,
-                best_loss,
-            } => bar.println(format!(
-                "validation loss at step {step}: {loss:.7} (best: {best_loss:.7} at step {best_step})"
-            )),
-            TrainEvent::Saved { path, .. } => bar.println(format!("saved {}", path.display())),
-            TrainEvent::Preview { path, .. } => bar.println(format!("preview {}", path.display())),
-            _ => {}
+            show_progress(&bar, event);
         },
         &cancel,
     )?;
@@ -369,23 +413,7 @@ fn train(args: Args) -> anyhow::Result<()> {
             best.path.display()
         );
     }
-    match outcome.reason {
-        StopReason::Cancelled => eprintln!("interrupted: saved the embedding"),
-        StopReason::NoImprovement { best_step } => {
-            eprintln!("stopped early: the validation loss has not improved since step {best_step}")
-        }
-        // A failed run: say so and exit non-zero (the file keeps the last finite vectors).
-        StopReason::NaN { step } => anyhow::bail!(
-            "training stopped at step {step}: the loss is NaN; {} holds the last good vectors",
-            outcome.path.display()
-        ),
-        StopReason::Diverged { step } => anyhow::bail!(
-            "training stopped at step {step}: the optimizer's update overflowed (the loss was \
-             finite; is --learn-rate too large?); {} holds the last good vectors",
-            outcome.path.display()
-        ),
-        _ => {}
-    }
+    report_stop(outcome.reason, &outcome.path, "embedding")?;
 
     if let Some(prompt) = &args.generate {
         // The trained model, handed back by the trainer (no second load), with the file just

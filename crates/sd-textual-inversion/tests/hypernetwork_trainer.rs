@@ -1,0 +1,355 @@
+//! The hypernetwork trainer (A1111's `train_hypernetwork`) on the tiny model: a planted
+//! style is learned, the run folder has A1111's layout (`hypernetworks/`, `images/`,
+//! `hypernetwork_loss.csv`), the file written is an A1111 hypernetwork with its step and
+//! checkpoint, cancel and resume keep the optimizer state, and bad setups are refused. The
+//! step's arithmetic is checked against PyTorch in `tests/hypernetwork_step.rs`.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use sd_textual_inversion::TrainError;
+use sd_textual_inversion::sd_core::conditioning::{EmbeddingLookup, ModelFlavour, PromptEncoder};
+use sd_textual_inversion::sd_core::hypernetwork::{
+    ActiveHypernetwork, HypernetworkFile, HypernetworkSettings, WeightInit,
+};
+use sd_textual_inversion::sd_core::noise::{RngSource, TorchCpuGenerator};
+use sd_textual_inversion::sd_core::{GenerationRequest, StableDiffusion};
+use sd_textual_inversion::train::{
+    CancelToken, HypernetworkTrainer, LatentSampling, SavedOptimizer, StopReason, TrainConfig,
+    TrainEvent, Validation, freeze, optimizer_path,
+};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+const PROMPT: &str = "a photo of a disc";
+
+fn model() -> StableDiffusion {
+    freeze(
+        StableDiffusion::load(
+            format!("{ROOT}/fixtures/tiny-sd1"),
+            &Device::default().autodiff(),
+        )
+        .expect("tiny model"),
+    )
+}
+
+fn settings(model: &StableDiffusion, activation: &str, init: WeightInit) -> HypernetworkSettings {
+    HypernetworkSettings {
+        sizes: model.hypernetwork_widths().into_iter().collect(),
+        activation_func: activation.into(),
+        weight_init: init,
+        ..HypernetworkSettings::default()
+    }
+}
+
+/// Pictures drawn with `planted` at strength 1: the training set. Returns their latents.
+fn write_training_set(model: &StableDiffusion, planted: &HypernetworkFile, dir: &Path) -> Vec<Tensor<4>> {
+    let styled = model.with_hypernetworks(&[ActiveHypernetwork {
+        file: planted,
+        multiplier: 1.0,
+    }]);
+    let mut latents = Vec::new();
+    for seed in 0..3 {
+        let params = GenerationRequest {
+            prompt: PROMPT.into(),
+            steps: 4,
+            sampler: "Euler".into(),
+            seed,
+            width: 64,
+            height: 64,
+            rng: RngSource::Cpu,
+            ..GenerationRequest::default()
+        };
+        let out = styled
+            .txt2img(&params, &EmbeddingLookup::new(), &mut |_| ControlFlow::Continue(()))
+            .expect("generates");
+        out.images[0]
+            .save(dir.join(format!("{seed:05}-0-picture.png")))
+            .expect("png");
+        latents.push(out.latents);
+    }
+    latents
+}
+
+/// The mean denoising loss of [`PROMPT`] over `latents` at fixed timesteps and noise (seed
+/// 99), with `file` applied at strength 1 (`None`: the bare model).
+fn eval_loss(model: &StableDiffusion, file: Option<&HypernetworkFile>, latents: &[Tensor<4>]) -> f32 {
+    let active: Vec<ActiveHypernetwork<'_>> = file
+        .map(|file| ActiveHypernetwork {
+            file,
+            multiplier: 1.0,
+        })
+        .into_iter()
+        .collect();
+    let model = model.with_hypernetworks(&active);
+    let device = model.device();
+    let lookup = EmbeddingLookup::new();
+    let cond = PromptEncoder::new(&model.tokenizer, &model.text_encoder, &lookup, ModelFlavour::Sd1)
+        .encode(PROMPT)
+        .expect("prompt");
+    let cumprod = model.noise_schedule().alphas_cumprod_f64();
+    let mut noise = TorchCpuGenerator::new(99);
+    let (mut total, mut n) = (0.0, 0.0);
+    for latent in latents {
+        let x0 = Tensor::<4>::from_data(latent.to_data(), device);
+        for t in [50usize, 250, 450, 650, 850] {
+            let dims = x0.dims();
+            let eps = Tensor::<4>::from_data(TensorData::new(noise.randn(dims.iter().product()), dims), device);
+            let (a, s) = (cumprod[t].sqrt() as f32, (1.0 - cumprod[t]).sqrt() as f32);
+            let x_t = x0.clone().mul_scalar(a) + eps.clone().mul_scalar(s);
+            let timestep = Tensor::<1>::from_data(TensorData::new(vec![t as f32], [1]), device);
+            let prediction = model.unet.forward(x_t, timestep, cond.clone()).expect("UNet");
+            let loss: f32 = (prediction - eps).powi_scalar(2).mean().into_scalar();
+            total += loss;
+            n += 1.0;
+        }
+    }
+    total / n
+}
+
+fn config(dir: &Path, data: &Path, steps: usize) -> TrainConfig {
+    let template = dir.join("template.txt");
+    std::fs::write(&template, format!("{PROMPT}\n")).expect("template");
+    TrainConfig {
+        data_dir: data.to_owned(),
+        log_dir: dir.join("logs"),
+        hypernetwork_dir: dir.join("hypernetworks"),
+        template: template.display().to_string(),
+        learn_rate: "0.002".into(),
+        batch_size: 1,
+        steps,
+        width: 64,
+        height: 64,
+        save_every: 10,
+        preview_every: 20,
+        latent_sampling: LatentSampling::Deterministic,
+        csv_every: 1,
+        seed: 7,
+        ..TrainConfig::default()
+    }
+}
+
+/// A fresh hypernetwork as "Create hypernetwork" writes it, read back from its folder.
+fn created(model: &StableDiffusion, dir: &Path, name: &str) -> HypernetworkFile {
+    let file = HypernetworkFile::new_random(name, &settings(model, "linear", WeightInit::Normal), 3)
+        .expect("create");
+    let path = dir.join("hypernetworks").join(format!("{name}.pt"));
+    std::fs::create_dir_all(path.parent().expect("folder")).expect("mkdir");
+    file.write(&path).expect("write");
+    HypernetworkFile::read(&path).expect("read back")
+}
+
+#[test]
+fn a_planted_style_is_learned_and_the_run_is_laid_out_as_a1111() {
+    let model = model();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let planted = HypernetworkFile::new_random(
+        "planted",
+        &settings(&model, "relu", WeightInit::KaimingNormal),
+        11,
+    )
+    .expect("planted");
+    let latents = write_training_set(&model, &planted, &data);
+    let start = created(&model, dir.path(), "style");
+    let bare_loss = eval_loss(&model, None, &latents);
+    let planted_loss = eval_loss(&model, Some(&planted), &latents);
+    let start_loss = eval_loss(&model, Some(&start), &latents);
+
+    let mut losses = Vec::new();
+    let mut previews = Vec::new();
+    let outcome = HypernetworkTrainer::new(model, start.clone(), config(dir.path(), &data, 60))
+        .expect("trainer")
+        .run(
+            &mut |event| match event {
+                TrainEvent::Step { loss, .. } => losses.push(*loss),
+                TrainEvent::Preview { path, .. } => previews.push(path.clone()),
+                _ => {}
+            },
+            &CancelToken::new(),
+        )
+        .expect("trains");
+    assert_eq!(outcome.reason, StopReason::Completed);
+    assert_eq!(outcome.hypernetwork.step, Some(60));
+    assert_eq!(losses.len(), 60);
+    assert!(losses.iter().all(|l| l.is_finite()));
+
+    let written = HypernetworkFile::read(&outcome.path).expect("the trained file loads");
+    let end_loss = eval_loss(&outcome.model, Some(&written), &latents);
+    eprintln!(
+        "eval loss: bare model {bare_loss:.5}, created {start_loss:.5} -> trained {end_loss:.5} \
+         (the planted hypernetwork: {planted_loss:.5})"
+    );
+    // The planted style moves this model's predictions (else the test shows nothing), and
+    // training on its pictures must bring the loss down towards it.
+    assert!(
+        planted_loss < start_loss,
+        "planted {planted_loss} vs created {start_loss}"
+    );
+    assert!(
+        end_loss < start_loss - 0.25 * (start_loss - planted_loss),
+        "eval loss {start_loss} -> {end_loss}, planted {planted_loss}"
+    );
+
+    // The file: A1111's, at step 60, on the model it trained on, weights as trained.
+    assert_eq!(outcome.path, dir.path().join("hypernetworks").join("style.pt"));
+    assert_eq!(written.step, Some(60));
+    assert_eq!(written.name, "style");
+    assert_eq!(
+        written.sd_checkpoint_name.as_deref(),
+        Some(outcome.model.name().as_str())
+    );
+    assert_eq!(written.modules.len(), start.modules.len());
+    for (width, [key, _]) in &written.modules {
+        assert_eq!(key[0].linear.weight, outcome.hypernetwork.modules[width][0][0].linear.weight);
+        assert_ne!(key[0].linear.weight, start.modules[width][0][0].linear.weight, "{width}");
+    }
+    let saved: SavedOptimizer =
+        serde_json::from_slice(&std::fs::read(optimizer_path(&outcome.path)).expect("optim"))
+            .expect("optimizer state");
+    assert_eq!(saved.state.step, 60);
+
+    // A1111's run folder: copies every 10 steps named by `step + 1`, previews, the CSV.
+    let root = &outcome.run_folder;
+    for n in [10, 20, 30, 40, 50, 60] {
+        let copy = root.join("hypernetworks").join(format!("style-{n}.pt"));
+        let file = HypernetworkFile::read(&copy).expect("a saved copy loads");
+        assert_eq!(file.step, Some(n as i64 - 1), "{}", copy.display());
+    }
+    assert_eq!(previews.len(), 3);
+    assert!(root.join("images").join("style-20.png").is_file());
+    assert!(!root.join("image_embeddings").join("style-20.png").exists());
+    assert!(!root.join("embeddings").exists());
+    let csv = std::fs::read_to_string(root.join("hypernetwork_loss.csv")).expect("csv");
+    assert!(
+        csv.starts_with("step,epoch,epoch_step,loss,learn_rate\n1,0,0,"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 61);
+    let settings = std::fs::read_to_string(root.join("settings.json")).expect("settings");
+    let settings: serde_json::Value = serde_json::from_str(&settings).expect("JSON");
+    assert_eq!(settings["hypernetwork_name"], "style");
+    assert!(settings.get("embedding_name").is_none());
+}
+
+#[test]
+fn cancelling_saves_and_resuming_continues_with_the_optimizer_state() {
+    let model = model();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let planted = HypernetworkFile::new_random(
+        "planted",
+        &settings(&model, "relu", WeightInit::KaimingNormal),
+        11,
+    )
+    .expect("planted");
+    write_training_set(&model, &planted, &data);
+    let start = created(&model, dir.path(), "resumed");
+    let mut cfg = config(dir.path(), &data, 12);
+    cfg.preview_every = 0;
+
+    let cancel = CancelToken::new();
+    let stopper = cancel.clone();
+    let outcome = HypernetworkTrainer::new(model, start, cfg.clone())
+        .expect("trainer")
+        .run(
+            &mut |event| {
+                if let TrainEvent::Step { step: 5, .. } = event {
+                    stopper.cancel();
+                }
+            },
+            &cancel,
+        )
+        .expect("stops cleanly");
+    assert_eq!(outcome.reason, StopReason::Cancelled);
+    let saved = HypernetworkFile::read(&outcome.path).expect("saved on cancel");
+    assert_eq!(saved.step, Some(5));
+    let optimizer: SavedOptimizer =
+        serde_json::from_slice(&std::fs::read(optimizer_path(&outcome.path)).expect("optim"))
+            .expect("state");
+    assert_eq!(optimizer.state.step, 5);
+
+    // Resumed: steps continue at 6, AdamW's moments with them (its count reaches 12, not 7).
+    let mut steps = Vec::new();
+    let outcome = HypernetworkTrainer::new(outcome.model, saved, cfg.clone())
+        .expect("trainer")
+        .with_saved_optimizer(&optimizer)
+        .run(
+            &mut |event| {
+                if let TrainEvent::Step { step, .. } = event {
+                    steps.push(*step);
+                }
+            },
+            &CancelToken::new(),
+        )
+        .expect("resumes");
+    assert_eq!(steps.first(), Some(&6));
+    assert_eq!(steps.last(), Some(&12));
+    assert_eq!(outcome.reason, StopReason::Completed);
+    let resumed: SavedOptimizer =
+        serde_json::from_slice(&std::fs::read(optimizer_path(&outcome.path)).expect("optim"))
+            .expect("state");
+    assert_eq!(resumed.state.step, 12);
+
+    // A state that belongs to another file is not used: AdamW starts afresh.
+    let other = SavedOptimizer {
+        hash: "0123456789".into(),
+        ..optimizer
+    };
+    let saved = HypernetworkFile::read(&outcome.path).expect("read");
+    let mut cfg = cfg;
+    cfg.steps = 14;
+    let outcome = HypernetworkTrainer::new(outcome.model, saved, cfg)
+        .expect("trainer")
+        .with_saved_optimizer(&other)
+        .run(&mut |_| {}, &CancelToken::new())
+        .expect("runs");
+    let fresh: SavedOptimizer =
+        serde_json::from_slice(&std::fs::read(optimizer_path(&outcome.path)).expect("optim"))
+            .expect("state");
+    assert_eq!(fresh.state.step, 2);
+}
+
+#[test]
+fn a_hypernetwork_for_other_widths_or_with_validation_is_refused() {
+    let model = model();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    // SD 1.5's widths: none is the tiny model's.
+    let sd15 = HypernetworkFile::new_random(
+        "sd15",
+        &HypernetworkSettings {
+            sizes: vec![7, 9],
+            ..HypernetworkSettings::default()
+        },
+        0,
+    )
+    .expect("create");
+    let path = dir.path().join("sd15.pt");
+    sd15.write(&path).expect("write");
+    let sd15 = HypernetworkFile::read(&path).expect("read");
+    let error = HypernetworkTrainer::new(model.clone(), sd15, config(dir.path(), &data, 5))
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(error, TrainError::InvalidConfig { name: "hypernetwork", .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("sd15.pt"), "{error}");
+
+    let file = created(&model, dir.path(), "validated");
+    let mut cfg = config(dir.path(), &data, 5);
+    cfg.validation = Some(Validation::default());
+    let error = HypernetworkTrainer::new(model, file, cfg)
+        .expect("trainer")
+        .run(&mut |_| {}, &CancelToken::new())
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(error, TrainError::InvalidConfig { name: "validation", .. }),
+        "{error}"
+    );
+}
