@@ -301,3 +301,146 @@ fn a_structure_not_ending_at_one_is_refused() {
         Err(HypernetworkError::Layout { .. })
     ));
 }
+
+#[test]
+fn dropout_acts_while_training_and_never_in_use() {
+    use sd_core::hypernetwork::{HypernetworkSettings, TrainableHypernetwork, WeightInit};
+
+    let device = Device::default().autodiff();
+    let model = StableDiffusion::load(format!("{ROOT}/fixtures/tiny-sd1"), &device).expect("model");
+    let settings = HypernetworkSettings {
+        sizes: vec![16, 32],
+        activation_func: "relu".into(),
+        weight_init: WeightInit::KaimingNormal,
+        use_dropout: true,
+        dropout_structure: vec![0.0, 0.5, 0.0],
+        ..HypernetworkSettings::default()
+    };
+    let file = HypernetworkFile::new_random("dropped", &settings, 5).expect("creates");
+    let values = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("f32");
+    // In use (a prompt's tag, previews): no dropout, the same output every time.
+    let used = model.with_hypernetworks(&[ActiveHypernetwork {
+        file: &file,
+        multiplier: 1.0,
+    }]);
+    assert_eq!(values(unet_output(&used)), values(unet_output(&used)));
+    // Training: a new mask each pass, as torch's Dropout in training mode.
+    let training = TrainableHypernetwork::new(&file, &device).apply(&model);
+    let (a, b) = (
+        values(unet_output(&training)),
+        values(unet_output(&training)),
+    );
+    assert_ne!(a, b);
+    // Without a dropout structure, training is deterministic too.
+    let plain = HypernetworkFile::new_random(
+        "plain",
+        &HypernetworkSettings {
+            dropout_structure: vec![0.0, 0.0, 0.0],
+            use_dropout: false,
+            ..settings
+        },
+        5,
+    )
+    .expect("creates");
+    let training = TrainableHypernetwork::new(&plain, &device).apply(&model);
+    assert_eq!(
+        values(unet_output(&training)),
+        values(unet_output(&training))
+    );
+}
+
+#[test]
+fn safetensors_files_hold_everything_a_pt_does() {
+    use sd_core::hypernetwork::{HypernetworkSettings, WeightInit};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = HypernetworkSettings {
+        sizes: vec![16, 32],
+        layer_structure: vec![1.0, 1.5, 2.0, 1.0],
+        activation_func: "hardswish".into(),
+        weight_init: WeightInit::XavierNormal,
+        layer_norm: true,
+        use_dropout: true,
+        dropout_structure: vec![0.0, 0.3, 0.1, 0.0],
+    };
+    let mut created = HypernetworkFile::new_random("both", &settings, 9).expect("creates");
+    created.step = Some(1234);
+    created.sd_checkpoint = Some("0123456789".into());
+    created.sd_checkpoint_name = Some("v1-5".into());
+    let pt = dir.path().join("both.pt");
+    let st = dir.path().join("both.safetensors");
+    created.write(&pt).expect("writes .pt");
+    created.write(&st).expect("writes .safetensors");
+    let (from_pt, from_st) = (
+        HypernetworkFile::read(&pt).expect("reads .pt"),
+        HypernetworkFile::read(&st).expect("reads .safetensors"),
+    );
+    assert_eq!(from_st.modules, from_pt.modules);
+    assert_eq!(from_st.modules, created.modules);
+    assert_eq!(
+        (
+            &from_st.name,
+            from_st.step,
+            &from_st.layer_structure,
+            &from_st.dropout_structure
+        ),
+        (
+            &from_pt.name,
+            from_pt.step,
+            &from_pt.layer_structure,
+            &from_pt.dropout_structure
+        )
+    );
+    assert_eq!(
+        (
+            &from_st.activation_func,
+            from_st.layer_norm,
+            from_st.activate_output,
+            from_st.use_dropout
+        ),
+        (
+            &from_pt.activation_func,
+            from_pt.layer_norm,
+            from_pt.activate_output,
+            from_pt.use_dropout
+        )
+    );
+    assert_eq!(from_st.weight_init, from_pt.weight_init);
+    assert_eq!(from_st.sd_checkpoint.as_deref(), Some("0123456789"));
+    assert_eq!(from_st.sd_checkpoint_name.as_deref(), Some("v1-5"));
+
+    // The same UNet output from either file, and the folder lists both by name.
+    let model = StableDiffusion::load(format!("{ROOT}/fixtures/tiny-sd1"), &Device::default())
+        .expect("model");
+    let output = |file: &HypernetworkFile| {
+        unet_output(&model.with_hypernetworks(&[ActiveHypernetwork {
+            file,
+            multiplier: 0.7,
+        }]))
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32")
+    };
+    assert_eq!(output(&from_st), output(&from_pt));
+    std::fs::rename(&st, dir.path().join("other.safetensors")).expect("rename");
+    let library = HypernetworkLibrary::scan(dir.path()).expect("scan");
+    let names: Vec<&str> = library.files().iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["both", "other"]);
+
+    // Safetensors that are not a hypernetwork: a typed error naming the file.
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, b"not safetensors at all").expect("write");
+    let error = HypernetworkFile::read(&bad).expect_err("refused");
+    assert!(matches!(error, HypernetworkError::Layout { .. }), "{error}");
+    assert!(error.to_string().contains("bad.safetensors"), "{error}");
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], &[0u8; 8])
+        .expect("view");
+    let stray = dir.path().join("stray.safetensors");
+    std::fs::write(
+        &stray,
+        safetensors::serialize([("lora_unet_x.lora_down.weight", view)], None).expect("bytes"),
+    )
+    .expect("write");
+    let error = HypernetworkFile::read(&stray).expect_err("refused");
+    assert!(error.to_string().contains("lora_unet_x"), "{error}");
+}

@@ -1,5 +1,5 @@
-//! The hypernetwork trainer (A1111's `train_hypernetwork`) on the tiny model: a planted
-//! style is learned, the run folder has A1111's layout (`hypernetworks/`, `images/`,
+//! The hypernetwork trainer (A1111's `train_hypernetwork`) on the tiny model: training on
+//! pictures of a planted hypernetwork lowers their denoising loss, the run folder has A1111's layout (`hypernetworks/`, `images/`,
 //! `hypernetwork_loss.csv`), the file written is an A1111 hypernetwork with its step and
 //! checkpoint, cancel and resume keep the optimizer state, and bad setups are refused. The
 //! step's arithmetic is checked against PyTorch in `tests/hypernetwork_step.rs`.
@@ -43,7 +43,11 @@ fn settings(model: &StableDiffusion, activation: &str, init: WeightInit) -> Hype
 }
 
 /// Pictures drawn with `planted` at strength 1: the training set. Returns their latents.
-fn write_training_set(model: &StableDiffusion, planted: &HypernetworkFile, dir: &Path) -> Vec<Tensor<4>> {
+fn write_training_set(
+    model: &StableDiffusion,
+    planted: &HypernetworkFile,
+    dir: &Path,
+) -> Vec<Tensor<4>> {
     let styled = model.with_hypernetworks(&[ActiveHypernetwork {
         file: planted,
         multiplier: 1.0,
@@ -61,7 +65,9 @@ fn write_training_set(model: &StableDiffusion, planted: &HypernetworkFile, dir: 
             ..GenerationRequest::default()
         };
         let out = styled
-            .txt2img(&params, &EmbeddingLookup::new(), &mut |_| ControlFlow::Continue(()))
+            .txt2img(&params, &EmbeddingLookup::new(), &mut |_| {
+                ControlFlow::Continue(())
+            })
             .expect("generates");
         out.images[0]
             .save(dir.join(format!("{seed:05}-0-picture.png")))
@@ -73,7 +79,11 @@ fn write_training_set(model: &StableDiffusion, planted: &HypernetworkFile, dir: 
 
 /// The mean denoising loss of [`PROMPT`] over `latents` at fixed timesteps and noise (seed
 /// 99), with `file` applied at strength 1 (`None`: the bare model).
-fn eval_loss(model: &StableDiffusion, file: Option<&HypernetworkFile>, latents: &[Tensor<4>]) -> f32 {
+fn eval_loss(
+    model: &StableDiffusion,
+    file: Option<&HypernetworkFile>,
+    latents: &[Tensor<4>],
+) -> f32 {
     let active: Vec<ActiveHypernetwork<'_>> = file
         .map(|file| ActiveHypernetwork {
             file,
@@ -84,9 +94,14 @@ fn eval_loss(model: &StableDiffusion, file: Option<&HypernetworkFile>, latents: 
     let model = model.with_hypernetworks(&active);
     let device = model.device();
     let lookup = EmbeddingLookup::new();
-    let cond = PromptEncoder::new(&model.tokenizer, &model.text_encoder, &lookup, ModelFlavour::Sd1)
-        .encode(PROMPT)
-        .expect("prompt");
+    let cond = PromptEncoder::new(
+        &model.tokenizer,
+        &model.text_encoder,
+        &lookup,
+        ModelFlavour::Sd1,
+    )
+    .encode(PROMPT)
+    .expect("prompt");
     let cumprod = model.noise_schedule().alphas_cumprod_f64();
     let mut noise = TorchCpuGenerator::new(99);
     let (mut total, mut n) = (0.0, 0.0);
@@ -94,11 +109,17 @@ fn eval_loss(model: &StableDiffusion, file: Option<&HypernetworkFile>, latents: 
         let x0 = Tensor::<4>::from_data(latent.to_data(), device);
         for t in [50usize, 250, 450, 650, 850] {
             let dims = x0.dims();
-            let eps = Tensor::<4>::from_data(TensorData::new(noise.randn(dims.iter().product()), dims), device);
+            let eps = Tensor::<4>::from_data(
+                TensorData::new(noise.randn(dims.iter().product()), dims),
+                device,
+            );
             let (a, s) = (cumprod[t].sqrt() as f32, (1.0 - cumprod[t]).sqrt() as f32);
             let x_t = x0.clone().mul_scalar(a) + eps.clone().mul_scalar(s);
             let timestep = Tensor::<1>::from_data(TensorData::new(vec![t as f32], [1]), device);
-            let prediction = model.unet.forward(x_t, timestep, cond.clone()).expect("UNet");
+            let prediction = model
+                .unet
+                .forward(x_t, timestep, cond.clone())
+                .expect("UNet");
             let loss: f32 = (prediction - eps).powi_scalar(2).mean().into_scalar();
             total += loss;
             n += 1.0;
@@ -131,8 +152,9 @@ fn config(dir: &Path, data: &Path, steps: usize) -> TrainConfig {
 
 /// A fresh hypernetwork as "Create hypernetwork" writes it, read back from its folder.
 fn created(model: &StableDiffusion, dir: &Path, name: &str) -> HypernetworkFile {
-    let file = HypernetworkFile::new_random(name, &settings(model, "linear", WeightInit::Normal), 3)
-        .expect("create");
+    let file =
+        HypernetworkFile::new_random(name, &settings(model, "linear", WeightInit::Normal), 3)
+            .expect("create");
     let path = dir.join("hypernetworks").join(format!("{name}.pt"));
     std::fs::create_dir_all(path.parent().expect("folder")).expect("mkdir");
     file.write(&path).expect("write");
@@ -140,7 +162,7 @@ fn created(model: &StableDiffusion, dir: &Path, name: &str) -> HypernetworkFile 
 }
 
 #[test]
-fn a_planted_style_is_learned_and_the_run_is_laid_out_as_a1111() {
+fn training_lowers_the_loss_of_its_pictures_and_the_run_is_laid_out_as_a1111() {
     let model = model();
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
@@ -181,19 +203,21 @@ fn a_planted_style_is_learned_and_the_run_is_laid_out_as_a1111() {
         "eval loss: bare model {bare_loss:.5}, created {start_loss:.5} -> trained {end_loss:.5} \
          (the planted hypernetwork: {planted_loss:.5})"
     );
-    // The planted style moves this model's predictions (else the test shows nothing), and
-    // training on its pictures must bring the loss down towards it.
+    // On this tiny model the planted hypernetwork barely moves the predictions (measured
+    // 2026-12-07: 1.31292 planted vs 1.31452 created, bare 1.31445); the trained one learns
+    // the three pictures themselves and lowers their denoising loss at timesteps and noise
+    // it never trained on (measured 1.31452 -> 1.21894, -7.3 %). A run that did not update
+    // the weights, or updated them against the gradient, fails here.
     assert!(
-        planted_loss < start_loss,
-        "planted {planted_loss} vs created {start_loss}"
-    );
-    assert!(
-        end_loss < start_loss - 0.25 * (start_loss - planted_loss),
+        end_loss < 0.97 * start_loss,
         "eval loss {start_loss} -> {end_loss}, planted {planted_loss}"
     );
 
     // The file: A1111's, at step 60, on the model it trained on, weights as trained.
-    assert_eq!(outcome.path, dir.path().join("hypernetworks").join("style.pt"));
+    assert_eq!(
+        outcome.path,
+        dir.path().join("hypernetworks").join("style.pt")
+    );
     assert_eq!(written.step, Some(60));
     assert_eq!(written.name, "style");
     assert_eq!(
@@ -202,8 +226,14 @@ fn a_planted_style_is_learned_and_the_run_is_laid_out_as_a1111() {
     );
     assert_eq!(written.modules.len(), start.modules.len());
     for (width, [key, _]) in &written.modules {
-        assert_eq!(key[0].linear.weight, outcome.hypernetwork.modules[width][0][0].linear.weight);
-        assert_ne!(key[0].linear.weight, start.modules[width][0][0].linear.weight, "{width}");
+        assert_eq!(
+            key[0].linear.weight,
+            outcome.hypernetwork.modules[width][0][0].linear.weight
+        );
+        assert_ne!(
+            key[0].linear.weight, start.modules[width][0][0].linear.weight,
+            "{width}"
+        );
     }
     let saved: SavedOptimizer =
         serde_json::from_slice(&std::fs::read(optimizer_path(&outcome.path)).expect("optim"))
@@ -299,7 +329,6 @@ fn cancelling_saves_and_resuming_continues_with_the_optimizer_state() {
         ..optimizer
     };
     let saved = HypernetworkFile::read(&outcome.path).expect("read");
-    let mut cfg = cfg;
     cfg.steps = 14;
     let outcome = HypernetworkTrainer::new(outcome.model, saved, cfg)
         .expect("trainer")
@@ -335,7 +364,13 @@ fn a_hypernetwork_for_other_widths_or_with_validation_is_refused() {
         .err()
         .expect("refused");
     assert!(
-        matches!(error, TrainError::InvalidConfig { name: "hypernetwork", .. }),
+        matches!(
+            error,
+            TrainError::InvalidConfig {
+                name: "hypernetwork",
+                ..
+            }
+        ),
         "{error}"
     );
     assert!(error.to_string().contains("sd15.pt"), "{error}");
@@ -346,10 +381,15 @@ fn a_hypernetwork_for_other_widths_or_with_validation_is_refused() {
     let error = HypernetworkTrainer::new(model, file, cfg)
         .expect("trainer")
         .run(&mut |_| {}, &CancelToken::new())
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
-        matches!(error, TrainError::InvalidConfig { name: "validation", .. }),
+        matches!(
+            error,
+            TrainError::InvalidConfig {
+                name: "validation",
+                ..
+            }
+        ),
         "{error}"
     );
 }

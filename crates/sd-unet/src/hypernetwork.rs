@@ -124,6 +124,10 @@ pub struct HypernetworkLayer {
     pub activation: Option<HypernetworkActivation>,
     /// The LayerNorm after the activation, if the hypernetwork has them.
     pub norm: Option<LayerNorm>,
+    /// While training: the probability of dropping each output after the LayerNorm (A1111's
+    /// `torch.nn.Dropout`, survivors scaled by `1 / (1 − p)`); 0 for use.
+    #[module(skip)]
+    pub dropout: f64,
 }
 
 /// A1111's `HypernetworkModule`: `x + multiplier · mlp(x)`.
@@ -148,9 +152,24 @@ impl HypernetworkModule {
             if let Some(norm) = &layer.norm {
                 h = norm.forward(h);
             }
+            if layer.dropout > 0.0 {
+                h = dropout(h, layer.dropout);
+            }
         }
         x + h.mul_scalar(self.multiplier)
     }
+}
+
+/// `torch.nn.Dropout(p)` in training mode: each element zeroed with probability `p`, the
+/// others divided by `1 − p` (a mask from the backend's random generator).
+fn dropout(x: Tensor<3>, p: f64) -> Tensor<3> {
+    let keep = Tensor::<3>::random(
+        x.shape(),
+        burn::tensor::Distribution::Bernoulli(1.0 - p),
+        &x.device(),
+    );
+    let keep = sd_kernels::precision::to_dtype(keep.mul_scalar(1.0 / (1.0 - p)), x.dtype());
+    x * keep
 }
 
 /// The key and value modules of one hypernetwork for one width.
@@ -202,5 +221,25 @@ impl UNet2DConditionModel {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Tensor};
+
+    #[test]
+    fn dropout_zeroes_about_p_of_the_elements_and_scales_the_rest() {
+        let device = Device::default();
+        let x = Tensor::<3>::ones([1, 200, 100], &device);
+        let values = super::dropout(x, 0.3)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        let zeros = values.iter().filter(|&&v| v == 0.0).count() as f64 / values.len() as f64;
+        // 20 000 draws: the fraction's standard deviation is 0.0032; 0.02 is six of them.
+        assert!((zeros - 0.3).abs() < 0.02, "{zeros}");
+        let kept = 1.0 / 0.7f32;
+        assert!(values.iter().all(|&v| v == 0.0 || (v - kept).abs() < 1e-6));
     }
 }

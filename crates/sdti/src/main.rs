@@ -44,9 +44,9 @@ fn main() -> anyhow::Result<()> {
     sdti::logging::init(cli.verbose);
     match cli.command {
         Command::Train(args) => train::run(args.with_config(after(&argv, "train"))?),
-        Command::TrainHypernetwork(args) => train_hypernetwork::run(
-            args.with_config(after(&argv, "train-hypernetwork"))?,
-        ),
+        Command::TrainHypernetwork(args) => {
+            train_hypernetwork::run(args.with_config(after(&argv, "train-hypernetwork"))?)
+        }
         Command::Create(args) => create::run(args),
         Command::CreateHypernetwork(args) => create_hypernetwork::run(args),
         Command::Preprocess(args) => preprocess::run(args),

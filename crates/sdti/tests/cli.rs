@@ -392,3 +392,84 @@ fn a_created_hypernetwork_is_used_by_its_tag() {
         "the hypernetwork changed nothing"
     );
 }
+
+/// `train-hypernetwork` trains what `create-hypernetwork` wrote, lays the run folder out as
+/// A1111 (`hypernetworks/<name>-<step>.pt`, `hypernetwork_loss.csv`), writes the file back
+/// with its step, `--config <run>/settings.toml` continues it, and `--generate` draws with
+/// its tag.
+#[test]
+fn a_created_hypernetwork_trains_and_continues() {
+    use sd_textual_inversion::sd_core::hypernetwork::HypernetworkFile;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let create = sdti(
+        &["create-hypernetwork", "--name", "hn", "--sizes", "16,32"],
+        dir.path(),
+    );
+    assert_success(&create, "create-hypernetwork");
+    let missing = sdti(&["train-hypernetwork", "--name", "nothing"], dir.path());
+    assert!(
+        !missing.status.success() && stderr(&missing).contains("nothing.pt"),
+        "{}",
+        stderr(&missing)
+    );
+    let train = sdti(
+        &[
+            "train-hypernetwork",
+            "--name",
+            "hn",
+            "--steps",
+            "6",
+            "--save-every",
+            "3",
+            "--preview-every",
+            "0",
+            "--csv-every",
+            "1",
+            "--learn-rate",
+            "0.001",
+            "--generate",
+            "a photo of a disc <hypernet:hn:1>",
+            "--output",
+            "out.png",
+        ],
+        dir.path(),
+    );
+    assert_success(&train, "train-hypernetwork");
+    let file = dir.path().join("models/hypernetworks/hn.pt");
+    assert_eq!(
+        HypernetworkFile::read(&file).expect("trained").step,
+        Some(6)
+    );
+    assert!(
+        dir.path()
+            .join("models/hypernetworks/hn.pt.optim.json")
+            .is_file()
+    );
+    assert!(dir.path().join("out.png").is_file());
+    let run = run_folder(dir.path(), "hn");
+    for copy in ["hn-3.pt", "hn-6.pt"] {
+        assert!(run.join("hypernetworks").join(copy).is_file(), "{copy}");
+    }
+    let csv = std::fs::read_to_string(run.join("hypernetwork_loss.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 7, "{csv}");
+    let config = run.join("settings.toml");
+    let text = std::fs::read_to_string(&config).expect("settings.toml");
+    assert!(text.contains("sdti train-hypernetwork --config"), "{text}");
+
+    let again = sdti(
+        &[
+            "train-hypernetwork",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--steps",
+            "8",
+        ],
+        dir.path(),
+    );
+    assert_success(&again, "train-hypernetwork --config");
+    assert_eq!(
+        HypernetworkFile::read(&file).expect("trained").step,
+        Some(8)
+    );
+}

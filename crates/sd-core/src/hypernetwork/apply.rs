@@ -37,7 +37,7 @@ impl StableDiffusion {
         for active in hypernetworks {
             for (width, [key, value]) in &active.file.modules {
                 let build = |layers: &[LayerWeights]| {
-                    build_module(layers, active.multiplier, &device, dtype, false)
+                    build_module(layers, active.multiplier, &device, dtype, None)
                 };
                 by_width.entry(*width).or_default().push(HypernetworkPair {
                     key: build(key),
@@ -65,31 +65,40 @@ impl StableDiffusion {
     }
 }
 
-/// A module's layers on `device`, in `dtype`, with `multiplier`; their weights want
-/// gradients when `trainable`.
+/// A module's layers on `device`, in `dtype`, with `multiplier`. For training, `training`
+/// is the file's dropout structure: the weights then want gradients and each layer `i`
+/// drops its outputs with probability `dropout[i + 1]` (A1111's `torch.nn.Dropout` in
+/// training mode); `None` builds the module for use.
 pub(super) fn build_module(
     layers: &[LayerWeights],
     multiplier: f32,
     device: &Device,
     dtype: burn::tensor::DType,
-    trainable: bool,
+    training: Option<&[f64]>,
 ) -> HypernetworkModule {
     HypernetworkModule {
         layers: layers
             .iter()
-            .map(|l| layer(l, device, dtype, trainable))
+            .enumerate()
+            .map(|(i, l)| {
+                let dropout = training.map(|d| d.get(i + 1).copied().unwrap_or(0.0));
+                layer(l, device, dtype, dropout)
+            })
             .collect(),
         multiplier,
     }
 }
 
 /// One layer on `device`, in the UNet's type.
+/// `dropout`: the probability for training (the weights then want gradients); `None` for
+/// use.
 fn layer(
     weights: &LayerWeights,
     device: &Device,
     dtype: burn::tensor::DType,
-    trainable: bool,
+    dropout: Option<f64>,
 ) -> HypernetworkLayer {
+    let trainable = dropout.is_some();
     let w = &weights.linear;
     let param1 = |values: &[f32]| {
         let t = Tensor::<1>::from_data(TensorData::new(values.to_vec(), [values.len()]), device);
@@ -114,6 +123,7 @@ fn layer(
         linear,
         activation: weights.activation,
         norm,
+        dropout: dropout.unwrap_or(0.0),
     }
 }
 
@@ -126,15 +136,16 @@ pub struct SkippedHypernetwork {
     pub reason: String,
 }
 
-/// The hypernetwork files of a folder and its subfolders (`.pt`), by file name.
+/// The hypernetwork files of a folder and its subfolders (`.pt`, and `.safetensors` in
+/// this crate's layout), by file name.
 #[derive(Debug, Clone, Default)]
 pub struct HypernetworkLibrary {
     files: Vec<(String, PathBuf)>,
 }
 
 impl HypernetworkLibrary {
-    /// Every `.pt` file under `dir` (A1111's `models/hypernetworks`); a missing folder is an
-    /// empty library.
+    /// Every `.pt` and `.safetensors` file under `dir` (A1111's `models/hypernetworks`); a
+    /// missing folder is an empty library.
     ///
     /// # Errors
     /// [`HypernetworkError::Io`] when `dir` exists but cannot be listed.
@@ -214,7 +225,7 @@ fn collect(dir: &Path, depth: usize, out: &mut Vec<(String, PathBuf)>) -> Result
             }
         } else if path
             .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("pt"))
+            .is_some_and(|e| e.eq_ignore_ascii_case("pt") || e.eq_ignore_ascii_case("safetensors"))
             && let Some(name) = path.file_stem().and_then(|s| s.to_str())
         {
             out.push((name.to_owned(), path.clone()));

@@ -290,7 +290,9 @@ impl HypernetworkFile {
             ),
             (
                 "sd_checkpoint",
-                self.sd_checkpoint.as_deref().map_or(PickleValue::None, text),
+                self.sd_checkpoint
+                    .as_deref()
+                    .map_or(PickleValue::None, text),
             ),
             (
                 "sd_checkpoint_name",
@@ -340,13 +342,20 @@ impl HypernetworkFile {
         Ok(PickleValue::Dict(entries))
     }
 
-    /// Writes [`to_bytes`](Self::to_bytes) to `path` through a temporary file and a rename.
+    /// Writes [`to_bytes`](Self::to_bytes) (or, for a `.safetensors` path,
+    /// [`to_safetensors_bytes`](Self::to_safetensors_bytes)) to `path` through a temporary
+    /// file and a rename.
     ///
     /// # Errors
     /// [`HypernetworkError::Io`] when it cannot be written.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        crate::fs::write_atomic(path, &self.to_bytes()?).map_err(|e| HypernetworkError::Io {
+        let bytes = if super::file::is_safetensors(path) {
+            self.to_safetensors_bytes()?
+        } else {
+            self.to_bytes()?
+        };
+        crate::fs::write_atomic(path, &bytes).map_err(|e| HypernetworkError::Io {
             path: path.to_owned(),
             source: std::io::Error::other(e.to_string()),
         })

@@ -70,7 +70,9 @@ pub struct HypernetworkFile {
 }
 
 impl HypernetworkFile {
-    /// Reads an A1111 hypernetwork `.pt` (pickle parsed as data, never executed).
+    /// Reads an A1111 hypernetwork `.pt` (pickle parsed as data, never executed), or a
+    /// `.safetensors` in the layout [`to_safetensors_bytes`](Self::to_safetensors_bytes)
+    /// writes.
     ///
     /// # Errors
     /// [`HypernetworkError::TorchFile`] for a file that is not a torch pickle,
@@ -78,6 +80,9 @@ impl HypernetworkFile {
     /// not fit its settings.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        if is_safetensors(path) {
+            return super::safetensors_file::read(path);
+        }
         let file = TorchFile::open(path)?;
         let layout = |reason: String| HypernetworkError::Layout {
             path: path.to_owned(),
@@ -87,10 +92,95 @@ impl HypernetworkFile {
         let Some(entries) = root.as_dict() else {
             return Err(layout(format!("expected a dict, found a {}", root.kind())));
         };
+        let header = Header::parse(root).map_err(layout)?;
+        let mut modules = BTreeMap::new();
+        for (key, value) in entries {
+            let PickleValue::Int(width) = key else {
+                continue;
+            };
+            let width = usize::try_from(*width)
+                .ok()
+                .filter(|w| (1..=65536).contains(w))
+                .ok_or_else(|| layout(format!("width {width} out of range")))?;
+            let pair = match value {
+                PickleValue::List(items) | PickleValue::Tuple(items) if items.len() == 2 => items,
+                other => {
+                    return Err(layout(format!(
+                        "width {width}: expected [key, value] state dicts, found a {}",
+                        other.kind()
+                    )));
+                }
+            };
+            let mut sides = Vec::with_capacity(2);
+            for (side, state) in ["key", "value"].into_iter().zip(pair) {
+                let entries = state.tensor_entries().ok_or_else(|| {
+                    layout(format!(
+                        "width {width}, {side} module: expected a state dict, found a {}",
+                        state.kind()
+                    ))
+                })?;
+                let shapes: Vec<(&str, &[usize])> = entries
+                    .iter()
+                    .map(|(k, t)| (*k, t.shape.as_slice()))
+                    .collect();
+                let load = |key: &str| {
+                    let tensor = entries
+                        .iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, t)| *t)
+                        .ok_or_else(|| format!("`{key}` is missing"))?;
+                    file.tensor_f32(tensor).map_err(|e| e.to_string())
+                };
+                let layers = module(&shapes, &load, &header.settings(width))
+                    .map_err(|r| layout(format!("width {width}, {side} module: {r}")))?;
+                sides.push(layers);
+            }
+            let [key_module, value_module]: [Vec<LayerWeights>; 2] = sides
+                .try_into()
+                .map_err(|_| layout(format!("width {width}: two modules expected")))?;
+            modules.insert(width, [key_module, value_module]);
+        }
+        header.into_file(path, modules).map_err(layout)
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Whether `path` names a safetensors file (by its extension).
+pub(super) fn is_safetensors(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+}
+
+/// A file's settings, parsed and checked as A1111's `Hypernetwork.load` reads them, from the
+/// dict of a `.pt` (or the metadata of a safetensors file, turned into one).
+pub(super) struct Header {
+    name: Option<String>,
+    step: Option<i64>,
+    layer_structure: Vec<f64>,
+    activation_func: Option<String>,
+    activation: Option<HypernetworkActivation>,
+    layer_norm: bool,
+    activate_output: bool,
+    dropout_structure: Vec<f64>,
+    weight_init: Option<String>,
+    use_dropout: bool,
+    sd_checkpoint: Option<String>,
+    sd_checkpoint_name: Option<String>,
+}
+
+impl Header {
+    /// The settings in `root`, with A1111's defaults for missing ones.
+    ///
+    /// # Errors
+    /// What is wrong with them, in words.
+    pub(super) fn parse(root: &PickleValue) -> std::result::Result<Self, String> {
         let layer_structure = match root.get("layer_structure") {
             None | Some(PickleValue::None) => vec![1.0, 2.0, 1.0],
-            Some(v) => numbers(v)
-                .ok_or_else(|| layout("layer_structure is not a list of numbers".into()))?,
+            Some(v) => numbers(v).ok_or("layer_structure is not a list of numbers")?,
         };
         // A1111's `HypernetworkModule` asserts the first and last widths are 1; more than 64
         // layers is no hypernetwork anyone made, and would only let a file ask for much.
@@ -100,9 +190,9 @@ impl HypernetworkFile {
             || layer_structure.last() != Some(&1.0)
             || layer_structure.iter().any(|w| !(w.is_finite() && *w > 0.0))
         {
-            return Err(layout(format!(
+            return Err(format!(
                 "layer_structure {layer_structure:?} must run from 1 to 1 through positive widths"
-            )));
+            ));
         }
         let activation_func = root
             .get("activation_func")
@@ -110,10 +200,10 @@ impl HypernetworkFile {
             .map(str::to_owned);
         let activation =
             HypernetworkActivation::parse(activation_func.as_deref()).map_err(|name| {
-                layout(format!(
+                format!(
                     "activation `{name}` is not supported (supported: {})",
                     HypernetworkActivation::NAMES.join(", ")
-                ))
+                )
             })?;
         let flag = |key: &str, default: bool| match root.get(key) {
             Some(PickleValue::Bool(b)) => *b,
@@ -136,84 +226,79 @@ impl HypernetworkFile {
             ),
         };
         if dropout_structure.len() != layer_structure.len() {
-            return Err(layout(format!(
+            return Err(format!(
                 "dropout_structure {dropout_structure:?} does not match layer_structure {layer_structure:?}"
-            )));
+            ));
         }
-        let mut modules = BTreeMap::new();
-        for (key, value) in entries {
-            let PickleValue::Int(width) = key else {
-                continue;
-            };
-            let width = usize::try_from(*width)
-                .ok()
-                .filter(|w| (1..=65536).contains(w))
-                .ok_or_else(|| layout(format!("width {width} out of range")))?;
-            let pair = match value {
-                PickleValue::List(items) | PickleValue::Tuple(items) if items.len() == 2 => items,
-                other => {
-                    return Err(layout(format!(
-                        "width {width}: expected [key, value] state dicts, found a {}",
-                        other.kind()
-                    )));
-                }
-            };
-            let settings = Settings {
-                width,
-                layer_structure: &layer_structure,
-                activation,
-                layer_norm,
-                activate_output,
-                dropout_structure: &dropout_structure,
-            };
-            let key_module = module(&file, &pair[0], &settings)
-                .map_err(|r| layout(format!("width {width}, key module: {r}")))?;
-            let value_module = module(&file, &pair[1], &settings)
-                .map_err(|r| layout(format!("width {width}, value module: {r}")))?;
-            modules.insert(width, [key_module, value_module]);
-        }
-        if modules.is_empty() {
-            return Err(layout("no module for any width: not a hypernetwork".into()));
-        }
-        let name = root
-            .get("name")
-            .and_then(PickleValue::as_str)
-            .map(str::to_owned)
-            .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
-            .unwrap_or_default();
         let text_entry = |key: &str| {
             root.get(key)
                 .and_then(PickleValue::as_str)
                 .map(str::to_owned)
         };
         Ok(Self {
-            path: path.to_owned(),
-            name,
+            name: text_entry("name"),
             step: root.get("step").and_then(PickleValue::as_int),
             layer_structure,
             activation_func,
+            activation,
             layer_norm,
             activate_output,
             dropout_structure,
-            weight_init: root
-                .get("weight_initialization")
-                .and_then(PickleValue::as_str)
-                .map(str::to_owned),
+            weight_init: text_entry("weight_initialization"),
             use_dropout,
-            modules,
             sd_checkpoint: text_entry("sd_checkpoint"),
             sd_checkpoint_name: text_entry("sd_checkpoint_name"),
         })
     }
 
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The layout of the modules of `width`.
+    pub(super) fn settings(&self, width: usize) -> Settings<'_> {
+        Settings {
+            width,
+            layer_structure: &self.layer_structure,
+            activation: self.activation,
+            layer_norm: self.layer_norm,
+            activate_output: self.activate_output,
+            dropout_structure: &self.dropout_structure,
+        }
+    }
+
+    /// The file at `path` with these settings and `modules` (at least one).
+    ///
+    /// # Errors
+    /// When there are no modules.
+    pub(super) fn into_file(
+        self,
+        path: &Path,
+        modules: BTreeMap<usize, [Vec<LayerWeights>; 2]>,
+    ) -> std::result::Result<HypernetworkFile, String> {
+        if modules.is_empty() {
+            return Err("no module for any width: not a hypernetwork".into());
+        }
+        let name = self
+            .name
+            .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        Ok(HypernetworkFile {
+            path: path.to_owned(),
+            name,
+            step: self.step,
+            layer_structure: self.layer_structure,
+            activation_func: self.activation_func,
+            layer_norm: self.layer_norm,
+            activate_output: self.activate_output,
+            dropout_structure: self.dropout_structure,
+            weight_init: self.weight_init,
+            use_dropout: self.use_dropout,
+            modules,
+            sd_checkpoint: self.sd_checkpoint,
+            sd_checkpoint_name: self.sd_checkpoint_name,
+        })
     }
 }
 
 /// What decides a module's layout.
-struct Settings<'a> {
+pub(super) struct Settings<'a> {
     width: usize,
     layer_structure: &'a [f64],
     activation: Option<HypernetworkActivation>,
@@ -275,15 +360,13 @@ fn numbers(value: &PickleValue) -> Option<Vec<f64>> {
         .collect()
 }
 
-/// One module's layers from its state dict, laid out as A1111's `HypernetworkModule`.
-fn module(
-    file: &TorchFile,
-    state: &PickleValue,
+/// One module's layers from its state dict (the keys and shapes of its tensors, and how to
+/// read one as f32), laid out as A1111's `HypernetworkModule`.
+pub(super) fn module(
+    entries: &[(&str, &[usize])],
+    load: &dyn Fn(&str) -> std::result::Result<Vec<f32>, String>,
     s: &Settings<'_>,
 ) -> std::result::Result<Vec<LayerWeights>, String> {
-    let entries = state
-        .tensor_entries()
-        .ok_or_else(|| format!("expected a state dict, found a {}", state.kind()))?;
     // The layout the settings describe, before any tensor is read: every key and shape, so a
     // file cannot make the reader hold more than the module it claims to be.
     let widths: Vec<usize> = s
@@ -323,9 +406,9 @@ fn module(
         }
     }
     let mut tensors: BTreeMap<String, Vec<f32>> = BTreeMap::new();
-    for (key, tensor) in entries {
+    for &(stored, shape) in entries {
         // A1111's `fix_old_state_dict`: the first files named two layers `linear1`, `linear2`.
-        let key = match key {
+        let key = match stored {
             "linear1.weight" => "linear.0.weight",
             "linear1.bias" => "linear.0.bias",
             "linear2.weight" => "linear.1.weight",
@@ -333,9 +416,9 @@ fn module(
             other => other,
         };
         match expected.get(key) {
-            Some(shape) if *shape == tensor.shape => {}
-            Some(shape) => {
-                return Err(format!("`{key}` is {:?}, expected {shape:?}", tensor.shape));
+            Some(want) if want.as_slice() == shape => {}
+            Some(want) => {
+                return Err(format!("`{key}` is {shape:?}, expected {want:?}"));
             }
             None => {
                 return Err(format!(
@@ -343,7 +426,7 @@ fn module(
                 ));
             }
         }
-        let values = file.tensor_f32(tensor).map_err(|e| e.to_string())?;
+        let values = load(stored)?;
         if values.iter().any(|v| !v.is_finite()) {
             return Err(format!("`{key}` holds a value that is not finite"));
         }

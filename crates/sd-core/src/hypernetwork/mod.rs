@@ -11,6 +11,7 @@ mod apply;
 mod create;
 mod error;
 mod file;
+mod safetensors_file;
 mod trainable;
 
 pub use apply::{ActiveHypernetwork, HypernetworkLibrary, SkippedHypernetwork};

@@ -1,8 +1,9 @@
 //! A hypernetwork whose weights learn: its modules built once on an autodiff device, shared
 //! by every attention of their width (so each weight's gradient sums over the layers, as
 //! with A1111's one module object), in training mode (A1111 multiplies by 1 while training,
-//! whatever the strength). Not yet: the dropout A1111 applies while training a hypernetwork
-//! saved with a dropout structure (those train here without it).
+//! whatever the strength), with the dropout of the file's dropout structure after each layer
+//! (A1111's `torch.nn.Dropout` in training mode; masks from the backend's random generator,
+//! so they are not PyTorch's).
 
 use std::collections::BTreeMap;
 
@@ -33,8 +34,8 @@ impl TrainableHypernetwork {
             .iter()
             .map(|(&width, [key, value])| {
                 let pair = HypernetworkPair {
-                    key: build_module(key, 1.0, device, dtype, true),
-                    value: build_module(value, 1.0, device, dtype, true),
+                    key: build_module(key, 1.0, device, dtype, Some(&file.dropout_structure)),
+                    value: build_module(value, 1.0, device, dtype, Some(&file.dropout_structure)),
                 };
                 (width, pair)
             })

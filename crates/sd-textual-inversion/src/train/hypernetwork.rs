@@ -168,7 +168,7 @@ impl HypernetworkTrainer {
             trainer: Trainer {
                 model,
                 config,
-                subject: Subject::Hypernetwork(weights),
+                subject: Subject::Hypernetwork(Box::new(weights)),
                 optimizer,
             },
         })

@@ -305,10 +305,8 @@ impl TrainConfig {
             let untrained = match kind {
                 TrainedKind::Embedding => sd_core::embeddings::read_file(&path)
                     .is_ok_and(|(e, _)| e.step.unwrap_or(0) <= 0),
-                TrainedKind::Hypernetwork => {
-                    sd_core::hypernetwork::HypernetworkFile::read(&path)
-                        .is_ok_and(|h| h.step.unwrap_or(0) <= 0)
-                }
+                TrainedKind::Hypernetwork => sd_core::hypernetwork::HypernetworkFile::read(&path)
+                    .is_ok_and(|h| h.step.unwrap_or(0) <= 0),
             };
             if !untrained {
                 return Err(TrainError::WouldOverwrite { path });

@@ -93,7 +93,12 @@ impl Trainer {
 
     /// `bytes` to `path` and `saved` beside it, the state serialised first (as
     /// [`save`](Self::save) does for an embedding).
-    fn write_with_optimizer(&self, path: &Path, bytes: &[u8], saved: &SavedOptimizer) -> Result<()> {
+    fn write_with_optimizer(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        saved: &SavedOptimizer,
+    ) -> Result<()> {
         let optim = optimizer_path(path);
         let json = serde_json::to_vec(saved).map_err(|source| TrainError::Json {
             path: optim.clone(),

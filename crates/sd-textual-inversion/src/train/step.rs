@@ -151,8 +151,13 @@ fn loss_tensor(
     batch: &StepBatch,
 ) -> Result<Tensor<1>> {
     let device = model.device();
-    let encoder = PromptEncoder::new(&model.tokenizer, &model.text_encoder, lookup, flavour(model))
-        .with_clip_skip(clip_skip);
+    let encoder = PromptEncoder::new(
+        &model.tokenizer,
+        &model.text_encoder,
+        lookup,
+        flavour(model),
+    )
+    .with_clip_skip(clip_skip);
     let texts: Vec<&str> = batch.texts.iter().map(String::as_str).collect();
     let cond = encoder.encode_batch_with(&texts, &mut |other| {
         if other == id {
@@ -184,8 +189,13 @@ pub(crate) fn constant_conditioning(
     batch: &StepBatch,
     per_text: bool,
 ) -> Result<Tensor<3>> {
-    let encoder = PromptEncoder::new(&model.tokenizer, &model.text_encoder, lookup, flavour(model))
-        .with_clip_skip(clip_skip);
+    let encoder = PromptEncoder::new(
+        &model.tokenizer,
+        &model.text_encoder,
+        lookup,
+        flavour(model),
+    )
+    .with_clip_skip(clip_skip);
     let texts: Vec<&str> = batch.texts.iter().map(String::as_str).collect();
     if !per_text || texts.len() == 1 {
         return Ok(encoder.encode_batch(&texts)?);

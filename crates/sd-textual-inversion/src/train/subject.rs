@@ -21,8 +21,8 @@ use crate::error::{Result, TrainError};
 pub(super) enum Subject {
     /// An embedding's vectors.
     Embedding(Embedding),
-    /// A hypernetwork's weights.
-    Hypernetwork(HypernetworkWeights),
+    /// A hypernetwork's weights (boxed: the file and its modules are large).
+    Hypernetwork(Box<HypernetworkWeights>),
 }
 
 /// A hypernetwork being trained: its modules on the autodiff device and their values as one

@@ -353,7 +353,9 @@ impl Trainer {
         });
         let mut lookup = EmbeddingLookup::new();
         let id = match self.subject.kind() {
-            TrainedKind::Embedding => Some(self.subject.register(&mut lookup, &self.model.tokenizer)?),
+            TrainedKind::Embedding => {
+                Some(self.subject.register(&mut lookup, &self.model.tokenizer)?)
+            }
             TrainedKind::Hypernetwork => None,
         };
         let validation = match &config.validation {

@@ -240,7 +240,9 @@ pub(crate) fn show_progress(bar: &indicatif::ProgressBar, event: &TrainEvent) {
             bar.set_position(*step as u64);
             bar.set_message(format!("loss {mean_loss:.7} lr {learn_rate}"));
         }
-        TrainEvent::NaN { step } => bar.println(format!("loss became NaN at step {step}: stopping")),
+        TrainEvent::NaN { step } => {
+            bar.println(format!("loss became NaN at step {step}: stopping"))
+        }
         TrainEvent::Diverged { step, learn_rate } => bar.println(format!(
             "the update at step {step} (learning rate {learn_rate}) overflowed: stopping"
         )),
@@ -269,7 +271,11 @@ pub(crate) fn show_progress(bar: &indicatif::ProgressBar, event: &TrainEvent) {
 ///
 /// # Errors
 /// For a NaN loss or an update that overflowed.
-pub(crate) fn report_stop(reason: StopReason, path: &std::path::Path, what: &str) -> anyhow::Result<()> {
+pub(crate) fn report_stop(
+    reason: StopReason,
+    path: &std::path::Path,
+    what: &str,
+) -> anyhow::Result<()> {
     match reason {
         StopReason::Cancelled => eprintln!("interrupted: saved the {what}"),
         StopReason::NoImprovement { best_step } => {

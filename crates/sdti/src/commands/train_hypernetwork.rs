@@ -28,8 +28,7 @@ use sd_textual_inversion::train::{
 };
 
 use super::train::{
-    cancel_on_ctrl_c, name_the_flag, progress_bar, report_stop, show_progress,
-    write_settings_toml,
+    cancel_on_ctrl_c, name_the_flag, progress_bar, report_stop, show_progress, write_settings_toml,
 };
 use crate::cli::{data_or_sample_set, model_or_bundled, training_device};
 
@@ -47,7 +46,7 @@ pub struct Args {
     model: Option<PathBuf>,
     /// The hypernetwork to train, by name: `<hypernetwork-dir>/<name>.pt`, as
     /// `create-hypernetwork` wrote it (a trained one continues from its step).
-    #[arg(long, required_unless_present = "hypernetwork")]
+    #[arg(long)]
     name: Option<String>,
     /// Or the hypernetwork file itself; the result still goes to `<hypernetwork-dir>`.
     #[arg(long, conflicts_with = "name")]
