@@ -32,6 +32,9 @@ const TEXT_KEYS: [&str; 5] = [
     "sd_checkpoint_name",
 ];
 
+/// A module's tensor keys and shapes.
+type Shapes = Vec<(String, Vec<usize>)>;
+
 /// Reads a hypernetwork safetensors file.
 ///
 /// # Errors
@@ -53,7 +56,7 @@ pub(super) fn read(path: &Path) -> Result<HypernetworkFile> {
     let root = settings_root(metadata.metadata().as_ref());
     let header = Header::parse(&root).map_err(layout)?;
     // `{width}.{module}.{key}` → the module's keys and shapes.
-    let mut grouped: BTreeMap<usize, [Vec<(String, Vec<usize>)>; 2]> = BTreeMap::new();
+    let mut grouped: BTreeMap<usize, [Shapes; 2]> = BTreeMap::new();
     for name in st.names() {
         let parsed = name.split_once('.').and_then(|(width, rest)| {
             let (module, key) = rest.split_once('.')?;
