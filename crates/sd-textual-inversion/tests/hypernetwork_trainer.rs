@@ -392,4 +392,28 @@ fn a_hypernetwork_for_other_widths_or_with_validation_is_refused() {
         ),
         "{error}"
     );
+
+    // A trained file of the name in the folder is not replaced by another file's run.
+    image::RgbImage::from_pixel(64, 64, image::Rgb([200, 40, 40]))
+        .save(data.join("red.png"))
+        .expect("png");
+    let mut trained = created(&self::model(), dir.path(), "taken");
+    trained.step = Some(5);
+    trained
+        .write(dir.path().join("hypernetworks").join("taken.pt"))
+        .expect("write");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    let other =
+        HypernetworkFile::read(dir.path().join("hypernetworks").join("taken.pt")).expect("read");
+    other.write(elsewhere.join("taken.pt")).expect("write");
+    let other = HypernetworkFile::read(elsewhere.join("taken.pt")).expect("read");
+    let error = HypernetworkTrainer::new(self::model(), other, config(dir.path(), &data, 6))
+        .expect("trainer")
+        .run(&mut |_| {}, &CancelToken::new())
+        .expect_err("refused");
+    assert!(
+        matches!(error, TrainError::WouldOverwrite { .. }),
+        "{error}"
+    );
 }

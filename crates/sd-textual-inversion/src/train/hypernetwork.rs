@@ -16,6 +16,7 @@ use sd_core::model::Precision;
 use super::adamw::{AdamW, AdamWConfig};
 use super::config::TrainConfig;
 use super::events::{CancelToken, StopReason, TrainEvent};
+use super::kind::TrainedKind;
 use super::save::SavedOptimizer;
 use super::step::{StepBatch, constant_conditioning, freeze, unet_loss};
 use super::subject::{HypernetworkWeights, Subject};
@@ -117,8 +118,10 @@ pub struct HypernetworkTrainer {
 impl HypernetworkTrainer {
     /// A trainer for `file` on `model`, which must live on an autodiff device
     /// (`device.autodiff()`) and compute in f32; its weights are frozen here. The run is
-    /// named after the file (its stem, as A1111 lists hypernetworks) and continues it:
-    /// [`TrainConfig::resume_from`] is the file unless set.
+    /// named after the file (its stem, as A1111 lists hypernetworks) and continues from its
+    /// step. The result goes to `<hypernetwork_dir>/<name>.pt`: when that is the file itself
+    /// it is replaced (as A1111 does); a trained file of that name read from elsewhere is
+    /// replaced only with [`TrainConfig::overwrite`] (or [`TrainConfig::resume_from`]).
     ///
     /// # Errors
     /// [`TrainError::InvalidConfig`] for a model off an autodiff device or in half
@@ -153,7 +156,11 @@ impl HypernetworkTrainer {
         if let Some(stem) = file.path().file_stem() {
             file.name = stem.to_string_lossy().into_owned();
         }
-        if config.resume_from.is_none() {
+        // Training the file in the folder it is written to continues it (A1111 trains the
+        // file it loads); a file from elsewhere replaces a trained one of its name only with
+        // `overwrite`.
+        let destination = TrainedKind::Hypernetwork.output_file(&config, &file.name);
+        if config.resume_from.is_none() && same_file(file.path(), &destination) {
             config.resume_from = Some(file.path().to_owned());
         }
         let model = freeze(model);
@@ -175,8 +182,8 @@ impl HypernetworkTrainer {
     }
 
     /// Continues from a saved optimizer state when it belongs to the file being trained (its
-    /// hash is the file's short sha256, and the sizes agree); otherwise AdamW starts afresh,
-    /// as A1111 does.
+    /// hash is the short sha256 of the file as read, and the sizes agree); otherwise AdamW
+    /// starts afresh, as A1111 does.
     pub fn with_saved_optimizer(self, saved: &SavedOptimizer) -> Self {
         Self {
             trainer: self.trainer.with_saved_optimizer(saved),
@@ -219,5 +226,13 @@ impl HypernetworkTrainer {
             skipped: finished.skipped,
             model: finished.model,
         })
+    }
+}
+
+/// Whether two paths name the same file (by their canonical forms when both exist).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }

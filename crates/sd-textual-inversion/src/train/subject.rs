@@ -3,7 +3,6 @@
 //! preview renders with.
 
 use std::borrow::Cow;
-use std::path::Path;
 
 use sd_core::StableDiffusion;
 use sd_core::checkpoint::ModelHash;
@@ -220,13 +219,13 @@ impl Subject {
         }
     }
 
-    /// The optimizer state's key for the file at `path` that this run continues: an
-    /// embedding's checksum, a hypernetwork file's short sha256 (A1111's `.optim` keys).
-    pub fn resume_hash(&self, path: Option<&Path>) -> Option<String> {
+    /// The optimizer state's key for what this run continues: an embedding's checksum, the
+    /// short sha256 of the hypernetwork file it was read from (A1111's `.optim` keys).
+    pub fn resume_hash(&self) -> Option<String> {
         match self {
             Self::Embedding(e) => e.checksum(),
-            Self::Hypernetwork(_) => {
-                let hash = ModelHash::compute(path?).ok()?;
+            Self::Hypernetwork(h) => {
+                let hash = ModelHash::compute(h.file.path()).ok()?;
                 Some(hash.short().to_owned())
             }
         }

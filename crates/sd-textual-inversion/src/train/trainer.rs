@@ -149,7 +149,7 @@ impl Trainer {
     /// this embedding; otherwise starts AdamW afresh, as A1111 does.
     pub fn with_saved_optimizer(mut self, saved: &SavedOptimizer) -> Self {
         let fits = saved.state.exp_avg.len() == self.subject.values().len();
-        let hash = self.subject.resume_hash(self.config.resume_from.as_deref());
+        let hash = self.subject.resume_hash();
         if fits && hash.as_deref() == Some(saved.hash.as_str()) {
             self.optimizer.state = saved.state.clone();
         }
