@@ -59,7 +59,9 @@ fn kohya_and_peft_files_change_the_networks_as_diffusers_does() {
         let scales = fixture_tensor(&fixture, "scales")
             .try_to_vec::<f32>()
             .expect("scales");
-        for layout in ["lora", "peft"] {
+        // `lora-ldm`: the kohya file with its UNet modules in LDM's names
+        // (`tools/lora_ldm_names.py`), as A1111 names its layers.
+        for layout in ["lora", "peft", "lora-ldm"] {
             let path = format!("{ROOT}/fixtures/lora/{name}-{layout}.safetensors");
             let file = LoraFile::read(&path).expect("reads");
             assert!(file.unsupported().is_empty(), "{:?}", file.unsupported());

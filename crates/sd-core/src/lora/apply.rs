@@ -68,6 +68,7 @@ impl StableDiffusion {
         let mut text = Mapper::new(Network::TextEncoder, &updates, &device);
         model.text_encoder = model.text_encoder.map(&mut text);
         let mut unet = Mapper::new(Network::Unet, &updates, &device);
+        unet.unet_config = Some(self.architecture().unet.clone());
         model.unet = model.unet.map(&mut unet);
         if let Some(error) = text.error.or(unet.error) {
             return Err(error);
@@ -100,6 +101,7 @@ enum Network {
 }
 
 /// One LoRA module's contribution to a layer.
+#[derive(Clone, Copy)]
 struct Update<'a> {
     file: &'a LoraFile,
     module: &'a LoraModule,
@@ -122,6 +124,8 @@ struct Mapper<'u, 'a> {
     /// The kohya names of every weight of the network (what a LoRA module can name).
     matched: Vec<String>,
     error: Option<LoraError>,
+    /// The UNet's configuration, which places its layers in LDM's numbering.
+    unet_config: Option<sd_unet::UNetConfig>,
 }
 
 impl<'u, 'a> Mapper<'u, 'a> {
@@ -133,7 +137,26 @@ impl<'u, 'a> Mapper<'u, 'a> {
             path: Vec::new(),
             matched: Vec::new(),
             error: None,
+            unet_config: None,
         }
+    }
+
+    /// The names a LoRA module may give the layer whose weight is at the current path: its
+    /// kohya name from diffusers' naming (`lora_unet_down_blocks_1_attentions_0_proj_in`)
+    /// and, for the UNet, from LDM's (`lora_unet_input_blocks_4_1_proj_in`, as A1111 names
+    /// its layers and some trainers wrote them).
+    fn layer_names(&self) -> Vec<String> {
+        let Some(kohya) = self.kohya_name() else {
+            return Vec::new();
+        };
+        let ldm = self.unet_config.as_ref().and_then(|config| {
+            let path: Vec<&str> = self.path.iter().flatten().map(String::as_str).collect();
+            let name = sd_unet::loader::diffusers_name(&path.join("."));
+            let ldm = sd_unet::loader::ldm::ldm_name(config, &name)?;
+            let ldm = ldm.strip_suffix(".weight").unwrap_or(&ldm).to_owned();
+            Some(format!("lora_unet_{}", ldm.replace('.', "_")))
+        });
+        std::iter::once(kohya).chain(ldm).collect()
     }
 
     /// The kohya name of the layer whose weight is at the current path, if it is a weight.
@@ -222,16 +245,23 @@ impl ModuleMapper for Mapper<'_, '_> {
         if self.error.is_some() || !(D == 2 || D == 4) {
             return param;
         }
-        let Some(name) = self.kohya_name() else {
+        let names = self.layer_names();
+        let Some(name) = names.first().cloned() else {
             return param;
         };
         // Every layer the model has counts as matched, whatever its multiplier (0 included).
-        self.matched.push(name.clone());
-        let Some(updates) = self.updates.by_layer.get(&(self.network, name.clone())) else {
+        self.matched.extend(names.iter().cloned());
+        let updates: Vec<Update<'_>> = names
+            .iter()
+            .filter_map(|n| self.updates.by_layer.get(&(self.network, n.clone())))
+            .flatten()
+            .copied()
+            .collect();
+        if updates.is_empty() {
             return param;
-        };
+        }
         let dims = param.val().dims();
-        match self.delta(&name, updates, dims) {
+        match self.delta(&name, &updates, dims) {
             Ok(delta) => {
                 param.map(|weight| {
                     let dtype = weight.dtype();

@@ -119,6 +119,99 @@ pub fn key_table(config: &UNetConfig) -> Vec<(String, String)> {
     rows
 }
 
+/// The LDM name (without [`PREFIX`]) of the diffusers-named UNet key `diffusers` in this
+/// configuration: the inverse of [`key_table`]. `None` for a key this UNet does not have.
+///
+/// ```
+/// use sd_unet::UNetConfig;
+/// use sd_unet::loader::ldm::ldm_name;
+/// let config = UNetConfig::sd15();
+/// assert_eq!(
+///     ldm_name(&config, "down_blocks.1.attentions.0.proj_in.weight").as_deref(),
+///     Some("input_blocks.4.1.proj_in.weight")
+/// );
+/// assert_eq!(
+///     ldm_name(&config, "mid_block.resnets.1.conv2.weight").as_deref(),
+///     Some("middle_block.2.out_layers.3.weight")
+/// );
+/// ```
+pub fn ldm_name(config: &UNetConfig, diffusers: &str) -> Option<String> {
+    let per = config.layers_per_block + 1;
+    let layers = config.layers_per_block;
+    let n = config.down_block_types.len();
+    let parts: Vec<&str> = diffusers.split('.').collect();
+    let index = |s: &str| s.parse::<usize>().ok();
+    // Inside a resnet, diffusers' layer name → LDM's `nn.Sequential` index.
+    let resnet = |rest: &[&str]| -> Option<String> {
+        let (first, tail) = rest.split_first()?;
+        let (ldm, _) = RESNET.iter().find(|(_, to)| to == first)?;
+        Some(
+            std::iter::once(*ldm)
+                .chain(tail.iter().copied())
+                .collect::<Vec<_>>()
+                .join("."),
+        )
+    };
+    let join = |rest: &[&str]| rest.join(".");
+    Some(match parts.as_slice() {
+        ["time_embedding", "linear_1", rest @ ..] => format!("time_embed.0.{}", join(rest)),
+        ["time_embedding", "linear_2", rest @ ..] => format!("time_embed.2.{}", join(rest)),
+        ["conv_in", rest @ ..] => format!("input_blocks.0.0.{}", join(rest)),
+        ["conv_norm_out", rest @ ..] => format!("out.0.{}", join(rest)),
+        ["conv_out", rest @ ..] => format!("out.2.{}", join(rest)),
+        ["down_blocks", i, kind, j, rest @ ..] => {
+            let (i, j) = (index(i)?, index(j)?);
+            if i >= n {
+                return None;
+            }
+            match *kind {
+                "resnets" if j < layers => {
+                    format!("input_blocks.{}.0.{}", i * per + j + 1, resnet(rest)?)
+                }
+                "attentions" if j < layers && config.down_block_types[i].has_attention() => {
+                    format!("input_blocks.{}.1.{}", i * per + j + 1, join(rest))
+                }
+                "downsamplers" if j == 0 && i + 1 < n => match rest {
+                    ["conv", rest @ ..] => {
+                        format!("input_blocks.{}.0.op.{}", (i + 1) * per, join(rest))
+                    }
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
+        ["mid_block", "resnets", j, rest @ ..] if index(j)? < 2 => {
+            format!("middle_block.{}.{}", 2 * index(j)?, resnet(rest)?)
+        }
+        ["mid_block", "attentions", "0", rest @ ..] => format!("middle_block.1.{}", join(rest)),
+        ["up_blocks", i, kind, j, rest @ ..] => {
+            let (i, j) = (index(i)?, index(j)?);
+            let has_attention = config.up_block_types.get(i)?.has_attention();
+            match *kind {
+                "resnets" if j < per => {
+                    format!("output_blocks.{}.0.{}", i * per + j, resnet(rest)?)
+                }
+                "attentions" if j < per && has_attention => {
+                    format!("output_blocks.{}.1.{}", i * per + j, join(rest))
+                }
+                "upsamplers" if j == 0 && i + 1 < n => match rest {
+                    ["conv", rest @ ..] => {
+                        let slot = if has_attention { 2 } else { 1 };
+                        format!(
+                            "output_blocks.{}.{slot}.conv.{}",
+                            i * per + layers,
+                            join(rest)
+                        )
+                    }
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
+        _ => return None,
+    })
+}
+
 /// Escapes the regex metacharacters that occur in state-dict keys (only `.`).
 fn regex_escape(key: &str) -> String {
     key.replace('.', r"\.")
