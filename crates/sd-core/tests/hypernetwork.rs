@@ -444,3 +444,36 @@ fn safetensors_files_hold_everything_a_pt_does() {
     let error = HypernetworkFile::read(&stray).expect_err("refused");
     assert!(error.to_string().contains("lora_unet_x"), "{error}");
 }
+
+#[test]
+fn a_dropout_probability_outside_0_to_1_is_refused() {
+    use sd_core::hypernetwork::HypernetworkSettings;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut file = HypernetworkFile::new_random(
+        "bad",
+        &HypernetworkSettings {
+            sizes: vec![16],
+            ..HypernetworkSettings::default()
+        },
+        1,
+    )
+    .expect("creates");
+    for p in [1.0, 1.5, -0.1, f64::NAN] {
+        file.dropout_structure = vec![0.0, p, 0.0];
+        file.use_dropout = true;
+        for ext in ["pt", "safetensors"] {
+            let path = dir.path().join(format!("bad.{ext}"));
+            file.write(&path).expect("writes");
+            let error = HypernetworkFile::read(&path).expect_err("refused");
+            // (JSON has no NaN: the safetensors metadata holds `null` there, and the layout
+            // it then describes does not fit the tensors.)
+            let named = ext == "pt" || !p.is_nan();
+            assert!(
+                matches!(error, HypernetworkError::Layout { .. })
+                    && (!named || error.to_string().contains("dropout")),
+                "{p} {ext}: {error}"
+            );
+        }
+    }
+}

@@ -40,8 +40,12 @@ pub enum TrainError {
         #[source]
         source: burn::tensor::DataError,
     },
-    /// The training prompts never name the embedding, so it gets no gradient.
-    #[error("the training prompts never contain the embedding's name: nothing to learn")]
+    /// The training prompts never name the embedding (or no attention of the model has a
+    /// module of the hypernetwork's widths), so nothing gets a gradient.
+    #[error(
+        "nothing to learn: the training prompts never contain the embedding's name, or the \
+         hypernetwork has no module for this model's attention widths"
+    )]
     NoGradient,
     /// A timestep outside the model's schedule.
     #[error("timestep {timestep} is outside the schedule's 0..{max}")]
@@ -120,10 +124,10 @@ pub enum TrainError {
         /// The cap.
         limit: u64,
     },
-    /// A trained embedding (or its optimizer state) would be replaced.
+    /// A trained embedding or hypernetwork (or its optimizer state) would be replaced.
     #[error(
         "{path} already exists: set `overwrite` (--overwrite) to replace it, or continue \
-         training it from its file (--embedding)"
+         training it from that file (--embedding FILE; a hypernetwork: --name NAME)"
     )]
     WouldOverwrite {
         /// The existing file.

@@ -417,3 +417,50 @@ fn a_hypernetwork_for_other_widths_or_with_validation_is_refused() {
         "{error}"
     );
 }
+
+#[test]
+fn modules_the_model_lacks_stay_as_they_were_and_dropout_runs_repeat() {
+    let model = model();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let planted = HypernetworkFile::new_random(
+        "planted",
+        &settings(&model, "relu", WeightInit::KaimingNormal),
+        11,
+    )
+    .expect("planted");
+    write_training_set(&model, &planted, &data);
+    // Widths 16 and 32 (the tiny model's) and 1024 (SD 2.x's text, absent here), with dropout.
+    let mut widths: Vec<usize> = model.hypernetwork_widths().into_iter().collect();
+    widths.push(1024);
+    let settings = HypernetworkSettings {
+        sizes: widths,
+        activation_func: "relu".into(),
+        use_dropout: true,
+        dropout_structure: vec![0.0, 0.3, 0.0],
+        ..HypernetworkSettings::default()
+    };
+    let start = HypernetworkFile::new_random("dropped", &settings, 4).expect("create");
+    let run = |folder: &str| {
+        let root = dir.path().join(folder);
+        let path = root.join("hypernetworks").join("dropped.pt");
+        std::fs::create_dir_all(path.parent().expect("folder")).expect("mkdir");
+        start.write(&path).expect("write");
+        let file = HypernetworkFile::read(&path).expect("read");
+        let mut cfg = config(&root, &data, 4);
+        cfg.preview_every = 0;
+        cfg.save_every = 0;
+        HypernetworkTrainer::new(self::model(), file, cfg)
+            .expect("trainer")
+            .run(&mut |_| {}, &CancelToken::new())
+            .expect("trains")
+            .hypernetwork
+    };
+    let (first, second) = (run("a"), run("b"));
+    // As PyTorch's AdamW skips a parameter without a gradient (weight decay too).
+    assert_eq!(first.modules[&1024], start.modules[&1024]);
+    assert_ne!(first.modules[&16], start.modules[&16]);
+    // The masks come from the run's seed: the same seed, the same weights.
+    assert_eq!(first.modules, second.modules);
+}

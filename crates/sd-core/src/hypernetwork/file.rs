@@ -225,6 +225,15 @@ impl Header {
                 flag("last_layer_dropout", false),
             ),
         };
+        // A1111's `HypernetworkModule` asserts each probability is 0 or in (0, 1).
+        if dropout_structure
+            .iter()
+            .any(|p| !(p.is_finite() && (0.0..1.0).contains(p)))
+        {
+            return Err(format!(
+                "dropout_structure {dropout_structure:?}: each probability must be in [0, 1)"
+            ));
+        }
         if dropout_structure.len() != layer_structure.len() {
             return Err(format!(
                 "dropout_structure {dropout_structure:?} does not match layer_structure {layer_structure:?}"

@@ -68,8 +68,8 @@ pub(crate) fn hypernetwork_loss_and_grad(
 /// How a hypernetwork run ended and what it left.
 #[derive(Debug)]
 pub struct HypernetworkOutcome {
-    /// The hypernetwork as trained (its `step` is the last completed step; `sd_checkpoint`
-    /// names the model).
+    /// The hypernetwork as written to [`path`](Self::path) (its `step` is the last completed
+    /// step; `sd_checkpoint` names the model).
     pub hypernetwork: HypernetworkFile,
     /// Where the final file was written (`<hypernetwork_dir>/<name>.pt`).
     pub path: PathBuf,
@@ -134,7 +134,7 @@ impl HypernetworkTrainer {
         check_autodiff(&model)?;
         if model.precision() != Precision::F32 {
             return Err(TrainError::InvalidConfig {
-                name: "precision",
+                name: "model",
                 reason: format!(
                     "hypernetworks train in f32; this model computes in {:?}",
                     model.precision()
@@ -164,7 +164,7 @@ impl HypernetworkTrainer {
             config.resume_from = Some(file.path().to_owned());
         }
         let model = freeze(model);
-        let weights = HypernetworkWeights::new(file, model.device());
+        let weights = HypernetworkWeights::new(file, model.device(), &widths);
         // A1111: `torch.optim.AdamW(params=weights, lr=...)`, PyTorch's defaults.
         let adamw = AdamWConfig {
             weight_decay: 0.01,
@@ -211,6 +211,10 @@ impl HypernetworkTrainer {
         events: &mut dyn FnMut(&TrainEvent),
         cancel: &CancelToken,
     ) -> Result<HypernetworkOutcome> {
+        // The dropout masks come from the device's generator: seeded from the run's seed, so
+        // that a run with dropout repeats (on backends whose generator is seeded per device;
+        // the masks are not PyTorch's).
+        self.trainer.model.device().seed(self.trainer.config.seed);
         let finished = self.trainer.train(events, cancel)?;
         let Subject::Hypernetwork(weights) = finished.subject else {
             return Err(TrainError::InvalidConfig {
@@ -218,8 +222,13 @@ impl HypernetworkTrainer {
                 reason: "the run trained something else".into(),
             });
         };
+        // The file as written: its path, step and the checkpoint it trained on.
+        let hypernetwork = match HypernetworkFile::read(&finished.path) {
+            Ok(file) => file,
+            Err(_) => weights.to_file(),
+        };
         Ok(HypernetworkOutcome {
-            hypernetwork: weights.to_file(),
+            hypernetwork,
             path: finished.path,
             run_folder: finished.run_folder,
             reason: finished.reason,

@@ -8,7 +8,9 @@ use sd_core::StableDiffusion;
 use sd_core::checkpoint::ModelHash;
 use sd_core::conditioning::{EmbeddingId, EmbeddingLookup, TextualInversionVectors};
 use sd_core::embeddings::Embedding;
-use sd_core::hypernetwork::{ActiveHypernetwork, HypernetworkFile, TrainableHypernetwork};
+use sd_core::hypernetwork::{
+    ActiveHypernetwork, HypernetworkFile, NamedValues, TrainableHypernetwork,
+};
 use sd_core::sd_clip::ClipTokenizer;
 
 use super::hypernetwork::hypernetwork_loss_and_grad;
@@ -24,31 +26,52 @@ pub(super) enum Subject {
     Hypernetwork(Box<HypernetworkWeights>),
 }
 
-/// A hypernetwork being trained: its modules on the autodiff device and their values as one
-/// flat vector (AdamW's view; `torch.optim.AdamW` over the parameter list is the same
-/// element-wise update).
+/// A hypernetwork being trained: its modules on the autodiff device and the values of those
+/// the model uses as one flat vector (AdamW's view; `torch.optim.AdamW` over the parameter
+/// list is the same element-wise update).
 pub(super) struct HypernetworkWeights {
     /// The file as read (settings, name, step, the checkpoint it was trained on).
     pub file: HypernetworkFile,
     pub trainable: TrainableHypernetwork,
-    /// Every weight, in [`TrainableHypernetwork::values`]' order, concatenated.
+    /// The weights of the modules whose width the model's attentions have, concatenated in
+    /// [`TrainableHypernetwork::values`]' order: what AdamW updates.
     pub values: Vec<f32>,
-    /// The length of each weight in `values`.
-    pub lengths: Vec<usize>,
+    /// Every weight of the file, in that order: trained (its length in `values`) or kept.
+    slots: Vec<Slot>,
+}
+
+/// Where a weight's values live while training.
+enum Slot {
+    /// In `values`, this long.
+    Trained(usize),
+    /// A module of a width the model lacks: it gets no gradient, so it is not updated
+    /// (PyTorch's AdamW skips a parameter without one; weight decay included).
+    Kept(Vec<f32>),
 }
 
 impl HypernetworkWeights {
-    /// `file`'s weights on `device`.
-    pub fn new(file: HypernetworkFile, device: &burn::tensor::Device) -> Self {
+    /// `file`'s weights on `device`; those of `widths` train.
+    pub fn new(
+        file: HypernetworkFile,
+        device: &burn::tensor::Device,
+        widths: &std::collections::BTreeSet<usize>,
+    ) -> Self {
         let trainable = TrainableHypernetwork::new(&file, device);
-        let named = trainable.values();
-        let lengths = named.iter().map(|(_, v)| v.len()).collect();
-        let values = named.into_iter().flat_map(|(_, v)| v).collect();
+        let mut values = Vec::new();
+        let mut slots = Vec::new();
+        for ((width, _, _), v) in trainable.values() {
+            if widths.contains(&width) {
+                slots.push(Slot::Trained(v.len()));
+                values.extend(v);
+            } else {
+                slots.push(Slot::Kept(v));
+            }
+        }
         Self {
             file,
             trainable,
             values,
-            lengths,
+            slots,
         }
     }
 
@@ -56,18 +79,31 @@ impl HypernetworkWeights {
     fn sync(&mut self) {
         let mut offset = 0;
         let shaped: Vec<Vec<f32>> = self
-            .lengths
+            .slots
             .iter()
-            .map(|&len| {
-                let v = self.values[offset..offset + len].to_vec();
-                offset += len;
-                v
+            .map(|slot| match slot {
+                Slot::Trained(len) => {
+                    let v = self.values[offset..offset + len].to_vec();
+                    offset += len;
+                    v
+                }
+                Slot::Kept(v) => v.clone(),
             })
             .collect();
         self.trainable.set_values(&shaped);
     }
 
-    /// The file as trained so far, at `step`.
+    /// The gradients of the trained weights, flat as `values`.
+    fn trained(&self, gradients: NamedValues) -> Vec<f32> {
+        gradients
+            .into_iter()
+            .zip(&self.slots)
+            .filter(|(_, slot)| matches!(slot, Slot::Trained(_)))
+            .flat_map(|((_, g), _)| g)
+            .collect()
+    }
+
+    /// The file as trained so far, at its step.
     pub fn to_file(&self) -> HypernetworkFile {
         self.trainable.to_file(self.file.step.unwrap_or(0))
     }
@@ -198,7 +234,7 @@ impl Subject {
                 )?;
                 Ok(StepResult {
                     loss: out.loss,
-                    grad: out.gradients.into_iter().flat_map(|(_, g)| g).collect(),
+                    grad: h.trained(out.gradients),
                 })
             }
         }
