@@ -317,6 +317,7 @@ impl GenerationArgs {
                     height: self.seed_resize_from_h,
                 }),
             eta_noise_seed_delta: self.eta_noise_seed_delta,
+            hires: None,
         };
         params.validate()?;
         Ok(params)

@@ -22,12 +22,14 @@ pub(crate) struct ConditioningSchedule {
 }
 
 impl ConditioningSchedule {
-    /// Encodes the batch's prompts (the same prompt for every image) over `total_steps`.
+    /// Encodes the batch's prompts `(prompt, negative)` (the same for every image) over
+    /// `steps` (A1111's total steps, and a hires pass's).
     pub(crate) fn build(
         model: &StableDiffusion,
         params: &GenerationRequest,
+        (prompt, negative): (&str, &str),
         embeddings: &EmbeddingLookup,
-        total_steps: usize,
+        steps: Steps,
     ) -> Result<Self> {
         let flavour = match model.family() {
             ModelFamily::Sd2 => ModelFlavour::Sd2,
@@ -38,12 +40,11 @@ impl ConditioningSchedule {
             PromptEncoder::new(&model.tokenizer, &model.text_encoder, embeddings, flavour)
                 .with_clip_skip(params.clip_skip)
                 .with_usage(&usage);
-        let steps = Steps::new(total_steps as u32);
         // A1111's `parse_extra_network_prompts`: every `<kind:…>` tag leaves the positive
         // prompt (the negative keeps its text); `lora::LoraLibrary::activate` applies them.
-        let (prompt, _) = sd_prompt::parse_extra_networks(&params.prompt);
+        let (prompt, _) = sd_prompt::parse_extra_networks(prompt);
         let prompts = vec![prompt.as_str(); params.batch_size];
-        let negatives = vec![params.negative_prompt.as_str(); params.batch_size];
+        let negatives = vec![negative; params.batch_size];
         // A1111's `setup_conds` order: the negative prompt first (it decides `TI hashes`).
         let uncond = encoder.learned_conditioning(&negatives, &steps)?;
         let cond = encoder.multicond_learned_conditioning(&prompts, &steps)?;

@@ -2,9 +2,10 @@
 
 use sd_schedulers::SamplerSpec;
 
+use super::hires::HiresFix;
 use super::request::InpaintingFill;
-use super::{Generation, Img2ImgInput};
-use crate::infotext::GenerationParameters;
+use super::{Generation, Img2ImgInput, as_typed};
+use crate::infotext::{GenerationParameters, ui_number};
 use crate::model::StableDiffusion;
 use crate::noise::RngSource;
 
@@ -57,6 +58,9 @@ impl Generation {
         if let Some(input) = &self.img2img {
             describe_img2img(&mut out, input);
         }
+        if let Some(hires) = &p.hires {
+            describe_hires(&mut out, hires, p);
+        }
         // After the img2img entries, as A1111's `extra_generation_params` gets it in
         // `setup_conds`.
         // A1111 adds `Lora hashes` when the networks activate, before `setup_conds` adds
@@ -76,11 +80,43 @@ impl Generation {
     }
 }
 
-/// The number a user typed to get this `f32`, as A1111 (which keeps Python floats) would
-/// write it: the shortest decimal that reads back to the same `f32` (`0.3`, not the widened
-/// `0.30000001192092896`).
-fn as_typed(x: f32) -> f64 {
-    x.to_string().parse().unwrap_or(f64::from(x))
+/// A1111's hires entries, in the order its `init` and `calculate_target_resolution` add them
+/// to `extra_generation_params` (before the networks' and embeddings' hashes): the hires
+/// sampler, prompt and negative prompt where they differ from the first pass's, the upscale
+/// factor or resize, the hires steps when set, the upscaler; and `Denoising strength`.
+fn describe_hires(out: &mut GenerationParameters, hires: &HiresFix, p: &super::GenerationRequest) {
+    out.denoising_strength = Some(as_typed(hires.denoising_strength));
+    if let Some(sampler) = hires.hr_sampler.as_ref().filter(|s| **s != p.sampler) {
+        out.set_extra("Hires sampler", sampler);
+    }
+    if let Some(schedule) = hires
+        .hr_scheduler
+        .as_ref()
+        .filter(|s| Some(*s) != p.sigma_schedule.as_ref())
+    {
+        out.set_extra("Hires schedule type", schedule);
+    }
+    if !hires.hr_prompt.is_empty() && hires.hr_prompt != p.prompt {
+        out.set_extra("Hires prompt", &hires.hr_prompt);
+    }
+    if !hires.hr_negative_prompt.is_empty() && hires.hr_negative_prompt != p.negative_prompt {
+        out.set_extra("Hires negative prompt", &hires.hr_negative_prompt);
+    }
+    if let Some(cfg) = hires.hr_cfg_scale.filter(|c| *c != p.cfg_scale) {
+        out.set_extra("Hires CFG Scale", ui_number(as_typed(cfg)));
+    }
+    if hires.hr_resize_x == 0 && hires.hr_resize_y == 0 {
+        out.set_extra("Hires upscale", ui_number(as_typed(hires.hr_scale)));
+    } else {
+        out.set_extra(
+            "Hires resize",
+            format!("{}x{}", hires.hr_resize_x, hires.hr_resize_y),
+        );
+    }
+    if hires.hr_second_pass_steps != 0 {
+        out.set_extra("Hires steps", hires.hr_second_pass_steps.to_string());
+    }
+    out.set_extra("Hires upscaler", hires.hr_upscaler.name());
 }
 
 fn describe_img2img(out: &mut GenerationParameters, input: &Img2ImgSettings) {
@@ -135,7 +171,6 @@ impl From<&Img2ImgInput> for Img2ImgSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::infotext::ui_number;
 
     #[test]
     fn f32_settings_are_written_as_typed() {

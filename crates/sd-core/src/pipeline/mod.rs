@@ -19,10 +19,12 @@
 
 mod cfg_denoiser;
 mod conds;
+mod hires;
 mod image;
 mod image_noise;
 mod img2img;
 mod infotext;
+mod latent_resize;
 mod latents_file;
 mod mask;
 mod output;
@@ -38,13 +40,14 @@ use burn::tensor::Tensor;
 use sd_schedulers::{SamplerOptions, SamplerSpec, StepInfo};
 
 pub use cfg_denoiser::{CfgDenoiser, CondProvider, GuidanceConds, LatentMask};
+pub use hires::{HiresFix, HiresTarget, HiresUpscaler};
 pub use image::{images_to_tensor, tensor_to_images};
 pub use image_noise::ImageNoise;
 pub use infotext::Img2ImgSettings;
 pub use latents_file::{LATENTS_KEY, save_latents};
 pub use mask::{PreparedMask, apply_overlay, fill_masked, latent_keep_mask, prepare_mask};
 pub use output::output_paths;
-pub use pil_resize::{PilFilter, resize_gray, resize_rgb};
+pub use pil_resize::{PilFilter, resize_gray, resize_rgb, resize_rgb_nearest};
 pub use request::{GenerationRequest, Img2ImgInput, InpaintingFill};
 pub use sample::Start;
 
@@ -142,11 +145,13 @@ impl StableDiffusion {
         let (seeds, subseeds) = batch_seeds(&params);
         let mut noise_source = self.image_noise(&params, &seeds, &subseeds)?;
         let noise = noise_source.draw();
+        let first_pass_steps = conditioning_steps(spec, params.steps);
         let conds = conds::ConditioningSchedule::build(
             self,
             &params,
+            (&params.prompt, &params.negative_prompt),
             embeddings,
-            conditioning_steps(spec, params.steps),
+            sd_prompt::Steps::new(first_pass_steps as u32),
         )?;
         let setup = match input {
             Some(input) => Some(self.prepare_img2img(input, &params, &seeds)?),
@@ -163,6 +168,19 @@ impl StableDiffusion {
         };
         let (latents, cancelled) = self.sample_latents(sampling, guidance, progress)?;
         let latents = keep_original(latents, latent_mask.as_ref());
+        // A1111's hires fix: txt2img only; a cancelled first pass is not refined.
+        let (latents, cancelled) = match (&params.hires, input) {
+            (Some(hires), None) if !cancelled => {
+                let first = HiresInput {
+                    latents,
+                    seeds: &seeds,
+                    subseeds: &subseeds,
+                    first_pass_steps,
+                };
+                self.hires_pass(&params, hires, first, embeddings, progress)?
+            }
+            _ => (latents, cancelled),
+        };
         let images = self.decode_latents(latents.clone())?;
         let images = match &setup {
             Some((setup, ..)) => img2img::overlay_all(images, &setup.overlay),
@@ -220,6 +238,7 @@ impl StableDiffusion {
             (Some((setup, ..)), Some(input)) => Start::Image {
                 latent: Box::new(setup.init_latent.clone()),
                 strength: input.denoising_strength,
+                fix_steps: false,
             },
             _ => Start::Noise,
         };
@@ -314,6 +333,129 @@ impl StableDiffusion {
         ensure_finite(&pixels, "the VAE (decoding)")?;
         tensor_to_images(pixels)
     }
+}
+
+/// The first pass of a hires-fix run, as the second pass needs it.
+struct HiresInput<'a> {
+    latents: Tensor<4>,
+    seeds: &'a [u64],
+    subseeds: &'a [u64],
+    /// A1111's `firstpass_steps`: the first pass's total steps (doubled for second-order
+    /// samplers), the base of the hires pass's prompt schedule.
+    first_pass_steps: usize,
+}
+
+impl StableDiffusion {
+    /// A1111's `sample_hr_pass`: the first pass upscaled to the target size (its latents
+    /// resized, or its pictures decoded, resized and encoded), cropped to the requested
+    /// aspect, then img2img there with fresh generators of the same seeds, the hires prompts
+    /// scheduled over both passes, the hires sampler and CFG, and A1111's fixed-steps
+    /// arithmetic. Returns the final latents and whether the callback stopped it.
+    fn hires_pass(
+        &self,
+        params: &GenerationRequest,
+        hires: &HiresFix,
+        first: HiresInput<'_>,
+        embeddings: &EmbeddingLookup,
+        progress: &mut ProgressCallback<'_>,
+    ) -> Result<(Tensor<4>, bool)> {
+        let target = hires.target(params.width, params.height);
+        let (tw, th) = target.size;
+        let upscaled = match hires.hr_upscaler.latent_mode() {
+            Some(mode) => {
+                latent_resize::interpolate(first.latents, th as usize / 8, tw as usize / 8, mode)?
+            }
+            None => {
+                let pictures = self.decode_latents(first.latents)?;
+                let resized: Vec<RgbImage> = pictures
+                    .iter()
+                    .map(|p| hires::upscale_picture(p, tw, th, hires.hr_upscaler))
+                    .collect();
+                self.encode_pixels(images_to_tensor(&resized, self.device()))
+            }
+        };
+        // A1111 crops `truncate` latent rows and columns, half on each side.
+        let [b, c, h, w] = upscaled.dims();
+        let (tx, ty) = (target.truncate.0 as usize, target.truncate.1 as usize);
+        if tx >= w || ty >= h {
+            return Err(CoreError::InvalidRequest {
+                name: "hires resize",
+                reason: format!("cropping {tx}×{ty} latents leaves nothing of {w}×{h}"),
+            });
+        }
+        let latent = upscaled.slice([
+            0..b,
+            0..c,
+            ty / 2..h - ty.div_ceil(2),
+            tx / 2..w - tx.div_ceil(2),
+        ]);
+        let [_, _, lh, lw] = latent.dims();
+        let second = GenerationRequest {
+            prompt: non_empty(&hires.hr_prompt, &params.prompt),
+            negative_prompt: non_empty(&hires.hr_negative_prompt, &params.negative_prompt),
+            steps: hires.steps(params.steps),
+            sampler: hires
+                .hr_sampler
+                .clone()
+                .unwrap_or_else(|| params.sampler.clone()),
+            sigma_schedule: hires
+                .hr_scheduler
+                .clone()
+                .or_else(|| params.sigma_schedule.clone()),
+            cfg_scale: hires.hr_cfg_scale.unwrap_or(params.cfg_scale),
+            width: (lw * 8) as u32,
+            height: (lh * 8) as u32,
+            hires: None,
+            ..params.clone()
+        };
+        let spec = SamplerSpec::parse(&second.sampler, second.sigma_schedule.as_deref())?;
+        // `rng.ImageRNG(samples.shape[1:], self.seeds, ...)`: the same seeds, at the new size.
+        let mut noise_source = self.image_noise(&second, first.seeds, first.subseeds)?;
+        let noise = noise_source.draw();
+        let steps = sd_prompt::Steps {
+            steps: first.first_pass_steps as u32,
+            hires_steps: Some(conditioning_steps(spec, second.steps) as u32),
+            old_scheduling: false,
+        };
+        let conds = conds::ConditioningSchedule::build(
+            self,
+            &second,
+            (&second.prompt, &second.negative_prompt),
+            embeddings,
+            steps,
+        )?;
+        let image_cond = (self.architecture().unet.in_channels == 9)
+            .then(|| self.inpainting_image_cond(None, &second));
+        let guidance = Guidance {
+            start: Start::Image {
+                latent: Box::new(latent),
+                strength: hires.denoising_strength,
+                fix_steps: true,
+            },
+            image_cond,
+            latent_mask: None,
+        };
+        let sampling = Sampling {
+            spec,
+            params: &second,
+            conds: &conds,
+            noise,
+            noise_source: &mut noise_source,
+        };
+        self.sample_latents(sampling, guidance, progress)
+    }
+}
+
+/// The number a user typed to get this `f32`, as A1111 (which keeps Python floats) computes
+/// with and writes it: the shortest decimal that reads back to the same `f32` (`0.3`, not the
+/// widened `0.30000001192092896`).
+pub(crate) fn as_typed(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
+}
+
+/// `text`, or `fallback` when it is empty (A1111's empty hires prompts).
+fn non_empty(text: &str, fallback: &str) -> String {
+    if text.is_empty() { fallback } else { text }.to_owned()
 }
 
 /// What the sampling step of [`StableDiffusion::generate`] is handed besides the guidance.

@@ -180,6 +180,32 @@ pub fn resize_gray(image: &GrayImage, width: u32, height: u32, filter: PilFilter
     GrayImage::from_raw(width, height, data).unwrap_or_else(|| GrayImage::new(width, height))
 }
 
+/// `Image.resize((width, height), Image.NEAREST)` of an "RGB" picture: PIL's
+/// `ImagingScaleAffine`, each output pixel from input `⌊x₀⌋` where `x₀` starts at `½ · in /
+/// out` and grows by `in / out` per pixel (accumulated in f64, as PIL does, so a position
+/// that is an integer in exact arithmetic may land just below it).
+pub fn resize_rgb_nearest(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    if w == 0 || h == 0 {
+        return RgbImage::new(width, height);
+    }
+    let positions = |input: u32, output: u32| -> Vec<u32> {
+        let step = f64::from(input) / f64::from(output.max(1));
+        let mut at = step * 0.5;
+        (0..output)
+            .map(|_| {
+                let index = (at as u32).min(input - 1);
+                at += step;
+                index
+            })
+            .collect()
+    };
+    let (xs, ys) = (positions(w, width), positions(h, height));
+    RgbImage::from_fn(width, height, |x, y| {
+        *image.get_pixel(xs[x as usize], ys[y as usize])
+    })
+}
+
 /// `Image.resize((width, height), filter)` of an "RGB" picture (a copy at the same size).
 pub fn resize_rgb(image: &RgbImage, width: u32, height: u32, filter: PilFilter) -> RgbImage {
     let (w, h) = image.dimensions();

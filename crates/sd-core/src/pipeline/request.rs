@@ -61,6 +61,8 @@ pub struct GenerationRequest {
     /// noise of ancestral samplers (and DDIM with η > 0) comes from generators seeded with
     /// `seed + delta` instead of continuing the seed's own. 0 = off; NovelAI's is 31337.
     pub eta_noise_seed_delta: u64,
+    /// A1111's hires fix ("Hires. fix", txt2img only): `None` = off.
+    pub hires: Option<super::hires::HiresFix>,
 }
 
 impl Default for GenerationRequest {
@@ -83,6 +85,7 @@ impl Default for GenerationRequest {
             eta: None,
             seed_resize_from: None,
             eta_noise_seed_delta: 0,
+            hires: None,
         }
     }
 }

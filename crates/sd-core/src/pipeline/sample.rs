@@ -22,6 +22,11 @@ pub enum Start {
         latent: Box<Tensor<4>>,
         /// A1111's "Denoising strength", 0..1.
         strength: f32,
+        /// A1111's `setup_img2img_steps` with the steps given (the hires fix's second pass,
+        /// or img2img with "fix steps"): exactly `steps` steps are run, over the last part of
+        /// a schedule of `⌊steps / min(strength, 0.999)⌋`. Off: `⌊min(strength, 0.999) ·
+        /// steps⌋` steps of a schedule of `steps`.
+        fix_steps: bool,
     },
 }
 
@@ -32,19 +37,11 @@ pub enum Start {
 pub(crate) fn img2img_plan(
     spec: SamplerSpec,
     full: Plan,
-    steps: usize,
-    strength: f32,
+    (steps, t_enc): (usize, usize),
     ns: &NoiseSchedule,
     init: Tensor<4>,
     noise: Tensor<4>,
 ) -> Result<(Plan, Tensor<4>)> {
-    if !(0.0..=1.0).contains(&strength) {
-        return Err(CoreError::InvalidRequest {
-            name: "denoising strength",
-            reason: format!("{strength} is outside 0..1"),
-        });
-    }
-    let t_enc = (f64::from(strength).min(0.999) * steps as f64).floor() as usize;
     let out_of_range = || CoreError::InvalidRequest {
         name: "steps",
         reason: format!("the schedule of {steps} steps is too short for img2img"),
@@ -91,6 +88,38 @@ pub(crate) fn img2img_plan(
     })
 }
 
+/// A1111's `setup_img2img_steps`: the length of the schedule and `t_enc`, the steps run
+/// from it (see [`Start::Image`]).
+///
+/// # Errors
+/// A strength outside 0..1, or 0 with `fix_steps` (A1111 would divide by it).
+pub(crate) fn img2img_steps(
+    steps: usize,
+    strength: f32,
+    fix_steps: bool,
+) -> Result<(usize, usize)> {
+    if !(0.0..=1.0).contains(&strength) {
+        return Err(CoreError::InvalidRequest {
+            name: "denoising strength",
+            reason: format!("{strength} is outside 0..1"),
+        });
+    }
+    // A1111's strength is a Python float: the number as written (0.7), not the f32 nearest
+    // to it widened (0.699999988…), which would floor 0.7 · 10 to 6 instead of 7.
+    let capped = super::as_typed(strength).min(0.999);
+    if fix_steps {
+        if strength <= 0.0 || steps == 0 {
+            return Err(CoreError::InvalidRequest {
+                name: "denoising strength",
+                reason: "a second pass needs a strength above 0 and at least one step".into(),
+            });
+        }
+        Ok(((steps as f64 / capped) as usize, steps - 1))
+    } else {
+        Ok((steps, (capped * steps as f64).floor() as usize))
+    }
+}
+
 /// Runs `spec` for `steps` steps from `start`, with unit-variance `noise` as the first draw
 /// of the image generators; returns the final latent (or the last denoised estimate when the
 /// callback cancelled), or the denoiser's first error.
@@ -106,6 +135,15 @@ pub(crate) fn run(
     options: &SamplerOptions,
     callback: &mut dyn FnMut(&StepInfo<'_>) -> ControlFlow<()>,
 ) -> Result<Tensor<4>> {
+    // A1111's `setup_img2img_steps`: the schedule's length and the steps run from it.
+    let (steps, t_enc) = match &start {
+        Start::Noise => (steps, steps),
+        Start::Image {
+            strength,
+            fix_steps,
+            ..
+        } => img2img_steps(steps, *strength, *fix_steps)?,
+    };
     let full = spec.sampler.plan(
         spec.sigma_schedule,
         steps,
@@ -121,8 +159,8 @@ pub(crate) fn run(
             let scale = full.initial_noise_scale();
             (full, noise.mul_scalar(scale))
         }
-        Start::Image { latent, strength } => {
-            img2img_plan(spec, full, steps, strength, ns, *latent, noise)?
+        Start::Image { latent, .. } => {
+            img2img_plan(spec, full, (steps, t_enc), ns, *latent, noise)?
         }
     };
     let sampled = spec

@@ -93,6 +93,54 @@ impl GenerationRequest {
                 );
             }
         }
+        if let Some(hires) = &self.hires {
+            self.validate_hires(hires, limits)?;
+        }
+        Ok(())
+    }
+
+    /// The hires fix: a finite scale above 0, a denoising strength in (0, 1], a target
+    /// (after cropping) of at least 8 × 8 under the pixel limit, steps under the cap, prompts
+    /// under the length cap, a finite CFG scale, known sampler and schedule names.
+    fn validate_hires(&self, hires: &super::hires::HiresFix, limits: &Limits) -> Result<()> {
+        finite("hr_scale", f64::from(hires.hr_scale))?;
+        if hires.hr_scale <= 0.0 {
+            return invalid("hr_scale", format!("{} is not above 0", hires.hr_scale));
+        }
+        finite("denoising_strength", f64::from(hires.denoising_strength))?;
+        if !(hires.denoising_strength > 0.0 && hires.denoising_strength <= 1.0) {
+            return invalid(
+                "denoising_strength",
+                format!(
+                    "{} is outside (0, 1] (the second pass needs a strength above 0)",
+                    hires.denoising_strength
+                ),
+            );
+        }
+        let target = hires.target(self.width, self.height);
+        let (w, h) = (
+            target.size.0.saturating_sub(8 * target.truncate.0),
+            target.size.1.saturating_sub(8 * target.truncate.1),
+        );
+        if w < 8 || h < 8 {
+            return invalid(
+                "hr_scale",
+                format!("the hires size {w}×{h} is smaller than 8×8"),
+            );
+        }
+        limits.check_generation_pixels("hires width × height", target.size.0, target.size.1)?;
+        limits.check_steps(hires.steps(self.steps) as u64)?;
+        limits.check_prompt(&hires.hr_prompt)?;
+        limits.check_prompt(&hires.hr_negative_prompt)?;
+        if let Some(cfg) = hires.hr_cfg_scale {
+            finite("hr_cfg_scale", f64::from(cfg))?;
+        }
+        let sampler = hires.hr_sampler.as_deref().unwrap_or(&self.sampler);
+        let schedule = hires
+            .hr_scheduler
+            .as_deref()
+            .or(self.sigma_schedule.as_deref());
+        sd_schedulers::SamplerSpec::parse(sampler, schedule)?;
         Ok(())
     }
 

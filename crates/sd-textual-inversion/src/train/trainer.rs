@@ -170,8 +170,8 @@ impl Trainer {
     /// Runs until the configured step, the end of the learning-rate schedule, a NaN loss, an
     /// update that overflows, or `cancel`; then writes the embedding to
     /// `<embeddings_dir>/<name>.pt` (also on cancel and NaN, with the last good vectors) and
-    /// returns. An embedding already at or past the configured step is written unchanged, as
-    /// A1111 does.
+    /// returns. An embedding already at or past the configured step is written unchanged
+    /// (A1111 stops there too, without writing).
     ///
     /// First it takes the run's locks ([`RunLock`]) and makes every check of
     /// [`TrainConfig::preflight`] with the model's tokenizer, so a bad setting fails before the
@@ -225,7 +225,8 @@ impl Trainer {
         // litter.
         folder.remove_stale_temporaries()?;
         if initial_step >= self.config.steps {
-            // A1111's loop ends at once and saves the embedding as it is.
+            // A1111's loop ends at once (and returns without saving); the file is written
+            // unchanged here, so that the outcome's path holds it.
             let end = (folder.root, initial_step, StopReason::Completed, Vec::new());
             return self.finish(end, None, events);
         }
