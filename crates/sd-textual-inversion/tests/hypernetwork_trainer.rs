@@ -23,6 +23,15 @@ use sd_textual_inversion::train::{
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const PROMPT: &str = "a photo of a disc";
 
+/// The tests of this file one at a time: dropout masks (and burn's layer initialisers) draw
+/// from the backend's random generator, which the run seeds; a test running beside it in
+/// another thread would draw from it too.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn model() -> StableDiffusion {
     freeze(
         StableDiffusion::load(
@@ -163,6 +172,7 @@ fn created(model: &StableDiffusion, dir: &Path, name: &str) -> HypernetworkFile 
 
 #[test]
 fn training_lowers_the_loss_of_its_pictures_and_the_run_is_laid_out_as_a1111() {
+    let _serial = serial();
     let model = model();
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
@@ -265,6 +275,7 @@ fn training_lowers_the_loss_of_its_pictures_and_the_run_is_laid_out_as_a1111() {
 
 #[test]
 fn cancelling_saves_and_resuming_continues_with_the_optimizer_state() {
+    let _serial = serial();
     let model = model();
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
@@ -343,6 +354,7 @@ fn cancelling_saves_and_resuming_continues_with_the_optimizer_state() {
 
 #[test]
 fn a_hypernetwork_for_other_widths_or_with_validation_is_refused() {
+    let _serial = serial();
     let model = model();
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
@@ -420,6 +432,7 @@ fn a_hypernetwork_for_other_widths_or_with_validation_is_refused() {
 
 #[test]
 fn modules_the_model_lacks_stay_as_they_were_and_dropout_runs_repeat() {
+    let _serial = serial();
     let model = model();
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
@@ -459,8 +472,17 @@ fn modules_the_model_lacks_stay_as_they_were_and_dropout_runs_repeat() {
     };
     let (first, second) = (run("a"), run("b"));
     // As PyTorch's AdamW skips a parameter without a gradient (weight decay too).
-    assert_eq!(first.modules[&1024], start.modules[&1024]);
-    assert_ne!(first.modules[&16], start.modules[&16]);
+    assert!(
+        first.modules[&1024] == start.modules[&1024],
+        "the 1024-wide modules changed"
+    );
+    assert!(
+        first.modules[&16] != start.modules[&16],
+        "the 16-wide modules did not train"
+    );
     // The masks come from the run's seed: the same seed, the same weights.
-    assert_eq!(first.modules, second.modules);
+    assert!(
+        first.modules == second.modules,
+        "two runs with the same seed differ"
+    );
 }

@@ -21,9 +21,10 @@ pub struct PreparedMask {
 /// passes), optionally inverts, and resizes `mask` to `width × height` (PIL's `LANCZOS`, as
 /// A1111's `resize_image`; exact).
 ///
-/// The blur uses OpenCV's kernel (`2·⌊2.5·σ + 0.5⌋ + 1` taps, σ = `blur`, mirrored border)
-/// in floating point; OpenCV computes 8-bit blurs in fixed point, so edge pixels can differ
-/// by one level.
+/// The blur is OpenCV's own for 8-bit pictures (`2·⌊2.5·σ + 0.5⌋ + 1` taps, σ = `blur`,
+/// mirrored border): its bit-exact kernel in 8-bit fixed point and integer sums, each of
+/// A1111's two calls rounded to 8 bits — identical to `cv2.GaussianBlur` (checked against
+/// OpenCV 4.10 in `tests/mask_blur.rs`).
 pub fn prepare_mask(
     mask: &GrayImage,
     invert: bool,
@@ -47,18 +48,36 @@ pub fn prepare_mask(
     PreparedMask { mask, overlay }
 }
 
-/// OpenCV's Gaussian kernel for an odd `size` and `sigma > 0` (`getGaussianKernel`).
-fn gaussian_kernel(size: usize, sigma: f64) -> Vec<f64> {
-    let centre = (size as f64 - 1.0) / 2.0;
-    let mut k: Vec<f64> = (0..size)
+/// OpenCV's kernel for 8-bit Gaussian blurs, odd `size`, `sigma > 0`: the taps of
+/// `getGaussianKernelBitExact` (`exp(−x²/(2σ²))`, normalised) turned into 8-bit fixed point
+/// by `getGaussianKernelFixedPoint_ED` (rounded half to even from the outside in, each
+/// rounding error carried to the next tap, the centre taking what makes the sum 256).
+fn opencv_kernel_u8(size: usize, sigma: f64) -> Vec<u32> {
+    let half = (size - 1) / 2;
+    let scale = -0.125 / (sigma * sigma);
+    // x runs over 2·(i − half): exp(x² · (−1/(8σ²))) = exp(−d²/(2σ²)).
+    let values: Vec<f64> = (0..half)
         .map(|i| {
-            let d = i as f64 - centre;
-            (-(d * d) / (2.0 * sigma * sigma)).exp()
+            let x = 1.0 - size as f64 + 2.0 * i as f64;
+            (x * x * scale).exp()
         })
         .collect();
-    let sum: f64 = k.iter().sum();
-    k.iter_mut().for_each(|v| *v /= sum);
-    k
+    let sum = values.iter().sum::<f64>() * 2.0 + 1.0;
+    let inverse = 1.0 / sum;
+    let mut kernel = vec![0u32; size];
+    let mut error = 0.0;
+    let mut total = 0u32;
+    for (i, v) in values.iter().enumerate() {
+        let adjusted = v * inverse * 256.0 + error;
+        let rounded = adjusted.round_ties_even();
+        error = adjusted - rounded;
+        let tap = rounded.max(0.0) as u32;
+        kernel[i] = tap;
+        kernel[size - 1 - i] = tap;
+        total += 2 * tap;
+    }
+    kernel[half] = 256u32.saturating_sub(total);
+    kernel
 }
 
 /// OpenCV's default border (`BORDER_REFLECT_101`): `dcb|abcd|cba` without repeating the edge.
@@ -74,24 +93,27 @@ fn reflect_101(i: isize, n: isize) -> usize {
     i as usize
 }
 
+/// A1111's two `cv2.GaussianBlur` calls, `(k, 1)` then `(1, k)`: each sums the 8-bit
+/// pixels times the fixed-point taps in integers and rounds to 8 bits (`(Σ + 128) >> 8`,
+/// OpenCV's fixed-point rounding with the other axis's one-tap kernel of 256).
 fn gaussian_blur_x_then_y(mask: &GrayImage, sigma: f64) -> GrayImage {
     let size = 2 * ((2.5 * sigma + 0.5) as usize) + 1;
-    let kernel = gaussian_kernel(size, sigma);
+    let kernel = opencv_kernel_u8(size, sigma);
     let half = (size / 2) as isize;
     let (w, h) = mask.dimensions();
     let pass = |src: &GrayImage, horizontal: bool| {
         GrayImage::from_fn(w, h, |x, y| {
-            let mut acc = 0.0;
-            for (j, weight) in kernel.iter().enumerate() {
+            let mut acc = 0u32;
+            for (j, tap) in kernel.iter().enumerate() {
                 let offset = j as isize - half;
                 let (sx, sy) = if horizontal {
                     (reflect_101(x as isize + offset, w as isize), y as usize)
                 } else {
                     (x as usize, reflect_101(y as isize + offset, h as isize))
                 };
-                acc += weight * f64::from(src.get_pixel(sx as u32, sy as u32).0[0]);
+                acc += tap * u32::from(src.get_pixel(sx as u32, sy as u32).0[0]);
             }
-            image::Luma([acc.round().clamp(0.0, 255.0) as u8])
+            image::Luma([((acc + 128) >> 8).min(255) as u8])
         })
     };
     pass(&pass(mask, true), false)
@@ -393,10 +415,12 @@ mod tests {
     #[test]
     fn opencv_kernel_size_and_normalisation() {
         // Blur 4 → 21 taps, as A1111 computes `2 * int(2.5 * 4 + 0.5) + 1`.
-        let k = gaussian_kernel(21, 4.0);
+        let k = opencv_kernel_u8(21, 4.0);
         assert_eq!(k.len(), 21);
-        assert!((k.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert!(k[10] > k[9] && (k[0] - k[20]).abs() < 1e-15);
+        assert_eq!(k.iter().sum::<u32>(), 256);
+        assert!(k[10] >= k[9] && k[0] == k[20]);
+        // One tap: the identity.
+        assert_eq!(opencv_kernel_u8(1, 1.0), vec![256]);
     }
 
     #[test]
