@@ -83,6 +83,9 @@ CASES = [
          height=40, denoising_strength=0.65),
     case("none_upscaler_sd2", model="tiny-sd2", hr_upscaler="None", hr_scale=1.25,
          sampler="Euler a", seed=21),
+    # int(40 * 1.3) is 52 (Python floats); the f32 1.3 widened would give 51.
+    case("scale_1_3_lanczos", hr_upscaler="Lanczos", hr_scale=1.3, width=40, height=32,
+         seed=13, denoising_strength=0.7, steps=10, sampler="Euler"),
 ]
 
 
@@ -103,15 +106,15 @@ def target(c):
 
 
 def upscaler_upscale(img, scale, do_upscale):
-    """A1111's `Upscaler.upscale`."""
+    """A1111's `Upscaler.upscale` (v1.10)."""
     dest_w = int((img.width * scale) // 8 * 8)
     dest_h = int((img.height * scale) // 8 * 8)
-    for _ in range(3):
+    for i in range(3):
+        if img.width >= dest_w and img.height >= dest_h and (i > 0 or scale != 1):
+            break
         shape = (img.width, img.height)
         img = do_upscale(img, scale)
         if shape == (img.width, img.height):
-            break
-        if img.width >= dest_w and img.height >= dest_h:
             break
     if img.width != dest_w or img.height != dest_h:
         img = img.resize((int(dest_w), int(dest_h)), resample=Image.LANCZOS)

@@ -188,3 +188,100 @@ fn the_infotext_writes_and_reads_back_the_hires_keys() {
     assert_eq!(get("Hires prompt"), "a red disc, detailed");
     assert_eq!(get("Denoising strength"), "0.35");
 }
+
+/// Settings A1111 would crash on, or that would ask for more than the limits allow, are typed
+/// errors before any work; an img2img request ignores the hires fix.
+#[test]
+fn hostile_hires_settings_are_refused_and_img2img_ignores_them() {
+    let base = GenerationRequest {
+        prompt: "a red disc <lora:x:1>".into(),
+        width: 64,
+        height: 64,
+        ..GenerationRequest::default()
+    };
+    let with = |hires: HiresFix| GenerationRequest {
+        hires: Some(hires),
+        ..base.clone()
+    };
+    for (hires, field) in [
+        (
+            HiresFix {
+                denoising_strength: 1e-30,
+                ..HiresFix::default()
+            },
+            "steps",
+        ),
+        (
+            HiresFix {
+                denoising_strength: 0.0,
+                ..HiresFix::default()
+            },
+            "denoising_strength",
+        ),
+        (
+            HiresFix {
+                hr_resize_x: 8,
+                hr_resize_y: u32::MAX,
+                ..HiresFix::default()
+            },
+            "hires",
+        ),
+        (
+            HiresFix {
+                hr_scale: f32::INFINITY,
+                ..HiresFix::default()
+            },
+            "hr_scale",
+        ),
+        (
+            HiresFix {
+                hr_scale: 1e6,
+                ..HiresFix::default()
+            },
+            "hires",
+        ),
+        (
+            HiresFix {
+                hr_prompt: "a red disc <lora:y:1>".into(),
+                ..HiresFix::default()
+            },
+            "hr_prompt",
+        ),
+    ] {
+        let error = with(hires.clone()).validate().expect_err("refused");
+        assert!(
+            error.to_string().contains(field),
+            "{hires:?}: {error} (expected to name {field})"
+        );
+    }
+    // The same tags in the hires prompt are fine.
+    with(HiresFix {
+        hr_prompt: "a red disc, detailed <lora:x:1>".into(),
+        ..HiresFix::default()
+    })
+    .validate()
+    .expect("same networks");
+
+    let device = Device::default();
+    let model = StableDiffusion::load(format!("{ROOT}/fixtures/tiny-sd1"), &device).expect("sd1");
+    let request = GenerationRequest {
+        prompt: "a red disc".into(),
+        steps: 3,
+        seed: 1,
+        width: 32,
+        height: 32,
+        rng: RngSource::Cpu,
+        hires: Some(HiresFix::default()),
+        ..GenerationRequest::default()
+    };
+    let input = sd_core::pipeline::Img2ImgInput::new(image::RgbImage::new(32, 32), 0.5);
+    let out = model
+        .img2img(&request, &input, &EmbeddingLookup::new(), &mut |_| {
+            ControlFlow::Continue(())
+        })
+        .expect("img2img");
+    assert_eq!(out.images[0].dimensions(), (32, 32));
+    let text = out.infotext(0, &model);
+    assert!(!text.contains("Hires"), "{text}");
+    assert!(text.contains("Denoising strength: 0.5"), "{text}");
+}

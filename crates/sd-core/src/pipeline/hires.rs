@@ -191,8 +191,12 @@ impl HiresTarget {
     /// The size of the final pictures: the upscaled size less the truncated latents.
     pub fn output_size(&self) -> (u32, u32) {
         (
-            self.size.0 - 8 * self.truncate.0,
-            self.size.1 - 8 * self.truncate.1,
+            self.size
+                .0
+                .saturating_sub(self.truncate.0.saturating_mul(8)),
+            self.size
+                .1
+                .saturating_sub(self.truncate.1.saturating_mul(8)),
         )
     }
 }
@@ -204,8 +208,10 @@ impl HiresFix {
         let (rx, ry) = (u64::from(self.hr_resize_x), u64::from(self.hr_resize_y));
         let fit = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         if rx == 0 && ry == 0 {
-            // Python's `int(self.width * self.hr_scale)`.
-            let scaled = |side: u32| (f64::from(side) * f64::from(self.hr_scale)) as u32;
+            // Python's `int(self.width * self.hr_scale)`, with the scale as typed (1.3, not
+            // the f32 widened to 1.2999999523: 40 × 1.3 is 52 in A1111, not 51).
+            let scale = super::as_typed(self.hr_scale);
+            let scaled = |side: u32| (f64::from(side) * scale) as u32;
             return HiresTarget {
                 size: (scaled(width), scaled(height)),
                 truncate: (0, 0),
@@ -248,9 +254,9 @@ impl HiresFix {
 
 /// A1111's `images.resize_image(0, picture, width, height, upscaler)` with a model-free
 /// upscaler: "None" is one Lanczos resize; "Lanczos" and "Nearest" run `Upscaler.upscale`
-/// (resize by the scale with their filter, up to three times until the size reaches the
-/// scaled size rounded down to 8, then Lanczos to that size) and a final Lanczos resize to
-/// `width` × `height` when the sizes still differ.
+/// (resize by the scale with their filter, up to three rounds, stopping once the size
+/// reaches the scaled size rounded down to 8, then Lanczos to that size) and a final Lanczos
+/// resize to `width` × `height` when the sizes still differ.
 pub(crate) fn upscale_picture(
     picture: &RgbImage,
     width: u32,
@@ -269,7 +275,15 @@ pub(crate) fn upscale_picture(
         // `int((img.width * scale) // 8 * 8)`.
         let dest = |side: u32| ((f64::from(side) * scale / 8.0).floor() * 8.0) as u32;
         let (dest_w, dest_h) = (dest(w0), dest(h0));
-        for _ in 0..3 {
+        // A1111 1.10's loop: stop before upscaling once the size is reached (not on the first
+        // round of a scale of 1), and when an upscale changes nothing.
+        for round in 0..3 {
+            if picture.width() >= dest_w
+                && picture.height() >= dest_h
+                && (round > 0 || scale != 1.0)
+            {
+                break;
+            }
             let shape = picture.dimensions();
             let (nw, nh) = (
                 (f64::from(shape.0) * scale) as u32,
@@ -280,9 +294,6 @@ pub(crate) fn upscale_picture(
                 _ => lanczos(&picture, nw, nh),
             };
             if picture.dimensions() == shape {
-                break;
-            }
-            if picture.width() >= dest_w && picture.height() >= dest_h {
                 break;
             }
         }

@@ -89,13 +89,6 @@ fn describe_hires(out: &mut GenerationParameters, hires: &HiresFix, p: &super::G
     if let Some(sampler) = hires.hr_sampler.as_ref().filter(|s| **s != p.sampler) {
         out.set_extra("Hires sampler", sampler);
     }
-    if let Some(schedule) = hires
-        .hr_scheduler
-        .as_ref()
-        .filter(|s| Some(*s) != p.sigma_schedule.as_ref())
-    {
-        out.set_extra("Hires schedule type", schedule);
-    }
     if !hires.hr_prompt.is_empty() && hires.hr_prompt != p.prompt {
         out.set_extra("Hires prompt", &hires.hr_prompt);
     }
@@ -104,6 +97,26 @@ fn describe_hires(out: &mut GenerationParameters, hires: &HiresFix, p: &super::G
     }
     if let Some(cfg) = hires.hr_cfg_scale.filter(|c| *c != p.cfg_scale) {
         out.set_extra("Hires CFG Scale", ui_number(as_typed(cfg)));
+    }
+    // A1111 writes the second pass's schedule as its label, for k-diffusion samplers, where
+    // it differs from the first pass's.
+    let first = SamplerSpec::parse(&p.sampler, p.sigma_schedule.as_deref())
+        .map(SamplerSpec::normalized)
+        .ok();
+    let second = SamplerSpec::parse(
+        hires.hr_sampler.as_deref().unwrap_or(&p.sampler),
+        hires
+            .hr_scheduler
+            .as_deref()
+            .or(p.sigma_schedule.as_deref()),
+    )
+    .map(SamplerSpec::normalized)
+    .ok();
+    if let (Some(first), Some(second)) = (first, second)
+        && !second.sampler.is_timestep_sampler()
+        && second.sigma_schedule.label() != first.sigma_schedule.label()
+    {
+        out.set_extra("Hires schedule type", second.sigma_schedule.label());
     }
     if hires.hr_resize_x == 0 && hires.hr_resize_y == 0 {
         out.set_extra("Hires upscale", ui_number(as_typed(hires.hr_scale)));

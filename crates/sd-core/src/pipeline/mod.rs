@@ -136,6 +136,14 @@ impl StableDiffusion {
         embeddings: &EmbeddingLookup,
         progress: &mut ProgressCallback<'_>,
     ) -> Result<Generation> {
+        // The hires fix is txt2img's (A1111's img2img has none).
+        let params = match input {
+            Some(_) if params.hires.is_some() => &GenerationRequest {
+                hires: None,
+                ..params.clone()
+            },
+            _ => params,
+        };
         params.validate_for(self)?;
         if let Some(input) = input {
             input.validate()?;

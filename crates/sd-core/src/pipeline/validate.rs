@@ -118,10 +118,7 @@ impl GenerationRequest {
             );
         }
         let target = hires.target(self.width, self.height);
-        let (w, h) = (
-            target.size.0.saturating_sub(8 * target.truncate.0),
-            target.size.1.saturating_sub(8 * target.truncate.1),
-        );
+        let (w, h) = target.output_size();
         if w < 8 || h < 8 {
             return invalid(
                 "hr_scale",
@@ -130,6 +127,25 @@ impl GenerationRequest {
         }
         limits.check_generation_pixels("hires width × height", target.size.0, target.size.1)?;
         limits.check_steps(hires.steps(self.steps) as u64)?;
+        // The second pass runs its steps over a schedule `steps / strength` long: that is
+        // what the step cap must bound (a strength of 1e-30 would ask for 2^64 sigmas).
+        let (schedule_steps, _) =
+            super::sample::img2img_steps(hires.steps(self.steps), hires.denoising_strength, true)?;
+        limits.check_steps(schedule_steps as u64)?;
+        // A1111 activates the hires prompt's own extra networks for the second pass; here the
+        // networks are applied to the model once, for both passes.
+        if !hires.hr_prompt.is_empty() {
+            let (_, first) = sd_prompt::parse_extra_networks(&self.prompt);
+            let (_, second) = sd_prompt::parse_extra_networks(&hires.hr_prompt);
+            if first != second {
+                return invalid(
+                    "hr_prompt",
+                    "its <lora:…>/<hypernet:…> tags differ from the prompt's; other networks for \
+                     the second pass are not supported"
+                        .into(),
+                );
+            }
+        }
         limits.check_prompt(&hires.hr_prompt)?;
         limits.check_prompt(&hires.hr_negative_prompt)?;
         if let Some(cfg) = hires.hr_cfg_scale {
