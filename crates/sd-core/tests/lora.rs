@@ -445,3 +445,78 @@ fn zero_weights_other_kinds_and_integer_alphas() {
     let int_alpha = LoraFile::read(&path).expect("an integer alpha reads");
     assert_eq!(int_alpha.modules()[k].scale(), 2.0);
 }
+
+/// As A1111's `network_apply_weights` (which catches each layer's error and counts it): a
+/// module whose update does not fit its layer is left out and reported, the file's other
+/// modules still apply — the result is the file without that module.
+#[test]
+fn a_module_that_does_not_fit_is_left_out_and_the_rest_applies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let device = Device::default();
+    let model = StableDiffusion::load(format!("{ROOT}/fixtures/tiny-sd1"), &device).expect("model");
+    let good = "lora_unet_down_blocks_0_attentions_0_proj_in";
+    let bad = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q";
+    let fixture = format!("{ROOT}/fixtures/lora/tiny-sd1-lora.safetensors");
+    let source = LoraFile::read(&fixture).expect("fixture");
+    let module = &source.modules()[good];
+    let good_tensors = |prefix: &str| -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        vec![
+            (
+                format!("{prefix}.lora_down.weight"),
+                module.down.shape.clone(),
+                module.down.values.clone(),
+            ),
+            (
+                format!("{prefix}.lora_up.weight"),
+                module.up.shape.clone(),
+                module.up.values.clone(),
+            ),
+        ]
+    };
+    let mut mixed = good_tensors(good);
+    mixed.push((
+        format!("{bad}.lora_down.weight"),
+        vec![2, 320],
+        vec![0.1; 640],
+    ));
+    mixed.push((
+        format!("{bad}.lora_up.weight"),
+        vec![320, 2],
+        vec![0.1; 640],
+    ));
+    let as_refs = |t: &[(String, Vec<usize>, Vec<f32>)]| -> Vec<u8> {
+        let refs: Vec<(&str, Vec<usize>, Vec<f32>)> = t
+            .iter()
+            .map(|(k, s, v)| (k.as_str(), s.clone(), v.clone()))
+            .collect();
+        safetensors(&refs)
+    };
+    let mixed_path = write(dir.path(), "mixed.safetensors", &as_refs(&mixed));
+    let good_path = write(
+        dir.path(),
+        "good.safetensors",
+        &as_refs(&good_tensors(good)),
+    );
+    let apply = |path: &std::path::Path| {
+        let file = LoraFile::read(path).expect("reads");
+        let (patched, report) = model
+            .with_loras(&[ActiveLora {
+                file: &file,
+                text_encoder: 1.0,
+                unet: 1.0,
+            }])
+            .expect("applies");
+        (outputs(&patched, "lora/tiny-sd1.safetensors").unet, report)
+    };
+    let (mixed_out, report) = apply(&mixed_path);
+    let (good_out, good_report) = apply(&good_path);
+    assert!(good_report.failed.is_empty());
+    let failed = &report.failed[&mixed_path];
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, bad);
+    assert!(failed[0].1.contains("does not fit"), "{}", failed[0].1);
+    assert_eq!(
+        mixed_out.into_data().try_to_vec::<f32>().expect("f32"),
+        good_out.into_data().try_to_vec::<f32>().expect("f32")
+    );
+}

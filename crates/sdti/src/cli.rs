@@ -382,6 +382,11 @@ impl GenerationArgs {
         for skipped in &loras.skipped {
             eprintln!("Skipping LoRA {}: {}", skipped.name, skipped.reason);
         }
+        for (path, modules) in &loras.report.failed {
+            for (module, reason) in modules {
+                eprintln!("{}: left out {module}: {reason}", path.display());
+            }
+        }
         for (path, modules) in &loras.report.unmatched {
             eprintln!(
                 "{}: {} modules name no layer of this model and were left out (first: {})",

@@ -29,6 +29,10 @@ pub struct ActiveLora<'a> {
 pub struct LoraReport {
     /// Modules of each file that name no layer of the model, by file.
     pub unmatched: BTreeMap<std::path::PathBuf, Vec<String>>,
+    /// Modules of each file whose update does not fit the layer it names, with the reason,
+    /// by file: left out, the file's other modules applied (A1111 logs them and counts the
+    /// file's errors).
+    pub failed: BTreeMap<std::path::PathBuf, Vec<(String, String)>>,
 }
 
 impl StableDiffusion {
@@ -37,9 +41,10 @@ impl StableDiffusion {
     /// the same layer add up, in order. A multiplier of 0 skips that half of a LoRA.
     ///
     /// # Errors
-    /// [`LoraError::Shape`] when a module's update does not fit the layer it names (a LoRA
-    /// of another model family), [`LoraError::NothingMatched`] when no module of a file
-    /// names a layer of this model.
+    /// [`LoraError::Shape`] when no module of a file fits this model and some name its
+    /// layers with other shapes (a LoRA of another model family), [`LoraError::NothingMatched`]
+    /// when no module of a file names a layer of this model. A file some of whose modules
+    /// fit is applied without the others, as A1111 does; the report lists them.
     pub fn with_loras(&self, loras: &[ActiveLora<'_>]) -> Result<(Self, LoraReport)> {
         let mut model = self.clone();
         let mut report = LoraReport::default();
@@ -58,6 +63,8 @@ impl StableDiffusion {
                         .or_default()
                         .push(Update {
                             file: lora.file,
+                            index: loras_index(loras, lora),
+                            name,
                             module,
                             multiplier,
                         });
@@ -70,14 +77,20 @@ impl StableDiffusion {
         let mut unet = Mapper::new(Network::Unet, &updates, &device);
         unet.unet_config = Some(self.architecture().unet.clone());
         model.unet = model.unet.map(&mut unet);
-        if let Some(error) = text.error.or(unet.error) {
-            return Err(error);
-        }
         let matched: BTreeSet<&String> = text.matched.iter().chain(&unet.matched).collect();
-        for lora in loras {
+        let mut failures: Vec<(usize, String, LoraError)> =
+            text.failed.into_iter().chain(unet.failed).collect();
+        for (index, lora) in loras.iter().enumerate() {
             let names = lora.file.modules().keys();
             let unmatched: Vec<String> = names.filter(|n| !matched.contains(n)).cloned().collect();
-            if !lora.file.modules().is_empty() && unmatched.len() == lora.file.modules().len() {
+            let (failed, rest): (Vec<_>, Vec<_>) = failures.into_iter().partition(|f| f.0 == index);
+            failures = rest;
+            let modules = lora.file.modules().len();
+            if modules > 0 && unmatched.len() + failed.len() >= modules {
+                // Nothing of the file applies: it is another model's.
+                if let Some((_, _, error)) = failed.into_iter().next() {
+                    return Err(error);
+                }
                 return Err(LoraError::NothingMatched {
                     path: lora.file.path().to_owned(),
                     modules: unmatched.len(),
@@ -87,6 +100,15 @@ impl StableDiffusion {
                 report
                     .unmatched
                     .insert(lora.file.path().to_owned(), unmatched);
+            }
+            if !failed.is_empty() {
+                report.failed.insert(
+                    lora.file.path().to_owned(),
+                    failed
+                        .into_iter()
+                        .map(|(_, module, error)| (module, error.to_string()))
+                        .collect(),
+                );
             }
         }
         Ok((model, report))
@@ -100,10 +122,22 @@ enum Network {
     Unet,
 }
 
+/// The position of `lora` in `loras`.
+fn loras_index(loras: &[ActiveLora<'_>], lora: &ActiveLora<'_>) -> usize {
+    loras
+        .iter()
+        .position(|l| std::ptr::eq(l, lora))
+        .unwrap_or_default()
+}
+
 /// One LoRA module's contribution to a layer.
 #[derive(Clone, Copy)]
 struct Update<'a> {
     file: &'a LoraFile,
+    /// The file's position in the call's list.
+    index: usize,
+    /// The module's name in the file.
+    name: &'a String,
     module: &'a LoraModule,
     multiplier: f32,
 }
@@ -123,7 +157,8 @@ struct Mapper<'u, 'a> {
     path: Vec<Option<String>>,
     /// The kohya names of every weight of the network (what a LoRA module can name).
     matched: Vec<String>,
-    error: Option<LoraError>,
+    /// Modules whose update does not fit their layer: (file index, module, why).
+    failed: Vec<(usize, String, LoraError)>,
     /// The UNet's configuration, which places its layers in LDM's numbering.
     unet_config: Option<sd_unet::UNetConfig>,
 }
@@ -136,7 +171,7 @@ impl<'u, 'a> Mapper<'u, 'a> {
             device: device.clone(),
             path: Vec::new(),
             matched: Vec::new(),
-            error: None,
+            failed: Vec::new(),
             unet_config: None,
         }
     }
@@ -177,15 +212,15 @@ impl<'u, 'a> Mapper<'u, 'a> {
         })
     }
 
-    /// The sum of `updates` as a tensor of the weight's shape `dims`, or the error naming
-    /// the first that does not fit. burn's linear weights are `[in, out]`, PyTorch's (and
-    /// the update's) `[out, in]`; convolutions are `[out, in, kh, kw]` in both.
+    /// The sum of the `updates` that fit a weight of shape `dims` (as a tensor of that
+    /// shape), the others recorded as failed. burn's linear weights are `[in, out]`,
+    /// PyTorch's (and the update's) `[out, in]`; convolutions are `[out, in, kh, kw]` in both.
     fn delta<const D: usize>(
-        &self,
+        &mut self,
         name: &str,
         updates: &[Update<'_>],
         dims: [usize; D],
-    ) -> Result<Tensor<D>> {
+    ) -> Option<Tensor<D>> {
         let mut sum: Option<Tensor<2>> = None;
         for update in updates {
             let [out, input, kh, kw] = update.module.update_shape();
@@ -197,12 +232,14 @@ impl<'u, 'a> Mapper<'u, 'a> {
                 _ => false,
             };
             if !fits {
-                return Err(LoraError::Shape {
+                let error = LoraError::Shape {
                     path: update.file.path().to_owned(),
                     key: name.to_string(),
                     shape: vec![out, input, kh, kw],
                     reason: format!("does not fit the model's layer of shape {dims:?}"),
-                });
+                };
+                self.failed.push((update.index, update.name.clone(), error));
+                continue;
             }
             let rank = update.module.rank();
             let tensor = |values: &[f32], shape: [usize; 2]| {
@@ -223,10 +260,7 @@ impl<'u, 'a> Mapper<'u, 'a> {
                 None => delta,
             });
         }
-        match sum {
-            Some(sum) => Ok(sum.reshape(dims)),
-            None => Ok(Tensor::zeros(dims, &self.device)),
-        }
+        sum.map(|sum| sum.reshape(dims))
     }
 }
 
@@ -242,7 +276,7 @@ impl ModuleMapper for Mapper<'_, '_> {
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if self.error.is_some() || !(D == 2 || D == 4) {
+        if !(D == 2 || D == 4) {
             return param;
         }
         let names = self.layer_names();
@@ -262,17 +296,12 @@ impl ModuleMapper for Mapper<'_, '_> {
         }
         let dims = param.val().dims();
         match self.delta(&name, &updates, dims) {
-            Ok(delta) => {
-                param.map(|weight| {
-                    let dtype = weight.dtype();
-                    // In f32 and rounded once, whatever the network computes in.
-                    to_dtype(to_dtype(weight, DType::F32) + delta, dtype)
-                })
-            }
-            Err(error) => {
-                self.error = Some(error);
-                param
-            }
+            Some(delta) => param.map(|weight| {
+                let dtype = weight.dtype();
+                // In f32 and rounded once, whatever the network computes in.
+                to_dtype(to_dtype(weight, DType::F32) + delta, dtype)
+            }),
+            None => param,
         }
     }
 }

@@ -250,6 +250,7 @@ impl LoraLibrary {
                 Ok((next, next_report)) => {
                     styled = next;
                     report.unmatched.extend(next_report.unmatched);
+                    report.failed.extend(next_report.failed);
                 }
                 Err(e) => {
                     skipped.push(skip(e.to_string()));
