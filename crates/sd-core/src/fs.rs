@@ -136,6 +136,46 @@ fn process_is_dead(pid: u32) -> bool {
     }
 }
 
+/// The files under `dir` whose extension is one of `extensions` (case-insensitive), in its
+/// subfolders too down to `max_depth` levels (a model folder's layout, without following a
+/// link cycle forever), in the order the system lists them.
+///
+/// # Errors
+/// [`FsError`] naming a folder that cannot be listed.
+pub fn files_with_extensions(
+    dir: &Path,
+    extensions: &[&str],
+    max_depth: usize,
+) -> Result<Vec<PathBuf>, FsError> {
+    let mut out = Vec::new();
+    collect_files(dir, extensions, max_depth, &mut out)?;
+    Ok(out)
+}
+
+fn collect_files(
+    dir: &Path,
+    extensions: &[&str],
+    depth_left: usize,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), FsError> {
+    let io = |source| FsError::new(dir, source);
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.is_dir() {
+            if depth_left > 0 {
+                collect_files(&path, extensions, depth_left - 1, out)?;
+            }
+        } else if path.extension().is_some_and(|e| {
+            extensions
+                .iter()
+                .any(|wanted| e.eq_ignore_ascii_case(wanted))
+        }) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

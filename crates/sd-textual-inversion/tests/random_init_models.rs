@@ -111,3 +111,54 @@ fn training_on_default_initialised_models_keeps_every_loss_finite() {
     }
     eprintln!("{}", report.join("; "));
 }
+
+/// A hypernetwork of every attention width of each model (SD 1.x and 2.x shapes of other
+/// seeds), with LayerNorm and dropout, trains with every loss finite, and the file written
+/// loads back with its step.
+#[test]
+fn hypernetworks_train_on_default_initialised_models() {
+    use sd_textual_inversion::sd_core::hypernetwork::{HypernetworkFile, HypernetworkSettings};
+    use sd_textual_inversion::train::HypernetworkTrainer;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    write_pictures(&data);
+    let device = Device::default().autodiff();
+    for name in MODELS {
+        let model = freeze(StableDiffusion::load(model_path(name), &device).expect("loads"));
+        let settings = HypernetworkSettings {
+            sizes: model.hypernetwork_widths().into_iter().collect(),
+            activation_func: "swish".into(),
+            layer_norm: true,
+            use_dropout: true,
+            dropout_structure: vec![0.0, 0.2, 0.0],
+            ..HypernetworkSettings::default()
+        };
+        let path = dir.path().join("hypernetworks").join(format!("{name}.pt"));
+        HypernetworkFile::new_random(name, &settings, 5)
+            .expect("creates")
+            .write(&path)
+            .expect("writes");
+        let file = HypernetworkFile::read(&path).expect("reads");
+        let mut cfg = config(dir.path(), &data, 4);
+        cfg.hypernetwork_dir = dir.path().join("hypernetworks");
+        cfg.learn_rate = "0.0001".into();
+        cfg.steps = 6;
+        let mut losses = Vec::new();
+        let outcome = HypernetworkTrainer::new(model, file, cfg)
+            .expect("trainer")
+            .run(
+                &mut |event| {
+                    if let TrainEvent::Step { loss, .. } = event {
+                        losses.push(*loss);
+                    }
+                },
+                &CancelToken::new(),
+            )
+            .expect("trains");
+        assert_eq!(outcome.reason, StopReason::Completed, "{name}: {losses:?}");
+        assert!(losses.iter().all(|l| l.is_finite()), "{name}: {losses:?}");
+        let written = HypernetworkFile::read(&outcome.path).expect("written file loads");
+        assert_eq!(written.step, Some(6), "{name}");
+    }
+}

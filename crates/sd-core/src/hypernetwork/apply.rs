@@ -153,7 +153,7 @@ impl HypernetworkLibrary {
         let mut files = Vec::new();
         let dir = dir.as_ref();
         if dir.exists() {
-            collect(dir, 0, &mut files)?;
+            collect(dir, &mut files)?;
         }
         files.sort();
         Ok(Self { files })
@@ -212,22 +212,15 @@ impl HypernetworkLibrary {
     }
 }
 
-fn collect(dir: &Path, depth: usize, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
-    let io = |source| HypernetworkError::Io {
-        path: dir.to_owned(),
-        source,
-    };
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        if path.is_dir() {
-            if depth < 8 {
-                collect(&path, depth + 1, out)?;
-            }
-        } else if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("pt") || e.eq_ignore_ascii_case("safetensors"))
-            && let Some(name) = path.file_stem().and_then(|s| s.to_str())
-        {
+fn collect(dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
+    let files = crate::fs::files_with_extensions(dir, &["pt", "safetensors"], 8).map_err(|e| {
+        HypernetworkError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    })?;
+    for path in files {
+        if let Some(name) = path.file_stem().and_then(|s| s.to_str()) {
             out.push((name.to_owned(), path.clone()));
         }
     }

@@ -42,7 +42,7 @@ impl LoraLibrary {
         let dir = dir.as_ref();
         let mut entries = Vec::new();
         if dir.exists() {
-            collect(dir, 0, &mut entries)?;
+            collect(dir, &mut entries)?;
         }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(Self { entries })
@@ -64,32 +64,23 @@ impl LoraLibrary {
     }
 }
 
-fn collect(dir: &Path, depth: usize, out: &mut Vec<LoraEntry>) -> Result<()> {
-    let io = |source| LoraError::Io {
-        path: dir.to_owned(),
-        source,
-    };
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        if path.is_dir() {
-            if depth < MAX_DEPTH {
-                collect(&path, depth + 1, out)?;
+fn collect(dir: &Path, out: &mut Vec<LoraEntry>) -> Result<()> {
+    let files =
+        crate::fs::files_with_extensions(dir, &["safetensors"], MAX_DEPTH).map_err(|e| {
+            LoraError::Io {
+                path: e.path,
+                source: e.source,
             }
-            continue;
-        }
-        let is_safetensors = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+        })?;
+    for path in files {
         let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
             continue;
         };
-        if is_safetensors {
-            out.push(LoraEntry {
-                name: name.to_owned(),
-                alias: metadata(&path, "ss_output_name"),
-                path,
-            });
-        }
+        out.push(LoraEntry {
+            name: name.to_owned(),
+            alias: metadata(&path, "ss_output_name"),
+            path,
+        });
     }
     Ok(())
 }
